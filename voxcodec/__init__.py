@@ -1,0 +1,10 @@
+"""voxcodec: lossless, bit-exact compression of electron-microscopy volumes with a small network
+trained per block."""
+
+__version__ = "0.1.0"
+
+from .codec import Decoder, Encoder, decode, encode  # noqa: E402
+from .errors import CorruptStreamError, TruncatedStreamError, UnsupportedError, VoxcodecError  # noqa: E402
+
+__all__ = ["encode", "decode", "Encoder", "Decoder", "VoxcodecError", "CorruptStreamError",
+           "TruncatedStreamError", "UnsupportedError", "__version__"]

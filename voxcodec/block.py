@@ -1,0 +1,231 @@
+"""One block: fit its networks, run exact integer inference, entropy-code its voxels.
+
+The data path of a block reads straight through:
+
+    voxels -> centred values -> context features (context.py) -> model fit (training.py)
+    -> exact integer inference (network.py) -> residual tokens and bins -> range coder (entropy.py)
+
+Decoding runs slice by slice and, within a slice, pass by pass: the features of a pass only read
+voxels that earlier passes (or the previous slice) decoded, so the decoder recomputes exactly the
+encoder's predictions and bins.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+import constriction
+import numpy as np
+
+from . import context as ctx
+from .entropy import AdaptiveTables, decode_symbols, encode_symbols, n_tokens, unzigzag, zigzag
+from .errors import CorruptStreamError
+from .network import BlockModel, ModelConfig, group_of, n_inputs
+
+RangeEncoder = constriction.stream.queue.RangeEncoder
+RangeDecoder = constriction.stream.queue.RangeDecoder
+
+
+@dataclass
+class FitOptions:
+    """How hard a block's networks are trained (see :mod:`voxcodec.presets`)."""
+
+    steps: int = 300
+    warm_steps: int = 150
+    batch: int = 1024
+    pool: int = 24576
+    train_slices: int = 6
+    lr: float = 1e-2
+    warm_lr: float = 4e-3
+    seed: int = 0
+    device: str = "cpu"
+    allow_inter: bool = True
+
+
+@dataclass
+class BlockStats:
+    fit_seconds: float = 0.0
+    code_seconds: float = 0.0
+    inter: bool = False
+    train_bits: dict = field(default_factory=dict)
+
+
+def value_range(data: np.ndarray):
+    """Block centre and shift so that ``(x - centre) >> shift`` lies in [-128, 127]."""
+    lo, hi = int(data.min()), int(data.max())
+    shift = 0
+    while (hi - lo) >> shift > 255:
+        shift += 1
+    centre = lo + ((((hi - lo) >> shift) + 1) // 2 << shift)
+    return lo, hi, centre, shift
+
+
+def centred(data: np.ndarray, centre: int, shift: int) -> np.ndarray:
+    return np.clip((data.astype(np.int64) - centre) >> shift, -128, 127).astype(np.float32)
+
+
+def padded(v: np.ndarray, pad: int) -> np.ndarray:
+    out = np.zeros((v.shape[0], v.shape[1] + 2 * pad, v.shape[2] + 2 * pad), np.float32)
+    out[:, pad:pad + v.shape[1], pad:pad + v.shape[2]] = v
+    return out
+
+
+def _group_passes(levels):
+    groups = {}
+    for p in ctx.schedule(levels):
+        groups.setdefault(group_of(p), []).append(p)
+    return groups
+
+
+def fit_block(data, config: ModelConfig, opts: FitOptions, bank=None):
+    """Train the block's networks. Returns (BlockModel, bank, stats); ``bank`` warm-starts the next block."""
+    from . import training  # torch is only needed to encode
+
+    lo, hi, centre, shift = value_range(data)
+    d, h, w = data.shape
+    pad = ctx.pad_width(config.levels)
+    rng = np.random.default_rng(opts.seed)
+    picks = np.unique(np.linspace(0, d - 1, min(d, opts.train_slices)).round().astype(int))
+    inter_ok = opts.allow_inter and d > 1
+    prev_picks = picks[picks > 0] if inter_ok else picks[:0]
+    if inter_ok and prev_picks.size == 0:
+        prev_picks = np.array([1])
+    need = np.unique(np.concatenate([picks, prev_picks - 1, prev_picks]))
+    vol = {int(z): v for z, v in zip(need, padded(centred(data[need], centre, shift), pad))}
+    target = {int(z): (data[z].astype(np.float32) - centre) / 2.0 ** shift for z in need}
+    zero = np.zeros_like(next(iter(vol.values())))
+    groups = _group_passes(config.levels)
+    names = list(groups)
+    pools, n_in = [], []
+    for kind in ("intra", "inter"):
+        zs = picks if kind == "intra" else prev_picks
+        for g in names:
+            xs, ys = [], []
+            for p in groups[g]:
+                for z in zs:
+                    prev = vol[int(z) - 1] if kind == "inter" else zero
+                    f = ctx.gather(vol[int(z)][None], prev[None], p, (h, w), pad, kind == "inter")[:, 0]
+                    xs.append(f)
+                    ys.append(ctx.take(target[int(z)][None], p)[0])
+            x = np.concatenate(xs, axis=1) if xs else np.zeros((0, 0), np.float32)
+            y = np.concatenate(ys) if ys else np.zeros(0, np.float32)
+            if y.size > opts.pool:
+                sel = rng.choice(y.size, opts.pool, replace=False)
+                x, y = x[:, sel], y[sel]
+            pools.append((x, y))
+            n_in.append(n_inputs(groups[g][0], kind == "inter"))
+    if not inter_ok:
+        pools[len(names):] = [(np.zeros((n, 0), np.float32), np.zeros(0, np.float32)) for n in n_in[len(names):]]
+    t0 = time.perf_counter()
+    if bank is None or bank.n_in != n_in or tuple(bank.w2.shape[1:]) != (config.hidden[1], config.hidden[0]):
+        bank = training.NetBank(n_in, config.hidden, seed=opts.seed)
+        for i, g in enumerate(names * 2):
+            p = groups[g][0]
+            if p.inslice:
+                bank.init_skip(i, {k: 0.25 for k in range(4)})
+            elif i >= len(names):
+                bank.init_skip(i, {p.prev.index((0, 0)): 1.0})
+        steps, lr = opts.steps, opts.lr
+    else:
+        bank = copy.deepcopy(bank)
+        steps, lr = opts.warm_steps, opts.warm_lr
+    per_net = training.fit(bank, pools, config, steps, quantum=2.0 ** -shift, batch=opts.batch, lr=lr,
+                           seed=opts.seed, device=opts.device)
+    nets = bank.export()
+    intra = dict(zip(names, nets[:len(names)]))
+    inter = dict(zip(names, nets[len(names):]))
+    stats = BlockStats(fit_seconds=time.perf_counter() - t0)
+    model = BlockModel(config, intra, None)
+    if inter_ok:
+        # keep the inter-slice networks only where their gain pays for their weights
+        sizes = {g: sum(ctx.pass_size((h, w), p) for p in groups[g]) for g in names}
+        gain = sum((per_net[i] - per_net[len(names) + i]) * sizes[g] for i, g in enumerate(names)) * (d - 1)
+        with_inter = BlockModel(config, intra, inter)
+        cost = 8 * (len(with_inter.to_bytes()) - len(model.to_bytes()))
+        stats.train_bits = {"intra": per_net[:len(names)], "inter": per_net[len(names):], "gain_bits": gain,
+                            "inter_cost_bits": cost}
+        if gain > cost:
+            model = with_inter
+    stats.inter = model.inter is not None
+    return model, bank, stats
+
+
+def _pass_outputs(model: BlockModel, p, cur_pad, prev_pad, shape_yx, pad, inter: bool, shift):
+    nets = model.inter if inter else model.intra
+    feats = ctx.gather(cur_pad, prev_pad, p, shape_yx, pad, inter)
+    f, depth, n = feats.shape
+    off, sbin = nets[group_of(p)].infer(feats.reshape(f, depth * n), model.config.bins, shift)
+    return off.reshape(depth, n), sbin.reshape(depth, n)
+
+
+def encode_block(data: np.ndarray, model: BlockModel, chunk_slices: int = 4) -> tuple[bytes, dict]:
+    """Entropy-code ``data`` (depth, H, W) with ``model``. Returns (payload, value-range header fields)."""
+    lo, hi, centre, shift = value_range(data)
+    d, h, w = data.shape
+    cfg = model.config
+    pad = ctx.pad_width(cfg.levels)
+    passes = ctx.schedule(cfg.levels)
+    tables = AdaptiveTables(cfg.bins, n_tokens(2 * (hi - lo)))
+    coder = RangeEncoder()
+    use_inter = model.inter is not None
+    for z0 in range(0, d, chunk_slices):
+        z1 = min(d, z0 + chunk_slices)
+        lo_z = max(z0 - 1, 0)
+        vpad = padded(centred(data[lo_z:z1], centre, shift), pad)
+        cur = vpad[z0 - lo_z:]
+        prev = np.concatenate([np.zeros_like(vpad[:1]), vpad[:-1]])[z0 - lo_z:]
+        per_pass = []
+        for p in passes:
+            x = ctx.take(data[z0:z1], p).astype(np.int64)
+            if use_inter:
+                off, sbin = _pass_outputs(model, p, cur, prev, (h, w), pad, True, shift)
+                if z0 == 0:
+                    o0, s0 = _pass_outputs(model, p, cur[:1], prev[:1], (h, w), pad, False, shift)
+                    off[0], sbin[0] = o0[0], s0[0]
+            else:
+                off, sbin = _pass_outputs(model, p, cur, prev, (h, w), pad, False, shift)
+            pred = np.clip(centre + off, lo, hi)
+            per_pass.append((zigzag(x - pred), sbin))
+        for i in range(z1 - z0):
+            for u, sbin in per_pass:
+                encode_symbols(coder, tables, u[i], sbin[i])
+    payload = coder.get_compressed().tobytes()
+    return payload, {"lo": lo, "hi": hi, "centre": centre, "shift": shift}
+
+
+def decode_block(payload: bytes, model: BlockModel, shape, lo: int, hi: int, centre: int, shift: int,
+                 dtype, block_index=None, out=None) -> np.ndarray:
+    """Decode a block payload into an array of ``shape`` (depth, H, W)."""
+    d, h, w = shape
+    cfg = model.config
+    pad = ctx.pad_width(cfg.levels)
+    passes = ctx.schedule(cfg.levels)
+    if len(payload) % 4:
+        raise CorruptStreamError("payload length is not a multiple of 4", block_index)
+    words = np.frombuffer(payload, np.uint32)
+    if words.size == 0:
+        words = np.zeros(1, np.uint32)  # constriction needs at least one word to start a decoder
+    decoder = RangeDecoder(words)
+    tables = AdaptiveTables(cfg.bins, n_tokens(2 * (hi - lo)))
+    out = np.empty(shape, dtype) if out is None else out
+    prev = np.zeros((1, h + 2 * pad, w + 2 * pad), np.float32)
+    for z in range(d):
+        cur = np.zeros_like(prev)
+        slice_out = out[z:z + 1]
+        inter = model.inter is not None and z > 0
+        for p in passes:
+            off, sbin = _pass_outputs(model, p, cur, prev, (h, w), pad, inter, shift)
+            try:
+                u = decode_symbols(decoder, tables, sbin[0])
+            except (ValueError, RuntimeError, AssertionError) as exc:
+                raise CorruptStreamError(f"entropy decoding failed in slice {z}: {exc}", block_index) from None
+            x = np.clip(centre + off[0], lo, hi) + unzigzag(u)
+            if x.size and (x.min() < lo or x.max() > hi):
+                raise CorruptStreamError(f"decoded values outside the block's range in slice {z}", block_index)
+            x = x[None]
+            ctx.scatter(slice_out, x, p, (h, w))
+            ctx.scatter(cur, np.clip((x - centre) >> shift, -128, 127).astype(np.float32), p, (h, w), pad)
+        prev = cur
+    return out

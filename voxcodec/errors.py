@@ -1,0 +1,27 @@
+"""Exceptions raised by voxcodec. All derive from :class:`VoxcodecError` (a ``ValueError``)."""
+
+
+class VoxcodecError(ValueError):
+    """Base class of every error voxcodec raises on bad input or a bad stream."""
+
+
+class CorruptStreamError(VoxcodecError):
+    """The stream is damaged: a checksum, a length or a field does not match.
+
+    ``block`` is the index of the damaged block, or ``None`` when the damage is outside the blocks
+    (file header, block index).
+    """
+
+    def __init__(self, message: str, block: int | None = None):
+        self.block = block
+        if block is not None:
+            message = f"block {block}: {message}"
+        super().__init__(message)
+
+
+class TruncatedStreamError(CorruptStreamError):
+    """The stream ends early (an interrupted write or copy)."""
+
+
+class UnsupportedError(VoxcodecError):
+    """The input cannot be coded: dtype, shape or options outside what voxcodec supports."""

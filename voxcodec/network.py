@@ -1,0 +1,230 @@
+"""The per-pass predictor network and its exact integer inference.
+
+One small network per pass group predicts, for each voxel of a pass, a value (the mean) and a
+scale bin.  The network is a 1x1-conv stack over gathered context features (a masked conv):
+
+    v  = centred context values, integers in [-128, 127]
+    a1 = clamp(round((W1 v + B1) / 2^s1), 0, 127)        hidden layer 1, int8 weights
+    a2 = clamp(round((W2 a1 + B2) / 2^s2), 0, 127)       hidden layer 2, int8 weights
+    mu = Wmu a2 + Ws v + Bmu                              value, int8 weights plus a linear skip
+    t  = Wsc a2 + Bsc                                     scale bin (clamped to 0..bins-1)
+
+Every product and partial sum is an integer below 2^24 in magnitude (checked in
+:meth:`IntNet.validate`), so the float32 GEMM that computes them is exact whatever the BLAS,
+thread count, summation order or device; shifts, rounding and clamps are done in int64 numpy.
+The float model is trained to compute exactly this (quantization-aware training), see
+:mod:`voxcodec.training`.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .context import Pass
+from .errors import CorruptStreamError
+
+#: fractional bits of the hidden activations (a = value * 2^ACT_BITS)
+ACT_BITS = 5
+#: input scale: a feature value v stands for v / 2^IN_BITS
+IN_BITS = 6
+#: lowest scale (in centred value units) and scale step per bin (a factor of sqrt(2))
+SCALE_MIN = 0.35
+EXACT_LIMIT = 2 ** 24
+
+
+def group_of(p: Pass) -> str:
+    """Passes that share one network: the top lattice, and B/C passes by level (2 and up share)."""
+    if p.name == "T":
+        return "T"
+    return f"{p.name[0]}{min(p.level, 2)}"
+
+
+@dataclass
+class ModelConfig:
+    levels: int = 4
+    hidden: tuple[int, int] = (16, 16)
+    bins: int = 20
+
+    def to_json(self):
+        return {"levels": self.levels, "hidden": list(self.hidden), "bins": self.bins,
+                "act_bits": ACT_BITS, "in_bits": IN_BITS}
+
+    @classmethod
+    def from_json(cls, d):
+        if d.get("act_bits", ACT_BITS) != ACT_BITS or d.get("in_bits", IN_BITS) != IN_BITS:
+            raise CorruptStreamError("stream uses fixed-point settings this voxcodec does not know")
+        return cls(levels=int(d["levels"]), hidden=tuple(int(h) for h in d["hidden"]), bins=int(d["bins"]))
+
+    def validate(self):
+        if not 0 <= self.levels <= 6:
+            raise ValueError(f"levels must be 0..6, got {self.levels}")
+        if len(self.hidden) != 2 or not all(1 <= h <= 64 for h in self.hidden):
+            raise ValueError(f"hidden must be two sizes in 1..64, got {self.hidden}")
+        if not 2 <= self.bins <= 64:
+            raise ValueError(f"bins must be in 2..64, got {self.bins}")
+
+
+_EXP = struct.Struct("<6B")
+
+
+@dataclass
+class IntNet:
+    """Integer parameters of one network. Exponents e: float weight = int weight / 2^e."""
+
+    w1: np.ndarray  # int8 (H1, F)
+    b1: np.ndarray  # int32 (H1,)   units 2^-(e1 + IN_BITS)
+    w2: np.ndarray  # int8 (H2, H1)
+    b2: np.ndarray  # int32 (H2,)   units 2^-(e2 + ACT_BITS)
+    wmu: np.ndarray  # int8 (H2,)
+    ws: np.ndarray  # int8 (F,)
+    bmu: int  # units 2^-fmu
+    wsc: np.ndarray  # int8 (H2,)
+    bsc: int  # units 2^-(esc + ACT_BITS)
+    e: tuple = (1, 1, 1, 1, 1)  # e1, e2, emu, es, esc
+    _f32: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def fmu(self) -> int:
+        _, _, emu, es, _ = self.e
+        return max(emu + ACT_BITS, es + IN_BITS)
+
+    def validate(self):
+        """Check the bounds that make float32 GEMM exact."""
+        h1, f = self.w1.shape
+        h2 = self.w2.shape[0]
+        if f * 127 * 128 >= EXACT_LIMIT or h1 * 127 * 127 >= EXACT_LIMIT or (h2 + f) * 127 * 128 >= EXACT_LIMIT:
+            raise ValueError("network too wide for exact float32 inference")
+        if not all(1 <= e <= 30 for e in self.e):
+            raise CorruptStreamError(f"network exponent out of range: {self.e}")
+
+    def _mats(self):
+        if not self._f32:
+            self._f32.update(
+                w1=self.w1.astype(np.float32), w2=self.w2.astype(np.float32),
+                wout=np.stack([self.wmu, self.wsc]).astype(np.float32), ws=self.ws.astype(np.float32)[None, :])
+        return self._f32
+
+    def infer(self, x: np.ndarray, bins: int, data_shift: int = 0, chunk: int = 1 << 16):
+        """Exact integer inference on features ``x`` (F, N) float32 holding integers.
+
+        Returns ``(offset, bin)``: the predicted value relative to the block centre, in data units
+        (int64), and the scale bin (int64). Columns are independent, so any chunking gives the
+        same result; ``chunk`` only bounds memory.
+        """
+        m = self._mats()
+        e1, e2, emu, es, esc = self.e
+        n = x.shape[1]
+        off = np.empty(n, np.int64)
+        sbin = np.empty(n, np.int64)
+        s1 = e1 + IN_BITS - ACT_BITS
+        fmu = self.fmu
+        b1 = self.b1.astype(np.int64)[:, None] + (1 << (s1 - 1))
+        b2 = self.b2.astype(np.int64)[:, None] + (1 << (e2 - 1))
+        for a in range(0, n, chunk):
+            xc = x[:, a:a + chunk]
+            z1 = (m["w1"] @ xc).astype(np.int64) if xc.shape[0] else np.zeros((self.w1.shape[0], xc.shape[1]), np.int64)
+            a1 = np.clip((z1 + b1) >> s1, 0, 127).astype(np.float32)
+            z2 = (m["w2"] @ a1).astype(np.int64)
+            a2 = np.clip((z2 + b2) >> e2, 0, 127).astype(np.float32)
+            out = (m["wout"] @ a2).astype(np.int64)
+            mu = out[0] << (fmu - emu - ACT_BITS)
+            if xc.shape[0]:
+                mu += (m["ws"] @ xc)[0].astype(np.int64) << (fmu - es - IN_BITS)
+            mu += self.bmu
+            # value units: v = mu / 2^(fmu - IN_BITS); data units: v * 2^data_shift
+            sh = fmu - IN_BITS
+            off[a:a + chunk] = ((mu << data_shift) + (1 << (sh - 1))) >> sh
+            sbin[a:a + chunk] = np.clip((out[1] + self.bsc + (1 << (esc + ACT_BITS - 1))) >> (esc + ACT_BITS), 0, bins - 1)
+        return off, sbin
+
+    # -- serialization -------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        parts = [_EXP.pack(*self.e, 0), struct.pack("<qq", int(self.bmu), int(self.bsc))]
+        for arr in (self.w1, self.w2, self.wmu, self.ws, self.wsc):
+            parts.append(np.ascontiguousarray(arr, np.int8).tobytes())
+        for arr in (self.b1, self.b2):
+            parts.append(np.ascontiguousarray(arr, "<i4").tobytes())
+        return b"".join(parts)
+
+    @classmethod
+    def from_bytes(cls, buf: memoryview, pos: int, n_in: int, hidden) -> tuple["IntNet", int]:
+        h1, h2 = hidden
+
+        def take(count, dtype):
+            nonlocal pos
+            size = count * np.dtype(dtype).itemsize
+            if pos + size > len(buf):
+                raise CorruptStreamError("model section is too short")
+            a = np.frombuffer(buf, dtype, count, pos).copy()
+            pos += size
+            return a
+
+        if pos + _EXP.size + 16 > len(buf):
+            raise CorruptStreamError("model section is too short")
+        e = _EXP.unpack_from(buf, pos)[:5]
+        pos += _EXP.size
+        bmu, bsc = struct.unpack_from("<qq", buf, pos)
+        pos += 16
+        w1 = take(h1 * n_in, np.int8).reshape(h1, n_in)
+        w2 = take(h2 * h1, np.int8).reshape(h2, h1)
+        wmu = take(h2, np.int8)
+        ws = take(n_in, np.int8)
+        wsc = take(h2, np.int8)
+        b1 = take(h1, "<i4").astype(np.int32)
+        b2 = take(h2, "<i4").astype(np.int32)
+        net = cls(w1, b1, w2, b2, wmu, ws, bmu, wsc, bsc, tuple(e))
+        net.validate()
+        return net, pos
+
+
+def n_inputs(p: Pass, inter: bool) -> int:
+    return len(p.inslice) + (len(p.prev) if inter else 0)
+
+
+@dataclass
+class BlockModel:
+    """The networks of one block: ``intra`` (in-slice context only) and optionally ``inter``."""
+
+    config: ModelConfig
+    intra: dict  # group -> IntNet
+    inter: dict | None  # group -> IntNet, None when the block codes every slice intra
+
+    def groups(self):
+        from .context import schedule
+        seen = {}
+        for p in schedule(self.config.levels):
+            seen.setdefault(group_of(p), p)
+        return seen  # group -> representative pass
+
+    def to_bytes(self) -> bytes:
+        parts = [bytes([1 if self.inter is not None else 0])]
+        for g in self.groups():
+            parts.append(self.intra[g].to_bytes())
+        if self.inter is not None:
+            for g in self.groups():
+                parts.append(self.inter[g].to_bytes())
+        return zlib.compress(b"".join(parts), 9)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, config: ModelConfig) -> "BlockModel":
+        try:
+            raw = memoryview(zlib.decompress(data))
+        except zlib.error as exc:
+            raise CorruptStreamError(f"model section does not decompress: {exc}") from None
+        if len(raw) < 1 or raw[0] > 1:
+            raise CorruptStreamError("model section has a bad flag byte")
+        pos = 1
+        model = cls(config, {}, {} if raw[0] else None)
+        for kind in ("intra", "inter"):
+            nets = getattr(model, kind)
+            if nets is None:
+                continue
+            for g, p in model.groups().items():
+                nets[g], pos = IntNet.from_bytes(raw, pos, n_inputs(p, kind == "inter"), config.hidden)
+        if pos != len(raw):
+            raise CorruptStreamError("model section has trailing bytes")
+        return model
