@@ -72,6 +72,11 @@ def padded(v: np.ndarray, pad: int) -> np.ndarray:
     return out
 
 
+def table_class(p) -> int:
+    """Which set of adaptive tables a pass codes with: one per level-0 pass, one for the rest."""
+    return "BCD".index(p.name[0]) + 1 if p.level == 0 and p.name != "T" else 0
+
+
 def _group_passes(levels):
     groups = {}
     for p in ctx.schedule(levels):
@@ -167,7 +172,7 @@ def encode_block(data: np.ndarray, model: BlockModel, chunk_slices: int = 4) -> 
     cfg = model.config
     pad = ctx.pad_width(cfg.levels)
     passes = ctx.schedule(cfg.levels)
-    tables = AdaptiveTables(cfg.bins, n_tokens(2 * (hi - lo)))
+    tables = AdaptiveTables(cfg.bins * 4, n_tokens(2 * (hi - lo)))
     coder = RangeEncoder()
     use_inter = model.inter is not None
     for z0 in range(0, d, chunk_slices):
@@ -187,7 +192,7 @@ def encode_block(data: np.ndarray, model: BlockModel, chunk_slices: int = 4) -> 
             else:
                 off, sbin = _pass_outputs(model, p, cur, prev, (h, w), pad, False, shift)
             pred = np.clip(centre + off, lo, hi)
-            per_pass.append((zigzag(x - pred), sbin))
+            per_pass.append((zigzag(x - pred), sbin + cfg.bins * table_class(p)))
         for i in range(z1 - z0):
             for u, sbin in per_pass:
                 encode_symbols(coder, tables, u[i], sbin[i])
@@ -208,7 +213,7 @@ def decode_block(payload: bytes, model: BlockModel, shape, lo: int, hi: int, cen
     if words.size == 0:
         words = np.zeros(1, np.uint32)  # constriction needs at least one word to start a decoder
     decoder = RangeDecoder(words)
-    tables = AdaptiveTables(cfg.bins, n_tokens(2 * (hi - lo)))
+    tables = AdaptiveTables(cfg.bins * 4, n_tokens(2 * (hi - lo)))
     out = np.empty(shape, dtype) if out is None else out
     prev = np.zeros((1, h + 2 * pad, w + 2 * pad), np.float32)
     for z in range(d):
@@ -218,7 +223,7 @@ def decode_block(payload: bytes, model: BlockModel, shape, lo: int, hi: int, cen
         for p in passes:
             off, sbin = _pass_outputs(model, p, cur, prev, (h, w), pad, inter, shift)
             try:
-                u = decode_symbols(decoder, tables, sbin[0])
+                u = decode_symbols(decoder, tables, sbin[0] + cfg.bins * table_class(p))
             except (ValueError, RuntimeError, AssertionError) as exc:
                 raise CorruptStreamError(f"entropy decoding failed in slice {z}: {exc}", block_index) from None
             x = np.clip(centre + off[0], lo, hi) + unzigzag(u)

@@ -1,16 +1,18 @@
 """Context geometry: the multi-pass order within a slice and the neighbours each pass may see.
 
-A slice is decoded in ``1 + 2 * levels`` passes.  Pass 0 ("top") holds the voxels on the coarse
+A slice is decoded in ``1 + 3 * levels`` passes.  Pass 0 ("top") holds the voxels on the coarse
 lattice of stride ``2**levels``.  Then, for each level ``l`` from ``levels - 1`` down to 0 with
 stride ``s = 2**l``:
 
 * pass ``B_l`` holds the voxels at ``(s, s) mod 2s`` and sees the lattice of stride ``2s``
   (its diagonal neighbours);
-* pass ``C_l`` holds the voxels at ``(0, s)`` and ``(s, 0) mod 2s`` and sees everything on the
-  lattice of stride ``s`` that is not in ``C_l`` (its four direct neighbours and more).
+* pass ``C_l`` holds the voxels at ``(0, s) mod 2s`` and sees the lattice ``2s`` and ``B_l``: its
+  four direct neighbours;
+* pass ``D_l`` holds the voxels at ``(s, 0) mod 2s`` and sees everything on the lattice of stride
+  ``s`` but other ``D_l`` voxels: its four direct and four diagonal neighbours.
 
-Three quarters of all voxels sit in the two passes of level 0 and see their nearest neighbours on
-(nearly) all sides, which is where the in-slice context earns its gain on sectioned EM.
+Three quarters of all voxels sit in the passes of level 0 and see their nearest neighbours on all
+sides, which is where the in-slice context earns its gain on sectioned EM.
 
 Every voxel of a pass sees the same set of relative offsets, so a pass's features are a stack of
 strided views of a padded slice: no per-voxel Python and no fancy indexing.  Offsets falling
@@ -57,15 +59,17 @@ def schedule(levels: int) -> tuple[Pass, ...]:
         raise ValueError(f"levels must be in 0..6, got {levels}")
     top = 2 ** levels
     passes = [Pass("T", levels, ((0, 0, top),), (), _prev_offsets(()))]
+    r = range(-3, 4)
     for level in range(levels - 1, -1, -1):
         s = 2 ** level
-        r = range(-3, 4)
-        b_known = [(dy * s, dx * s) for dy in r for dx in r if dy % 2 and dx % 2]
-        c_known = [(dy * s, dx * s) for dy in r for dx in r if (dy + dx) % 2]
-        b = _nearest(b_known, N_INSLICE)
-        c = _nearest(c_known, N_INSLICE)
+        # in units of s, relative to the voxel: B at (1,1) sees the lattice 2s (odd, odd offsets);
+        # C at (0,1) also sees B (offsets with odd sum); D at (1,0) sees everything but other Ds
+        b = _nearest([(dy * s, dx * s) for dy in r for dx in r if dy % 2 and dx % 2], N_INSLICE)
+        c = _nearest([(dy * s, dx * s) for dy in r for dx in r if (dy + dx) % 2], N_INSLICE)
+        d = _nearest([(dy * s, dx * s) for dy in r for dx in r if dy % 2 or dx % 2], N_INSLICE + 4)
         passes.append(Pass(f"B{level}", level, ((s, s, 2 * s),), b, _prev_offsets(b)))
-        passes.append(Pass(f"C{level}", level, ((0, s, 2 * s), (s, 0, 2 * s)), c, _prev_offsets(c)))
+        passes.append(Pass(f"C{level}", level, ((0, s, 2 * s),), c, _prev_offsets(c)))
+        passes.append(Pass(f"D{level}", level, ((s, 0, 2 * s),), d, _prev_offsets(d)))
     return tuple(passes)
 
 

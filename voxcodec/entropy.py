@@ -23,7 +23,8 @@ DIRECT = 16  # tokens 0..15 code u directly
 SPLIT = 4  # log2(DIRECT)
 MSB = 3  # mantissa bits kept in the token above DIRECT
 INCREMENT = 32  # count added per coded symbol (the flat prior counts 1)
-HALVE_ABOVE = 1 << 24  # counts of a bin are halved when their total passes this
+HALVE_ABOVE = 1 << 21  # counts of a bin are halved when their total passes this
+MIN_RUN = 64  # shortest run of symbols coded with one table state
 
 _UNIFORM = Uniform()
 
@@ -71,7 +72,20 @@ class AdaptiveTables:
 
     def __init__(self, bins: int, tokens: int):
         self.counts = np.ones((bins, tokens), np.int64)
+        self.seen = np.zeros(bins, np.int64)
         self.tokens = tokens
+
+    def chunks(self, b: int, n: int):
+        """Split the next ``n`` symbols of table ``b`` into runs that are each coded with one table
+        state: a run is never longer than what the table has already seen (at least MIN_RUN), so a
+        fresh table learns fast, while a settled one codes whole groups in one call."""
+        start = 0
+        seen = int(self.seen[b])
+        while start < n:
+            run = min(n - start, max(MIN_RUN, seen))
+            yield start, start + run
+            start += run
+            seen += run
 
     def model(self, b: int) -> Categorical:
         c = self.counts[b]
@@ -80,6 +94,7 @@ class AdaptiveTables:
     def update(self, b: int, tok: np.ndarray):
         c = self.counts[b]
         c += INCREMENT * np.bincount(tok, minlength=self.tokens)
+        self.seen[b] += tok.size
         if c.sum() > HALVE_ABOVE:
             self.counts[b] = (c + 1) >> 1
 
@@ -98,9 +113,10 @@ def encode_symbols(coder, tables: AdaptiveTables, u: np.ndarray, bins: np.ndarra
     """Encode residual codes u (one pass of one slice) grouped by bin, then their raw bits."""
     tok, nbits, extra = tokenize(u)
     for b, idx in _groups(bins, tables.counts.shape[0]):
-        t = tok[idx]
-        coder.encode(t, tables.model(b))
-        tables.update(b, t)
+        for a, z in tables.chunks(b, idx.size):
+            t = tok[idx[a:z]]
+            coder.encode(t, tables.model(b))
+            tables.update(b, t)
     raw = nbits > 0
     if raw.any():
         coder.encode(extra[raw].astype(np.int32), _UNIFORM, (np.int64(1) << nbits[raw]).astype(np.int32))
@@ -110,9 +126,10 @@ def decode_symbols(decoder, tables: AdaptiveTables, bins: np.ndarray) -> np.ndar
     """Inverse of :func:`encode_symbols`: returns u for every voxel of the pass."""
     tok = np.empty(bins.size, np.int32)
     for b, idx in _groups(bins, tables.counts.shape[0]):
-        t = np.asarray(decoder.decode(tables.model(b), idx.size), np.int32)
-        tok[idx] = t
-        tables.update(b, t)
+        for a, z in tables.chunks(b, idx.size):
+            t = np.asarray(decoder.decode(tables.model(b), z - a), np.int32)
+            tok[idx[a:z]] = t
+            tables.update(b, t)
     nbits = token_bits(tok)
     extra = np.zeros(bins.size, np.int64)
     raw = nbits > 0
