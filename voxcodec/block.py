@@ -20,6 +20,7 @@ import constriction
 import numpy as np
 
 from . import context as ctx
+from . import palette
 from .entropy import AdaptiveTables, decode_symbols, encode_symbols, n_tokens, unzigzag, zigzag
 from .errors import CorruptStreamError
 from .network import BlockModel, ModelConfig, group_of, n_inputs
@@ -84,6 +85,11 @@ def _group_passes(levels):
     return groups
 
 
+#: blocks smaller than this are not trained: their networks are plain neighbour averages whose
+#: weights cost a few bytes (a trained model would cost more than it saves)
+MIN_TRAIN_VOXELS = 1 << 15
+
+
 def fit_block(data, config: ModelConfig, opts: FitOptions, bank=None):
     """Train the block's networks. Returns (BlockModel, bank, stats); ``bank`` warm-starts the next block."""
     from . import training  # torch is only needed to encode
@@ -124,6 +130,13 @@ def fit_block(data, config: ModelConfig, opts: FitOptions, bank=None):
     if not inter_ok:
         pools[len(names):] = [(np.zeros((n, 0), np.float32), np.zeros(0, np.float32)) for n in n_in[len(names):]]
     t0 = time.perf_counter()
+    if data.size < MIN_TRAIN_VOXELS:
+        bank = training.NetBank(n_in, config.hidden, seed=opts.seed, untrained=True)
+        for i, g in enumerate(names):
+            if groups[g][0].inslice:
+                bank.init_skip(i, {k: 0.25 for k in range(4)})
+        model = BlockModel(config, dict(zip(names, bank.export()[:len(names)])), None)
+        return model, None, BlockStats(fit_seconds=time.perf_counter() - t0)
     if bank is None or bank.n_in != n_in or tuple(bank.w2.shape[1:]) != (config.hidden[1], config.hidden[0]):
         bank = training.NetBank(n_in, config.hidden, seed=opts.seed)
         for i, g in enumerate(names * 2):
@@ -165,8 +178,12 @@ def _pass_outputs(model: BlockModel, p, cur_pad, prev_pad, shape_yx, pad, inter:
     return off.reshape(depth, n), sbin.reshape(depth, n)
 
 
-def encode_block(data: np.ndarray, model: BlockModel, chunk_slices: int = 4) -> tuple[bytes, dict]:
-    """Entropy-code ``data`` (depth, H, W) with ``model``. Returns (payload, value-range header fields)."""
+def encode_block(data: np.ndarray, model: BlockModel, chunk_voxels: int = 1 << 20) -> tuple[bytes, dict]:
+    """Entropy-code ``data`` (depth, H, W) with ``model``.
+
+    Returns ``(payload, fields)``: fields hold the value range for the block header and
+    ``slice_bits``, the payload bits spent on each slice.
+    """
     lo, hi, centre, shift = value_range(data)
     d, h, w = data.shape
     cfg = model.config
@@ -175,6 +192,8 @@ def encode_block(data: np.ndarray, model: BlockModel, chunk_slices: int = 4) -> 
     tables = AdaptiveTables(cfg.bins * 4, n_tokens(2 * (hi - lo)))
     coder = RangeEncoder()
     use_inter = model.inter is not None
+    chunk_slices = max(1, chunk_voxels // max(h * w, 1))
+    slice_bits = []
     for z0 in range(0, d, chunk_slices):
         z1 = min(d, z0 + chunk_slices)
         lo_z = max(z0 - 1, 0)
@@ -191,13 +210,20 @@ def encode_block(data: np.ndarray, model: BlockModel, chunk_slices: int = 4) -> 
                     off[0], sbin[0] = o0[0], s0[0]
             else:
                 off, sbin = _pass_outputs(model, p, cur, prev, (h, w), pad, False, shift)
-            pred = np.clip(centre + off, lo, hi)
-            per_pass.append((zigzag(x - pred), sbin + cfg.bins * table_class(p)))
+            per_pass.append((x, np.clip(centre + off, lo, hi), sbin + cfg.bins * table_class(p)))
         for i in range(z1 - z0):
-            for u, sbin in per_pass:
-                encode_symbols(coder, tables, u[i], sbin[i])
+            before = coder.num_bits()
+            values = palette.choose(data[z0 + i], lo, hi)
+            palette.encode(coder, values, lo, hi)
+            for x, pred, sbin in per_pass:
+                if values is None:
+                    r = x[i] - pred[i]
+                else:
+                    r = np.searchsorted(values, x[i]) - palette.nearest_rank(values, pred[i])
+                encode_symbols(coder, tables, zigzag(r), sbin[i])
+            slice_bits.append(coder.num_bits() - before)
     payload = coder.get_compressed().tobytes()
-    return payload, {"lo": lo, "hi": hi, "centre": centre, "shift": shift}
+    return payload, {"lo": lo, "hi": hi, "centre": centre, "shift": shift, "slice_bits": slice_bits}
 
 
 def decode_block(payload: bytes, model: BlockModel, shape, lo: int, hi: int, centre: int, shift: int,
@@ -220,14 +246,25 @@ def decode_block(payload: bytes, model: BlockModel, shape, lo: int, hi: int, cen
         cur = np.zeros_like(prev)
         slice_out = out[z:z + 1]
         inter = model.inter is not None and z > 0
+        try:
+            values = palette.decode(decoder, lo, hi)
+        except (ValueError, RuntimeError, AssertionError) as exc:
+            raise CorruptStreamError(f"entropy decoding failed in slice {z}: {exc}", block_index) from None
         for p in passes:
             off, sbin = _pass_outputs(model, p, cur, prev, (h, w), pad, inter, shift)
             try:
                 u = decode_symbols(decoder, tables, sbin[0] + cfg.bins * table_class(p))
             except (ValueError, RuntimeError, AssertionError) as exc:
                 raise CorruptStreamError(f"entropy decoding failed in slice {z}: {exc}", block_index) from None
-            x = np.clip(centre + off[0], lo, hi) + unzigzag(u)
-            if x.size and (x.min() < lo or x.max() > hi):
+            pred = np.clip(centre + off[0], lo, hi)
+            if values is None:
+                x = pred + unzigzag(u)
+                bad = x.size and (x.min() < lo or x.max() > hi)
+            else:
+                rank = palette.nearest_rank(values, pred) + unzigzag(u)
+                bad = rank.size and (rank.min() < 0 or rank.max() >= values.size)
+                x = values[np.clip(rank, 0, values.size - 1)]
+            if bad:
                 raise CorruptStreamError(f"decoded values outside the block's range in slice {z}", block_index)
             x = x[None]
             ctx.scatter(slice_out, x, p, (h, w))

@@ -54,6 +54,8 @@ class BlockInfo:
     constant: bool
     fit_seconds: float = 0.0
     code_seconds: float = 0.0
+    #: payload bits of each slice of the block (encoder side only)
+    slice_bits: list | None = None
 
     @property
     def voxels(self):
@@ -165,7 +167,7 @@ class Encoder:
         lo, hi, centre, shift = value_range(data)
         t0 = time.perf_counter()
         fit_s = 0.0
-        flags, model_bytes, payload, inter = 0, b"", b"", False
+        flags, model_bytes, payload, inter, slice_bits = 0, b"", b"", False, [0] * d
         if lo == hi:
             flags |= FLAG_CONSTANT
         else:
@@ -182,7 +184,8 @@ class Encoder:
             inter = model.inter is not None
             flags |= FLAG_INTER if inter else 0
             model_bytes = model.to_bytes()
-            payload, _ = encode_block(data, model)
+            payload, fields = encode_block(data, model)
+            slice_bits = fields["slice_bits"]
         index = len(self.blocks)
         header = BlockHeader(index, self._z, d, y0, x0, h, w, lo, hi, centre, shift, flags, len(model_bytes),
                              len(payload), zlib.crc32(model_bytes + payload), voxel_crc(data))
@@ -190,7 +193,7 @@ class Encoder:
         offset = self._pos
         self._write(record)
         info = BlockInfo(index, self._z, d, y0, x0, h, w, len(record), len(model_bytes), inter,
-                         bool(flags & FLAG_CONSTANT), fit_s, time.perf_counter() - t0 - fit_s)
+                         bool(flags & FLAG_CONSTANT), fit_s, time.perf_counter() - t0 - fit_s, slice_bits)
         self.blocks.append(info)
         self._index.append(IndexEntry(offset, len(record), self._z, d, y0, x0, h, w, 8 * len(record),
                                       len(model_bytes), inter))

@@ -23,8 +23,9 @@ DIRECT = 16  # tokens 0..15 code u directly
 SPLIT = 4  # log2(DIRECT)
 MSB = 3  # mantissa bits kept in the token above DIRECT
 INCREMENT = 32  # count added per coded symbol (the flat prior counts 1)
-HALVE_ABOVE = 1 << 21  # counts of a bin are halved when their total passes this
+HALVE_ABOVE = 1 << 20  # counts of a bin are halved when their total passes this
 MIN_RUN = 64  # shortest run of symbols coded with one table state
+MAX_RUN = 4096  # longest run: tables keep adapting inside large groups
 
 _UNIFORM = Uniform()
 
@@ -78,11 +79,12 @@ class AdaptiveTables:
     def chunks(self, b: int, n: int):
         """Split the next ``n`` symbols of table ``b`` into runs that are each coded with one table
         state: a run is never longer than what the table has already seen (at least MIN_RUN), so a
-        fresh table learns fast, while a settled one codes whole groups in one call."""
+        fresh table learns fast, and never longer than MAX_RUN, so a table follows changes of the
+        data (a noisier slice) within a pass."""
         start = 0
         seen = int(self.seen[b])
         while start < n:
-            run = min(n - start, max(MIN_RUN, seen))
+            run = min(n - start, max(MIN_RUN, min(seen, MAX_RUN)))
             yield start, start + run
             start += run
             seen += run

@@ -39,7 +39,7 @@ def _round_ste(x):
 class NetBank(torch.nn.Module):
     """G networks of identical shape trained together with batched matmuls."""
 
-    def __init__(self, n_in: list[int], hidden, seed: int = 0):
+    def __init__(self, n_in: list[int], hidden, seed: int = 0, untrained: bool = False):
         super().__init__()
         g, f = len(n_in), max(max(n_in), 1)
         h1, h2 = hidden
@@ -62,6 +62,10 @@ class NetBank(torch.nn.Module):
         self.bmu = torch.nn.Parameter(torch.zeros(g))
         self.wsc = rnd(g, h2, scale=0.1)
         self.bsc = torch.nn.Parameter(torch.full((g,), 9.0))
+        if untrained:  # a fixed predictor with compressible weights: hidden layers off
+            with torch.no_grad():
+                for p in (self.w1, self.w2, self.wmu, self.wsc):
+                    p.zero_()
 
     def init_skip(self, index: int, weights: dict[int, float]):
         with torch.no_grad():

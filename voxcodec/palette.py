@@ -1,0 +1,50 @@
+"""Sparse value sets: code a slice's voxels by rank among the values it uses.
+
+Contrast-stretched 8-bit EM slices often use only some of the 256 grey values, and 12- or 14-bit
+detectors written as uint16 use every 16th or 4th value.  When a slice's value set is sparse, the
+encoder sends it as a bitmap over the block's value range and codes each residual in rank space
+(rank of the value minus rank of the used value nearest the prediction): impossible values then
+cost nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import constriction
+
+_UNIFORM = constriction.stream.model.Uniform()
+
+
+def choose(slice_values: np.ndarray, lo: int, hi: int):
+    """The sorted used values of a slice if a palette pays for its bitmap, else None."""
+    vals = np.unique(slice_values)
+    span = int(vals[-1]) - int(vals[0]) + 1
+    if vals.size >= span or hi == lo:
+        return None
+    gain = 0.5 * slice_values.size * np.log2(span / vals.size)
+    return vals.astype(np.int64) if gain > 2 * (hi - lo + 1) else None
+
+
+def encode(coder, values, lo: int, hi: int):
+    coder.encode(np.array([values is not None], np.int32), _UNIFORM, np.array([2], np.int32))
+    if values is not None:
+        bits = np.zeros(hi - lo + 1, np.int32)
+        bits[values - lo] = 1
+        coder.encode(bits, _UNIFORM, np.full(bits.size, 2, np.int32))
+
+
+def decode(decoder, lo: int, hi: int):
+    flag = decoder.decode(_UNIFORM, np.array([2], np.int32))[0]
+    if not flag:
+        return None
+    bits = decoder.decode(_UNIFORM, np.full(hi - lo + 1, 2, np.int32))
+    values = np.flatnonzero(bits).astype(np.int64) + lo
+    return values if values.size else np.array([lo], np.int64)
+
+
+def nearest_rank(values: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Rank of the used value nearest each prediction (ties go to the lower value)."""
+    k = np.clip(np.searchsorted(values, pred), 1, values.size - 1) if values.size > 1 else np.zeros_like(pred)
+    if values.size > 1:
+        k = np.where(pred - values[k - 1] <= values[k] - pred, k - 1, k)
+    return k
