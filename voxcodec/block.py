@@ -42,7 +42,8 @@ class FitOptions:
     warm_lr: float = 4e-3
     seed: int = 0
     device: str = "cpu"
-    allow_inter: bool = True
+    #: inter-slice networks: "auto" keeps them where their gain pays for their weights
+    inter: str = "auto"
 
 
 @dataclass
@@ -90,8 +91,26 @@ def _group_passes(levels):
 MIN_TRAIN_VOXELS = 1 << 15
 
 
-def fit_block(data, config: ModelConfig, opts: FitOptions, bank=None):
-    """Train the block's networks. Returns (BlockModel, bank, stats); ``bank`` warm-starts the next block."""
+def untrained_model(config: ModelConfig) -> BlockModel:
+    """Networks that predict the mean of the four nearest known neighbours, with hidden layers off.
+
+    Their weights compress to a few dozen bytes; small blocks use them when a trained model would
+    cost more than it saves."""
+    from . import training
+
+    groups = _group_passes(config.levels)
+    names = list(groups)
+    bank = training.NetBank([n_inputs(groups[g][0], False) for g in names], config.hidden, untrained=True)
+    for i, g in enumerate(names):
+        if groups[g][0].inslice:
+            bank.init_skip(i, {k: 0.25 for k in range(4)})
+    return BlockModel(config, dict(zip(names, bank.export())), None)
+
+
+def fit_block(data, config: ModelConfig, opts: FitOptions, bank=None, min_voxels: int = MIN_TRAIN_VOXELS):
+    """Train the block's networks. Returns (BlockModel, bank, stats); ``bank`` warm-starts the next block.
+
+    Blocks of fewer than ``min_voxels`` voxels get :func:`untrained_model` (and bank None)."""
     from . import training  # torch is only needed to encode
 
     lo, hi, centre, shift = value_range(data)
@@ -99,7 +118,7 @@ def fit_block(data, config: ModelConfig, opts: FitOptions, bank=None):
     pad = ctx.pad_width(config.levels)
     rng = np.random.default_rng(opts.seed)
     picks = np.unique(np.linspace(0, d - 1, min(d, opts.train_slices)).round().astype(int))
-    inter_ok = opts.allow_inter and d > 1
+    inter_ok = opts.inter != "never" and d > 1
     prev_picks = picks[picks > 0] if inter_ok else picks[:0]
     if inter_ok and prev_picks.size == 0:
         prev_picks = np.array([1])
@@ -130,13 +149,8 @@ def fit_block(data, config: ModelConfig, opts: FitOptions, bank=None):
     if not inter_ok:
         pools[len(names):] = [(np.zeros((n, 0), np.float32), np.zeros(0, np.float32)) for n in n_in[len(names):]]
     t0 = time.perf_counter()
-    if data.size < MIN_TRAIN_VOXELS:
-        bank = training.NetBank(n_in, config.hidden, seed=opts.seed, untrained=True)
-        for i, g in enumerate(names):
-            if groups[g][0].inslice:
-                bank.init_skip(i, {k: 0.25 for k in range(4)})
-        model = BlockModel(config, dict(zip(names, bank.export()[:len(names)])), None)
-        return model, None, BlockStats(fit_seconds=time.perf_counter() - t0)
+    if data.size < min_voxels:
+        return untrained_model(config), None, BlockStats(fit_seconds=time.perf_counter() - t0)
     if bank is None or bank.n_in != n_in or tuple(bank.w2.shape[1:]) != (config.hidden[1], config.hidden[0]):
         bank = training.NetBank(n_in, config.hidden, seed=opts.seed)
         for i, g in enumerate(names * 2):
@@ -164,17 +178,18 @@ def fit_block(data, config: ModelConfig, opts: FitOptions, bank=None):
         cost = 8 * (len(with_inter.to_bytes()) - len(model.to_bytes()))
         stats.train_bits = {"intra": per_net[:len(names)], "inter": per_net[len(names):], "gain_bits": gain,
                             "inter_cost_bits": cost}
-        if gain > cost:
+        if gain > cost or opts.inter == "always":
             model = with_inter
     stats.inter = model.inter is not None
     return model, bank, stats
 
 
-def _pass_outputs(model: BlockModel, p, cur_pad, prev_pad, shape_yx, pad, inter: bool, shift):
+def _pass_outputs(model: BlockModel, p, cur_pad, prev_pad, shape_yx, pad, inter: bool, shift, batch=None):
     nets = model.inter if inter else model.intra
     feats = ctx.gather(cur_pad, prev_pad, p, shape_yx, pad, inter)
     f, depth, n = feats.shape
-    off, sbin = nets[group_of(p)].infer(feats.reshape(f, depth * n), model.config.bins, shift)
+    off, sbin = nets[group_of(p)].infer(feats.reshape(f, depth * n), model.config.bins, shift,
+                                        **({"chunk": batch} if batch else {}))
     return off.reshape(depth, n), sbin.reshape(depth, n)
 
 
@@ -227,8 +242,11 @@ def encode_block(data: np.ndarray, model: BlockModel, chunk_voxels: int = 1 << 2
 
 
 def decode_block(payload: bytes, model: BlockModel, shape, lo: int, hi: int, centre: int, shift: int,
-                 dtype, block_index=None, out=None) -> np.ndarray:
-    """Decode a block payload into an array of ``shape`` (depth, H, W)."""
+                 dtype, block_index=None, out=None, batch=None) -> np.ndarray:
+    """Decode a block payload into an array of ``shape`` (depth, H, W).
+
+    ``batch`` bounds how many voxels one inference call handles (memory only: any value gives the
+    same voxels)."""
     d, h, w = shape
     cfg = model.config
     pad = ctx.pad_width(cfg.levels)
@@ -251,7 +269,7 @@ def decode_block(payload: bytes, model: BlockModel, shape, lo: int, hi: int, cen
         except (ValueError, RuntimeError, AssertionError) as exc:
             raise CorruptStreamError(f"entropy decoding failed in slice {z}: {exc}", block_index) from None
         for p in passes:
-            off, sbin = _pass_outputs(model, p, cur, prev, (h, w), pad, inter, shift)
+            off, sbin = _pass_outputs(model, p, cur, prev, (h, w), pad, inter, shift, batch)
             try:
                 u = decode_symbols(decoder, tables, sbin[0] + cfg.bins * table_class(p))
             except (ValueError, RuntimeError, AssertionError) as exc:

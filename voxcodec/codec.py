@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import __version__
-from .block import decode_block, encode_block, fit_block, value_range
+from .block import MIN_TRAIN_VOXELS, decode_block, encode_block, fit_block, untrained_model, value_range
 from .container import (FLAG_CONSTANT, FLAG_INTER, HEADER_SIZE, BlockHeader, IndexEntry, pack_file_header,
                         pack_index, read_file_header, read_index, voxel_crc)
 from .errors import CorruptStreamError, TruncatedStreamError, UnsupportedError
@@ -24,6 +24,8 @@ DTYPES = (np.dtype("uint8"), np.dtype("uint16"))
 AUTO_BLOCK_VOXELS = 16 * 2 ** 20
 #: slices larger than this are tiled in-plane by default
 AUTO_TILE = 2048
+#: blocks smaller than this are also coded with untrained networks, and the smaller result is kept
+CHECK_UNTRAINED_BELOW = 1 << 21
 
 
 def auto_block_depth(slice_shape) -> int:
@@ -77,11 +79,16 @@ class Encoder:
     (:meth:`getvalue`).  ``block_depth`` defaults to about 16 Mi voxels per block; ``tile`` splits
     large slices in-plane (default: slices above 2048 x 2048 are cut into 2048 x 2048 tiles).
     ``on_block`` is called with a :class:`BlockInfo` after each block is written.
+    ``train``: "auto" trains a model per block but keeps plain neighbour-average networks when they
+    code a small block into fewer bytes; "always" / "never" force one or the other.
+    ``fit_options`` overrides fields of the preset's :class:`~voxcodec.block.FitOptions`
+    (for example ``{"steps": 400, "inter": "always"}``).
     """
 
     def __init__(self, file=None, *, dtype="uint8", slice_shape, preset: str = "default", block_depth=None,
                  tile=None, metadata: dict | None = None, device: str = "cpu", threads: int | None = None,
-                 seed: int = 0, warm_start: bool = True, on_block=None, config: ModelConfig | None = None):
+                 seed: int = 0, warm_start: bool = True, on_block=None, config: ModelConfig | None = None,
+                 train: str = "auto", fit_options: dict | None = None):
         self.dtype = _check_dtype(dtype)
         h, w = (int(s) for s in slice_shape)
         if h < 1 or w < 1:
@@ -92,6 +99,10 @@ class Encoder:
         if config is not None:
             self.config = config
         self.config.validate()
+        for k, v in (fit_options or {}).items():
+            if not hasattr(self.opts, k):
+                raise ValueError(f"unknown fit option {k!r}")
+            setattr(self.opts, k, v)
         self.opts.device, self.opts.seed = device, seed
         self.block_depth = int(block_depth) if block_depth else auto_block_depth(self.slice_shape)
         if self.block_depth < 1:
@@ -101,6 +112,9 @@ class Encoder:
         self.tile = (min(int(tile[0]), h), min(int(tile[1]), w))
         if min(self.tile) < 1:
             raise ValueError("tile sizes must be at least 1")
+        if train not in ("auto", "always", "never"):
+            raise ValueError(f"train must be 'auto', 'always' or 'never', got {train!r}")
+        self.train = train
         self.threads = threads
         self.warm_start = warm_start
         self.on_block = on_block
@@ -170,21 +184,34 @@ class Encoder:
         flags, model_bytes, payload, inter, slice_bits = 0, b"", b"", False, [0] * d
         if lo == hi:
             flags |= FLAG_CONSTANT
+        elif self.train == "never":
+            model = untrained_model(self.config)
+            model_bytes = model.to_bytes()
+            payload, fields = encode_block(data, model)
+            slice_bits = fields["slice_bits"]
         else:
             old = torch.get_num_threads()
             if self.threads:
                 torch.set_num_threads(self.threads)
             try:
                 bank = self._banks.get((y0, x0)) if self.warm_start else None
-                model, bank, stats = fit_block(data, self.config, self.opts, bank)
+                model, bank, stats = fit_block(data, self.config, self.opts, bank,
+                                               min_voxels=1 if self.train == "always" else MIN_TRAIN_VOXELS)
             finally:
                 torch.set_num_threads(old)
             self._banks[(y0, x0)] = bank
             fit_s = time.perf_counter() - t0
-            inter = model.inter is not None
-            flags |= FLAG_INTER if inter else 0
             model_bytes = model.to_bytes()
             payload, fields = encode_block(data, model)
+            if data.size < CHECK_UNTRAINED_BELOW and bank is not None and self.train == "auto":
+                # small block: keep the trained model only if it pays for its weights
+                plain = untrained_model(self.config)
+                plain_bytes = plain.to_bytes()
+                plain_payload, plain_fields = encode_block(data, plain)
+                if len(plain_bytes) + len(plain_payload) < len(model_bytes) + len(payload):
+                    model, model_bytes, payload, fields = plain, plain_bytes, plain_payload, plain_fields
+            inter = model.inter is not None
+            flags = FLAG_INTER if inter else 0
             slice_bits = fields["slice_bits"]
         index = len(self.blocks)
         header = BlockHeader(index, self._z, d, y0, x0, h, w, lo, hi, centre, shift, flags, len(model_bytes),
@@ -236,10 +263,12 @@ class Decoder:
     """Random-access reader of a ``.vxc`` stream (bytes, a path or a seekable binary file).
 
     ``salvage=True`` reads a stream whose end is missing (an interrupted write) by scanning its
-    complete blocks; their checksums are still verified.
+    complete blocks; their checksums are still verified.  ``batch`` caps the voxels per inference
+    call (memory only; the result never depends on it).
     """
 
-    def __init__(self, source, *, salvage: bool = False):
+    def __init__(self, source, *, salvage: bool = False, batch: int | None = None):
+        self.batch = batch
         if isinstance(source, (bytes, bytearray, memoryview)):
             self._f = io.BytesIO(bytes(source))
         elif isinstance(source, (str, os.PathLike)):
@@ -332,7 +361,7 @@ class Decoder:
             if bool(hd.flags & FLAG_INTER) != (model.inter is not None):
                 raise CorruptStreamError("block flags disagree with its model", i)
             out = decode_block(body[hd.model_len:], model, hd.shape, hd.lo, hd.hi, hd.centre, hd.shift,
-                               self.dtype, block_index=i)
+                               self.dtype, block_index=i, batch=self.batch)
         if voxel_crc(out) != hd.voxel_crc:
             raise CorruptStreamError("decoded voxels do not match their checksum", i)
         return out
@@ -375,7 +404,7 @@ class Decoder:
 
 
 def encode(array, *, preset: str = "default", block_depth=None, tile=None, metadata=None, device="cpu",
-           threads=None, seed: int = 0) -> bytes:
+           threads=None, seed: int = 0, train: str = "auto", fit_options: dict | None = None) -> bytes:
     """Encode a (Z, Y, X) uint8 or uint16 array into a ``.vxc`` stream (bytes).
 
     2-D arrays are treated as a single slice.
@@ -387,7 +416,8 @@ def encode(array, *, preset: str = "default", block_depth=None, tile=None, metad
         raise UnsupportedError(f"expected a 3-D (z, y, x) array, got {a.ndim} dimensions")
     _check_dtype(a.dtype)
     enc = Encoder(None, dtype=a.dtype, slice_shape=a.shape[1:], preset=preset, block_depth=block_depth, tile=tile,
-                  metadata=metadata, device=device, threads=threads, seed=seed)
+                  metadata=metadata, device=device, threads=threads, seed=seed, train=train,
+                  fit_options=fit_options)
     enc.write(a)
     return enc.getvalue()
 

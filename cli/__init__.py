@@ -1,0 +1,1 @@
+"""Command-line tools of voxcodec (installed as the ``voxcodec`` console script)."""

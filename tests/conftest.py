@@ -1,0 +1,43 @@
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voxcodec.volume_io import sample_volume
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def sample():
+    return sample_volume()
+
+
+@pytest.fixture(scope="session")
+def em_u8(sample):
+    """A real FIB-SEM crop big enough to train on (one block of 12 x 96 x 96)."""
+    return np.ascontiguousarray(sample[:12, :96, :96])
+
+
+@pytest.fixture(scope="session")
+def em_stream(em_u8):
+    """A trained two-block stream of em_u8 (with inter-slice networks) and the encoder's block infos."""
+    import voxcodec
+
+    enc = voxcodec.Encoder(None, slice_shape=em_u8.shape[1:], block_depth=6, train="always",
+                           fit_options={"steps": 60, "warm_steps": 30, "inter": "always"}, threads=1)
+    enc.write(em_u8)
+    return enc.getvalue(), enc.blocks
+
+
+def run_python(code: str, env_extra=None) -> str:
+    """Run code in a fresh interpreter (own BLAS / torch thread pools); return its stdout."""
+    import subprocess
+
+    env = dict(os.environ)
+    env.update(env_extra or {})
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr
+    return res.stdout
