@@ -45,7 +45,7 @@ def test_float32_inference_equals_int64_reference(em_stream):
     model = voxcodec.network.BlockModel.from_bytes(dec._f.read(hd.model_len), dec.config)
     rng = np.random.default_rng(0)
     for kind in ("intra", "inter"):
-        for p in ctx.schedule(dec.config.levels):
+        for p in ctx.schedule(dec.config.levels, dec.config.neighbours):
             net = getattr(model, kind)[voxcodec.network.group_of(p)]
             f = net.w1.shape[1]
             # extreme inputs too: every feature at -128 or 127
@@ -133,10 +133,10 @@ def test_decoder_never_reads_unknown_positions(em_stream, em_u8):
 
 def test_every_offset_is_known_when_read():
     """Simulate the decoding order on a lattice and check each pass only reads decoded positions."""
-    for levels in (0, 1, 2, 4):
+    for levels, neighbours in [(0, 12), (1, 4), (2, 16), (4, 12), (4, 16)]:
         h, w = 37, 45
         known = np.zeros((h, w), bool)
-        for p in ctx.schedule(levels):
+        for p in ctx.schedule(levels, neighbours):
             mine = np.zeros((h, w), bool)
             for y0, x0, step in p.grids:
                 mine[y0::step, x0::step] = True

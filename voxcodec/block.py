@@ -79,9 +79,9 @@ def table_class(p) -> int:
     return "BCD".index(p.name[0]) + 1 if p.level == 0 and p.name != "T" else 0
 
 
-def _group_passes(levels):
+def _group_passes(config):
     groups = {}
-    for p in ctx.schedule(levels):
+    for p in ctx.schedule(config.levels, config.neighbours):
         groups.setdefault(group_of(p), []).append(p)
     return groups
 
@@ -98,7 +98,7 @@ def untrained_model(config: ModelConfig) -> BlockModel:
     cost more than it saves."""
     from . import training
 
-    groups = _group_passes(config.levels)
+    groups = _group_passes(config)
     names = list(groups)
     bank = training.NetBank([n_inputs(groups[g][0], False) for g in names], config.hidden, untrained=True)
     for i, g in enumerate(names):
@@ -126,7 +126,7 @@ def fit_block(data, config: ModelConfig, opts: FitOptions, bank=None, min_voxels
     vol = {int(z): v for z, v in zip(need, padded(centred(data[need], centre, shift), pad))}
     target = {int(z): (data[z].astype(np.float32) - centre) / 2.0 ** shift for z in need}
     zero = np.zeros_like(next(iter(vol.values())))
-    groups = _group_passes(config.levels)
+    groups = _group_passes(config)
     names = list(groups)
     pools, n_in = [], []
     for kind in ("intra", "inter"):
@@ -142,7 +142,7 @@ def fit_block(data, config: ModelConfig, opts: FitOptions, bank=None, min_voxels
             x = np.concatenate(xs, axis=1) if xs else np.zeros((0, 0), np.float32)
             y = np.concatenate(ys) if ys else np.zeros(0, np.float32)
             if y.size > opts.pool:
-                sel = rng.choice(y.size, opts.pool, replace=False)
+                sel = rng.integers(0, y.size, opts.pool)
                 x, y = x[:, sel], y[sel]
             pools.append((x, y))
             n_in.append(n_inputs(groups[g][0], kind == "inter"))
@@ -193,22 +193,19 @@ def _pass_outputs(model: BlockModel, p, cur_pad, prev_pad, shape_yx, pad, inter:
     return off.reshape(depth, n), sbin.reshape(depth, n)
 
 
-def encode_block(data: np.ndarray, model: BlockModel, chunk_voxels: int = 1 << 20) -> tuple[bytes, dict]:
-    """Entropy-code ``data`` (depth, H, W) with ``model``.
+def block_predictions(data: np.ndarray, model: BlockModel, chunk_voxels: int = 1 << 20):
+    """Encoder-side predictions of a whole block, a few slices at a time.
 
-    Returns ``(payload, fields)``: fields hold the value range for the block header and
-    ``slice_bits``, the payload bits spent on each slice.
+    Yields ``(z0, z1, passes)`` where ``passes`` holds, for each pass of the schedule, the arrays
+    ``(values, prediction, table)`` of shape (z1 - z0, voxels of the pass): what the decoder will
+    compute for those slices (the encoder knows every voxel, so it batches slices together).
     """
     lo, hi, centre, shift = value_range(data)
     d, h, w = data.shape
     cfg = model.config
     pad = ctx.pad_width(cfg.levels)
-    passes = ctx.schedule(cfg.levels)
-    tables = AdaptiveTables(cfg.bins * 4, n_tokens(2 * (hi - lo)))
-    coder = RangeEncoder()
     use_inter = model.inter is not None
     chunk_slices = max(1, chunk_voxels // max(h * w, 1))
-    slice_bits = []
     for z0 in range(0, d, chunk_slices):
         z1 = min(d, z0 + chunk_slices)
         lo_z = max(z0 - 1, 0)
@@ -216,29 +213,61 @@ def encode_block(data: np.ndarray, model: BlockModel, chunk_voxels: int = 1 << 2
         cur = vpad[z0 - lo_z:]
         prev = np.concatenate([np.zeros_like(vpad[:1]), vpad[:-1]])[z0 - lo_z:]
         per_pass = []
-        for p in passes:
+        for p in ctx.schedule(cfg.levels, cfg.neighbours):
             x = ctx.take(data[z0:z1], p).astype(np.int64)
             if use_inter:
                 off, sbin = _pass_outputs(model, p, cur, prev, (h, w), pad, True, shift)
-                if z0 == 0:
+                if z0 == 0:  # the first slice of a block has no slice before it
                     o0, s0 = _pass_outputs(model, p, cur[:1], prev[:1], (h, w), pad, False, shift)
                     off[0], sbin[0] = o0[0], s0[0]
             else:
                 off, sbin = _pass_outputs(model, p, cur, prev, (h, w), pad, False, shift)
             per_pass.append((x, np.clip(centre + off, lo, hi), sbin + cfg.bins * table_class(p)))
+        yield z0, z1, per_pass
+
+
+def encode_block(data: np.ndarray, model: BlockModel) -> tuple[bytes, dict]:
+    """Entropy-code ``data`` (depth, H, W) with ``model``.
+
+    Returns ``(payload, fields)``: fields hold the value range for the block header and
+    ``slice_bits``, the payload bits spent on each slice.
+    """
+    lo, hi, centre, shift = value_range(data)
+    tables = AdaptiveTables(model.config.bins * 4, n_tokens(2 * (hi - lo)))
+    coder = RangeEncoder()
+    slice_bits = []
+    for z0, z1, per_pass in block_predictions(data, model):
         for i in range(z1 - z0):
             before = coder.num_bits()
             values = palette.choose(data[z0 + i], lo, hi)
             palette.encode(coder, values, lo, hi)
-            for x, pred, sbin in per_pass:
-                if values is None:
+            lut = None if values is None else palette.Lookup(values, lo, hi)
+            for x, pred, table in per_pass:
+                if lut is None:
                     r = x[i] - pred[i]
                 else:
-                    r = np.searchsorted(values, x[i]) - palette.nearest_rank(values, pred[i])
-                encode_symbols(coder, tables, zigzag(r), sbin[i])
+                    r = lut.residual(x[i], pred[i])
+                encode_symbols(coder, tables, zigzag(r), table[i])
             slice_bits.append(coder.num_bits() - before)
     payload = coder.get_compressed().tobytes()
     return payload, {"lo": lo, "hi": hi, "centre": centre, "shift": shift, "slice_bits": slice_bits}
+
+
+def predict_slice(data: np.ndarray, model: BlockModel, z: int):
+    """The model's view of slice ``z`` of a block: (prediction, scale bin), each (H, W).
+
+    For figures and analysis; the scale of bin b is ``SCALE_MIN * 2**(b / 2) * 2**shift``.
+    """
+    d, h, w = data.shape
+    pred = np.zeros((h, w), np.int64)
+    sbin = np.zeros((h, w), np.int64)
+    for z0, z1, per_pass in block_predictions(data, model):
+        if z0 <= z < z1:
+            for p, (_, pr, table) in zip(ctx.schedule(model.config.levels, model.config.neighbours), per_pass):
+                ctx.scatter(pred[None], pr[z - z0:z - z0 + 1], p, (h, w))
+                ctx.scatter(sbin[None], table[z - z0:z - z0 + 1] % model.config.bins, p, (h, w))
+            break
+    return pred, sbin
 
 
 def decode_block(payload: bytes, model: BlockModel, shape, lo: int, hi: int, centre: int, shift: int,
@@ -250,7 +279,7 @@ def decode_block(payload: bytes, model: BlockModel, shape, lo: int, hi: int, cen
     d, h, w = shape
     cfg = model.config
     pad = ctx.pad_width(cfg.levels)
-    passes = ctx.schedule(cfg.levels)
+    passes = ctx.schedule(cfg.levels, cfg.neighbours)
     if len(payload) % 4:
         raise CorruptStreamError("payload length is not a multiple of 4", block_index)
     words = np.frombuffer(payload, np.uint32)
@@ -268,6 +297,7 @@ def decode_block(payload: bytes, model: BlockModel, shape, lo: int, hi: int, cen
             values = palette.decode(decoder, lo, hi)
         except (ValueError, RuntimeError, AssertionError) as exc:
             raise CorruptStreamError(f"entropy decoding failed in slice {z}: {exc}", block_index) from None
+        lut = None if values is None else palette.Lookup(values, lo, hi)
         for p in passes:
             off, sbin = _pass_outputs(model, p, cur, prev, (h, w), pad, inter, shift, batch)
             try:
@@ -275,13 +305,12 @@ def decode_block(payload: bytes, model: BlockModel, shape, lo: int, hi: int, cen
             except (ValueError, RuntimeError, AssertionError) as exc:
                 raise CorruptStreamError(f"entropy decoding failed in slice {z}: {exc}", block_index) from None
             pred = np.clip(centre + off[0], lo, hi)
-            if values is None:
+            if lut is None:
                 x = pred + unzigzag(u)
                 bad = x.size and (x.min() < lo or x.max() > hi)
             else:
-                rank = palette.nearest_rank(values, pred) + unzigzag(u)
-                bad = rank.size and (rank.min() < 0 or rank.max() >= values.size)
-                x = values[np.clip(rank, 0, values.size - 1)]
+                x, ok = lut.value(pred, unzigzag(u))
+                bad = not ok
             if bad:
                 raise CorruptStreamError(f"decoded values outside the block's range in slice {z}", block_index)
             x = x[None]

@@ -26,7 +26,7 @@ from functools import lru_cache
 
 import numpy as np
 
-#: number of nearest known in-slice neighbours each pass sees
+#: default number of nearest known in-slice neighbours a B or C pass sees (D passes see 4 more)
 N_INSLICE = 12
 
 
@@ -53,10 +53,13 @@ def _prev_offsets(inslice):
 
 
 @lru_cache(maxsize=None)
-def schedule(levels: int) -> tuple[Pass, ...]:
-    """The passes of one slice, in decoding order."""
+def schedule(levels: int, neighbours: int = N_INSLICE) -> tuple[Pass, ...]:
+    """The passes of one slice, in decoding order; each sees its ``neighbours`` nearest known
+    in-slice voxels (``neighbours + 4`` for D passes, at most what a 7 x 7 window holds)."""
     if not 0 <= levels <= 6:
         raise ValueError(f"levels must be in 0..6, got {levels}")
+    if not 4 <= neighbours <= 24:
+        raise ValueError(f"neighbours must be in 4..24, got {neighbours}")
     top = 2 ** levels
     passes = [Pass("T", levels, ((0, 0, top),), (), _prev_offsets(()))]
     r = range(-3, 4)
@@ -64,9 +67,9 @@ def schedule(levels: int) -> tuple[Pass, ...]:
         s = 2 ** level
         # in units of s, relative to the voxel: B at (1,1) sees the lattice 2s (odd, odd offsets);
         # C at (0,1) also sees B (offsets with odd sum); D at (1,0) sees everything but other Ds
-        b = _nearest([(dy * s, dx * s) for dy in r for dx in r if dy % 2 and dx % 2], N_INSLICE)
-        c = _nearest([(dy * s, dx * s) for dy in r for dx in r if (dy + dx) % 2], N_INSLICE)
-        d = _nearest([(dy * s, dx * s) for dy in r for dx in r if dy % 2 or dx % 2], N_INSLICE + 4)
+        b = _nearest([(dy * s, dx * s) for dy in r for dx in r if dy % 2 and dx % 2], neighbours)
+        c = _nearest([(dy * s, dx * s) for dy in r for dx in r if (dy + dx) % 2], neighbours)
+        d = _nearest([(dy * s, dx * s) for dy in r for dx in r if dy % 2 or dx % 2], neighbours + 4)
         passes.append(Pass(f"B{level}", level, ((s, s, 2 * s),), b, _prev_offsets(b)))
         passes.append(Pass(f"C{level}", level, ((0, s, 2 * s),), c, _prev_offsets(c)))
         passes.append(Pass(f"D{level}", level, ((s, 0, 2 * s),), d, _prev_offsets(d)))

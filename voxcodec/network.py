@@ -46,18 +46,20 @@ def group_of(p: Pass) -> str:
 @dataclass
 class ModelConfig:
     levels: int = 4
-    hidden: tuple[int, int] = (16, 16)
+    hidden: tuple[int, int] = (8, 8)
     bins: int = 20
+    neighbours: int = 12
 
     def to_json(self):
         return {"levels": self.levels, "hidden": list(self.hidden), "bins": self.bins,
-                "act_bits": ACT_BITS, "in_bits": IN_BITS}
+                "neighbours": self.neighbours, "act_bits": ACT_BITS, "in_bits": IN_BITS}
 
     @classmethod
     def from_json(cls, d):
         if d.get("act_bits", ACT_BITS) != ACT_BITS or d.get("in_bits", IN_BITS) != IN_BITS:
             raise CorruptStreamError("stream uses fixed-point settings this voxcodec does not know")
-        return cls(levels=int(d["levels"]), hidden=tuple(int(h) for h in d["hidden"]), bins=int(d["bins"]))
+        return cls(levels=int(d["levels"]), hidden=tuple(int(h) for h in d["hidden"]), bins=int(d["bins"]),
+                   neighbours=int(d.get("neighbours", 12)))
 
     def validate(self):
         if not 0 <= self.levels <= 6:
@@ -66,6 +68,8 @@ class ModelConfig:
             raise ValueError(f"hidden must be two sizes in 1..64, got {self.hidden}")
         if not 2 <= self.bins <= 64:
             raise ValueError(f"bins must be in 2..64, got {self.bins}")
+        if not 4 <= self.neighbours <= 16:
+            raise ValueError(f"neighbours must be in 4..16, got {self.neighbours}")
 
 
 _EXP = struct.Struct("<6B")
@@ -98,14 +102,26 @@ class IntNet:
         h2 = self.w2.shape[0]
         if f * 127 * 128 >= EXACT_LIMIT or h1 * 127 * 127 >= EXACT_LIMIT or (h2 + f) * 127 * 128 >= EXACT_LIMIT:
             raise ValueError("network too wide for exact float32 inference")
-        if not all(1 <= e <= 30 for e in self.e):
+        if not all(1 <= e <= 20 for e in self.e):
             raise CorruptStreamError(f"network exponent out of range: {self.e}")
 
     def _mats(self):
+        """float32 weights, and the hidden biases (rounding half added) as int32 column vectors.
+
+        A bias beyond +-2^30 is clipped to +-2^30: with |W v| < 2^24 and shifts of at most 21 bits
+        the activation saturates (0 or 127) either way, so the result is unchanged and int32 holds
+        every sum."""
         if not self._f32:
+            e1, e2 = self.e[0], self.e[1]
+            s1 = e1 + IN_BITS - ACT_BITS
+
+            def bias(b, s):
+                return (np.clip(b.astype(np.int64), -2 ** 30, 2 ** 30) + (1 << (s - 1))).astype(np.int32)[:, None]
+
             self._f32.update(
                 w1=self.w1.astype(np.float32), w2=self.w2.astype(np.float32),
-                wout=np.stack([self.wmu, self.wsc]).astype(np.float32), ws=self.ws.astype(np.float32)[None, :])
+                wout=np.stack([self.wmu, self.wsc]).astype(np.float32), ws=self.ws.astype(np.float32)[None, :],
+                b1=bias(self.b1, s1), b2=bias(self.b2, e2))
         return self._f32
 
     def infer(self, x: np.ndarray, bins: int, data_shift: int = 0, chunk: int = 1 << 16):
@@ -122,23 +138,34 @@ class IntNet:
         sbin = np.empty(n, np.int64)
         s1 = e1 + IN_BITS - ACT_BITS
         fmu = self.fmu
-        b1 = self.b1.astype(np.int64)[:, None] + (1 << (s1 - 1))
-        b2 = self.b2.astype(np.int64)[:, None] + (1 << (e2 - 1))
+        sh = fmu - IN_BITS
         for a in range(0, n, chunk):
             xc = x[:, a:a + chunk]
-            z1 = (m["w1"] @ xc).astype(np.int64) if xc.shape[0] else np.zeros((self.w1.shape[0], xc.shape[1]), np.int64)
-            a1 = np.clip((z1 + b1) >> s1, 0, 127).astype(np.float32)
-            z2 = (m["w2"] @ a1).astype(np.int64)
-            a2 = np.clip((z2 + b2) >> e2, 0, 127).astype(np.float32)
+            if xc.shape[0]:
+                z1 = (m["w1"] @ xc).astype(np.int32)
+            else:
+                z1 = np.zeros((self.w1.shape[0], xc.shape[1]), np.int32)
+            z1 += m["b1"]
+            z1 >>= s1
+            a1 = np.clip(z1, 0, 127, out=z1).astype(np.float32)
+            z2 = (m["w2"] @ a1).astype(np.int32)
+            z2 += m["b2"]
+            z2 >>= e2
+            a2 = np.clip(z2, 0, 127, out=z2).astype(np.float32)
             out = (m["wout"] @ a2).astype(np.int64)
             mu = out[0] << (fmu - emu - ACT_BITS)
             if xc.shape[0]:
                 mu += (m["ws"] @ xc)[0].astype(np.int64) << (fmu - es - IN_BITS)
             mu += self.bmu
             # value units: v = mu / 2^(fmu - IN_BITS); data units: v * 2^data_shift
-            sh = fmu - IN_BITS
-            off[a:a + chunk] = ((mu << data_shift) + (1 << (sh - 1))) >> sh
-            sbin[a:a + chunk] = np.clip((out[1] + self.bsc + (1 << (esc + ACT_BITS - 1))) >> (esc + ACT_BITS), 0, bins - 1)
+            mu <<= data_shift
+            mu += 1 << (sh - 1)
+            mu >>= sh
+            off[a:a + chunk] = mu
+            t = out[1]
+            t += self.bsc + (1 << (esc + ACT_BITS - 1))
+            t >>= esc + ACT_BITS
+            sbin[a:a + chunk] = np.clip(t, 0, bins - 1, out=t)
         return off, sbin
 
     # -- serialization -------------------------------------------------------------------------
@@ -196,7 +223,7 @@ class BlockModel:
     def groups(self):
         from .context import schedule
         seen = {}
-        for p in schedule(self.config.levels):
+        for p in schedule(self.config.levels, self.config.neighbours):
             seen.setdefault(group_of(p), p)
         return seen  # group -> representative pass
 

@@ -48,3 +48,23 @@ def nearest_rank(values: np.ndarray, pred: np.ndarray) -> np.ndarray:
     if values.size > 1:
         k = np.where(pred - values[k - 1] <= values[k] - pred, k - 1, k)
     return k
+
+
+class Lookup:
+    """Rank tables of a palette over the block's range [lo, hi]: O(1) per voxel."""
+
+    def __init__(self, values: np.ndarray, lo: int, hi: int):
+        self.values, self.lo = values, lo
+        span = np.arange(lo, hi + 1, dtype=np.int64)
+        self.nearest = nearest_rank(values, span)
+        self.rank = np.searchsorted(values, span)
+
+    def residual(self, x, pred):
+        """Rank of each value minus rank of the palette value nearest its prediction."""
+        return self.rank[x - self.lo] - self.nearest[pred - self.lo]
+
+    def value(self, pred, r):
+        """Inverse of :meth:`residual`; also returns whether every rank is inside the palette."""
+        rank = self.nearest[pred - self.lo] + r
+        ok = rank.size == 0 or (rank.min() >= 0 and rank.max() < self.values.size)
+        return self.values[np.clip(rank, 0, self.values.size - 1)], ok
