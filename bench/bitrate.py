@@ -159,6 +159,17 @@ def write_markdown(results: dict, path: Path):
     path.write_text("\n".join(lines) + "\n")
 
 
+COLORS = {"voxcodec-fast": "#f2a0a0", "voxcodec-default": "crimson", "voxcodec-max": "#6b0016",
+          "png": "#8c8c8c", "jpegxl-e7": "#1f77b4", "jpegxl-e9": "#0b3d6b", "jpegls": "#2ca02c",
+          "webp-ll": "#9467bd", "jpeg2k-ll": "#8c564b", "zstd-19": "#bcbd22", "xz-9": "#17becf"}
+
+
+def _color(codec, i):
+    import matplotlib.pyplot as plt
+
+    return COLORS.get(codec, plt.get_cmap("tab20")(i % 20))
+
+
 def plot_bitrate(results: dict, path: Path):
     import matplotlib
 
@@ -171,12 +182,10 @@ def plot_bitrate(results: dict, path: Path):
     by = {(r["volume"], r["codec"]): r for r in recs}
     fig, ax = plt.subplots(figsize=(max(7, 1.9 * len(vols) + 2), 4.6))
     width = 0.8 / len(codecs)
-    cmap = plt.get_cmap("tab10")
     for i, c in enumerate(codecs):
         xs = [j + (i - (len(codecs) - 1) / 2) * width for j in range(len(vols))]
         ys = [by[(v, c)]["bits_per_voxel"] if (v, c) in by else np.nan for v in vols]
-        color = "crimson" if c.startswith("voxcodec") and c.endswith("default") else cmap(i % 10)
-        ax.bar(xs, ys, width, label=c, color=color, edgecolor="black" if c.startswith("voxcodec") else "none",
+        ax.bar(xs, ys, width, label=c, color=_color(c, i), edgecolor="black" if c.startswith("voxcodec") else "none",
                linewidth=0.8)
     bits = 16 if any(r["dtype"] == "uint16" for r in recs) else 8
     ax.axhline(bits, color="black", linestyle="--", linewidth=1)
@@ -204,17 +213,18 @@ def plot_slices(results: dict, path: Path):
         return
     fig, axes = plt.subplots(len(vols), 1, figsize=(8, 2.1 * len(vols) + 0.6), squeeze=False)
     for ax, v in zip(axes[:, 0], vols):
-        for r in recs:
+        for i, r in enumerate(recs):
             if r["volume"] == v and (r["codec"].startswith("voxcodec") or r["codec"] in ("png", "jpegxl-e7")):
-                ax.plot(r["slice_bits_per_voxel"], label=r["codec"], linewidth=1.2,
-                        color="crimson" if r["codec"] == "voxcodec-default" else None)
+                ax.plot(r["slice_bits_per_voxel"], label=r["codec"], linewidth=1.2, color=_color(r["codec"], i))
         ax.set_title(v, fontsize=9)
         ax.set_ylabel("bits/voxel", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[-1, 0].set_xlabel("slice (z)")
-    axes[0, 0].legend(fontsize=7, ncol=4)
-    fig.suptitle("Bits per slice (voxcodec spreads each block's header and model over its slices)", fontsize=9)
-    fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, 0.985))
+    fig.suptitle("Bits per slice (voxcodec spreads each block's header and model over its slices)", fontsize=9,
+                 y=0.999)
+    fig.tight_layout(rect=(0, 0, 1, 0.965))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -232,7 +242,7 @@ def plot_confidence(volume_path, path: Path, preset="default"):
     from voxcodec.presets import preset as get_preset
 
     vol = load_volume(volume_path)
-    depth = min(vol.shape[0], auto_block_depth(vol.shape[1:]))
+    depth = min(vol.shape[0], auto_block_depth(vol.shape[1:], vol.shape[0]))
     block = np.ascontiguousarray(vol[:depth])
     z = depth // 2
     cfg, opts = get_preset(preset)

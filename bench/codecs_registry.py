@@ -65,7 +65,8 @@ class Voxcodec(Codec):
     def encode(self, vol):
         import voxcodec
 
-        enc = voxcodec.Encoder(None, dtype=vol.dtype, slice_shape=vol.shape[1:], preset=self.preset)
+        enc = voxcodec.Encoder(None, dtype=vol.dtype, slice_shape=vol.shape[1:], preset=self.preset,
+                               expected_slices=vol.shape[0])
         enc.write(vol)
         data = enc.getvalue()
         if all(blk.x0 == 0 and blk.y0 == 0 for blk in enc.blocks):
@@ -74,6 +75,9 @@ class Voxcodec(Codec):
             for blk in enc.blocks:
                 extra = 8 * blk.nbytes - sum(blk.slice_bits)
                 bits += [b + extra / blk.depth for b in blk.slice_bits]
+            # and the file header and block index over all slices
+            file_extra = 8 * len(data) - sum(8 * blk.nbytes for blk in enc.blocks)
+            bits = [b + file_extra / max(len(bits), 1) for b in bits]
         else:
             bits = None
         return [data], bits

@@ -86,6 +86,7 @@ def cmd_encode(a):
             enc = voxcodec.Encoder(tmp, dtype=vol.dtype, slice_shape=vol.shape[1:], preset=a.preset,
                                    block_depth=a.block_depth, tile=a.tile, device=a.device, threads=a.threads,
                                    seed=a.seed, warm_start=not a.no_warm_start, on_block=on_block,
+                                   expected_slices=vol.shape[0],
                                    metadata={"source": os.path.basename(a.input)})
             with enc:
                 for chunk in vol.iter_chunks(enc.block_depth):
@@ -263,7 +264,8 @@ def build_parser():
     e.add_argument("--preset", choices=list(PRESETS), default="default",
                    help="training effort per block: fast (edge computers), default, max (best bits, slow)")
     e.add_argument("--block-depth", type=int, metavar="N",
-                   help="slices per block (default: about 16 Mi voxels per block, at most 256 slices)")
+                   help="slices per block (default: about 16 Mi voxels per block, at most 256 slices, "
+                        "balanced over the volume's depth)")
     e.add_argument("--tile", type=_tile, metavar="HxW",
                    help="cut slices into tiles of this size (default: 2048x2048 for larger slices)")
     e.add_argument("--threads", type=int, metavar="N", help="torch threads for training (default: torch's)")

@@ -28,9 +28,16 @@ AUTO_TILE = 2048
 CHECK_UNTRAINED_BELOW = 1 << 21
 
 
-def auto_block_depth(slice_shape) -> int:
+def auto_block_depth(slice_shape, total_slices: int | None = None) -> int:
+    """About AUTO_BLOCK_VOXELS voxels per block (at most 256 slices). When the volume's depth is
+    known, blocks are balanced so that no small block is left at the end (each block trains a
+    model: a 4-slice tail block would pay for a whole one)."""
     h, w = slice_shape
-    return int(max(1, min(256, AUTO_BLOCK_VOXELS // max(h * w, 1))))
+    depth = int(max(1, min(256, AUTO_BLOCK_VOXELS // max(h * w, 1))))
+    if total_slices:
+        n_blocks = max(1, round(total_slices / depth))
+        depth = -(-total_slices // n_blocks)
+    return depth
 
 
 def _check_dtype(dtype) -> np.dtype:
@@ -76,7 +83,8 @@ class Encoder:
     >>> enc.close()                                                         # doctest: +SKIP
 
     ``file`` is a path, a writable binary file object, or ``None`` to collect the stream in memory
-    (:meth:`getvalue`).  ``block_depth`` defaults to about 16 Mi voxels per block; ``tile`` splits
+    (:meth:`getvalue`).  ``block_depth`` defaults to about 16 Mi voxels per block (balanced over
+    ``expected_slices`` when the depth of the volume is known in advance); ``tile`` splits
     large slices in-plane (default: slices above 2048 x 2048 are cut into 2048 x 2048 tiles).
     ``on_block`` is called with a :class:`BlockInfo` after each block is written.
     ``train``: "auto" trains a model per block but keeps plain neighbour-average networks when they
@@ -88,7 +96,7 @@ class Encoder:
     def __init__(self, file=None, *, dtype="uint8", slice_shape, preset: str = "default", block_depth=None,
                  tile=None, metadata: dict | None = None, device: str = "cpu", threads: int | None = None,
                  seed: int = 0, warm_start: bool = True, on_block=None, config: ModelConfig | None = None,
-                 train: str = "auto", fit_options: dict | None = None):
+                 train: str = "auto", fit_options: dict | None = None, expected_slices: int | None = None):
         self.dtype = _check_dtype(dtype)
         h, w = (int(s) for s in slice_shape)
         if h < 1 or w < 1:
@@ -104,7 +112,7 @@ class Encoder:
                 raise ValueError(f"unknown fit option {k!r}")
             setattr(self.opts, k, v)
         self.opts.device, self.opts.seed = device, seed
-        self.block_depth = int(block_depth) if block_depth else auto_block_depth(self.slice_shape)
+        self.block_depth = int(block_depth) if block_depth else auto_block_depth(self.slice_shape, expected_slices)
         if self.block_depth < 1:
             raise ValueError("block_depth must be at least 1")
         if tile is None:
@@ -417,7 +425,7 @@ def encode(array, *, preset: str = "default", block_depth=None, tile=None, metad
     _check_dtype(a.dtype)
     enc = Encoder(None, dtype=a.dtype, slice_shape=a.shape[1:], preset=preset, block_depth=block_depth, tile=tile,
                   metadata=metadata, device=device, threads=threads, seed=seed, train=train,
-                  fit_options=fit_options)
+                  fit_options=fit_options, expected_slices=a.shape[0])
     enc.write(a)
     return enc.getvalue()
 
