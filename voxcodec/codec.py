@@ -283,6 +283,14 @@ class Decoder:
             self._f = open(source, "rb")
         else:
             self._f = source
+        try:
+            self._open(salvage)
+        except BaseException:
+            if isinstance(source, (str, os.PathLike)):
+                self._f.close()
+            raise
+
+    def _open(self, salvage):
         self._f.seek(0, io.SEEK_END)
         self.nbytes = self._f.tell()
         self._f.seek(0)
