@@ -21,7 +21,7 @@ FIELDS = {"volume", "codec", "params", "bits_per_voxel", "ratio", "encode_MBps",
 @pytest.fixture()
 def tiny(tmp_path, sample):
     path = tmp_path / "tiny.tif"
-    tifffile.imwrite(path, np.ascontiguousarray(sample[:4, :48, :40]))
+    tifffile.imwrite(path, np.ascontiguousarray(sample[:4, :48, :40]), photometric="minisblack")
     return path
 
 
