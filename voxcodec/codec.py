@@ -13,7 +13,7 @@ import numpy as np
 
 from . import __version__
 from .block import MIN_TRAIN_VOXELS, decode_block, encode_block, fit_block, untrained_model, value_range
-from .container import (FLAG_CONSTANT, FLAG_INTER, HEADER_SIZE, BlockHeader, IndexEntry, pack_file_header,
+from .container import (FLAG_CONSTANT, FLAG_INTER, FLAG_SHARED, HEADER_SIZE, BlockHeader, IndexEntry, pack_file_header,
                         pack_index, read_file_header, read_index, voxel_crc)
 from .errors import CorruptStreamError, TruncatedStreamError, UnsupportedError
 from .network import BlockModel, ModelConfig
@@ -91,12 +91,16 @@ class Encoder:
     code a small block into fewer bytes; "always" / "never" force one or the other.
     ``fit_options`` overrides fields of the preset's :class:`~voxcodec.block.FitOptions`
     (for example ``{"steps": 400, "inter": "always"}``).
+    ``shared_model`` (from :func:`voxcodec.fit_model`) codes every block with one model held
+    outside the stream, for many small chunks that cannot each afford a model; the decoder then
+    needs the same model.
     """
 
     def __init__(self, file=None, *, dtype="uint8", slice_shape, preset: str = "default", block_depth=None,
                  tile=None, metadata: dict | None = None, device: str = "cpu", threads: int | None = None,
                  seed: int = 0, warm_start: bool = True, on_block=None, config: ModelConfig | None = None,
-                 train: str = "auto", fit_options: dict | None = None, expected_slices: int | None = None):
+                 train: str = "auto", fit_options: dict | None = None, expected_slices: int | None = None,
+                 shared_model: BlockModel | None = None):
         self.dtype = _check_dtype(dtype)
         h, w = (int(s) for s in slice_shape)
         if h < 1 or w < 1:
@@ -106,6 +110,9 @@ class Encoder:
         self.config, self.opts = get_preset(preset)
         if config is not None:
             self.config = config
+        self.shared_model = shared_model
+        if shared_model is not None:
+            self.config = shared_model.config
         self.config.validate()
         for k, v in (fit_options or {}).items():
             if not hasattr(self.opts, k):
@@ -140,6 +147,8 @@ class Encoder:
                      "slice_shape": list(self.slice_shape), "block_depth": self.block_depth, "tile": list(self.tile),
                      "model": self.config.to_json(), "preset": preset, "encoder": f"voxcodec {__version__}",
                      "metadata": metadata or {}}
+        if shared_model is not None:
+            self.meta["shared_model"] = shared_model.id
         self._write(pack_file_header(self.meta))
 
     # -- writing -------------------------------------------------------------------------------
@@ -192,6 +201,12 @@ class Encoder:
         flags, model_bytes, payload, inter, slice_bits = 0, b"", b"", False, [0] * d
         if lo == hi:
             flags |= FLAG_CONSTANT
+        elif self.shared_model is not None:
+            model = self.shared_model
+            payload, fields = encode_block(data, model)
+            inter = model.inter is not None
+            flags = FLAG_SHARED | (FLAG_INTER if inter else 0)
+            slice_bits = fields["slice_bits"]
         elif self.train == "never":
             model = untrained_model(self.config)
             model_bytes = model.to_bytes()
@@ -275,8 +290,10 @@ class Decoder:
     call (memory only; the result never depends on it).
     """
 
-    def __init__(self, source, *, salvage: bool = False, batch: int | None = None):
+    def __init__(self, source, *, salvage: bool = False, batch: int | None = None,
+                 shared_model: BlockModel | None = None):
         self.batch = batch
+        self.shared_model = shared_model
         if isinstance(source, (bytes, bytearray, memoryview)):
             self._f = io.BytesIO(bytes(source))
         elif isinstance(source, (str, os.PathLike)):
@@ -370,10 +387,13 @@ class Decoder:
                 raise CorruptStreamError("constant block with a value range", i)
             out = np.full(hd.shape, hd.lo, self.dtype)
         else:
-            try:
-                model = BlockModel.from_bytes(body[:hd.model_len], self.config)
-            except CorruptStreamError as exc:
-                raise CorruptStreamError(str(exc), i) from None
+            if hd.flags & FLAG_SHARED:
+                model = self._shared(i)
+            else:
+                try:
+                    model = BlockModel.from_bytes(body[:hd.model_len], self.config)
+                except CorruptStreamError as exc:
+                    raise CorruptStreamError(str(exc), i) from None
             if bool(hd.flags & FLAG_INTER) != (model.inter is not None):
                 raise CorruptStreamError("block flags disagree with its model", i)
             out = decode_block(body[hd.model_len:], model, hd.shape, hd.lo, hd.hi, hd.centre, hd.shift,
@@ -381,6 +401,17 @@ class Decoder:
         if voxel_crc(out) != hd.voxel_crc:
             raise CorruptStreamError("decoded voxels do not match their checksum", i)
         return out
+
+    def _shared(self, i):
+        want = self.meta.get("shared_model")
+        if want is None:
+            raise CorruptStreamError("block refers to a shared model but the stream names none", i)
+        if self.shared_model is None:
+            raise UnsupportedError(f"this stream was coded with the shared model {want}: pass it as "
+                                   "Decoder(..., shared_model=model)")
+        if self.shared_model.id != want:
+            raise UnsupportedError(f"this stream needs the shared model {want}, not {self.shared_model.id}")
+        return self.shared_model
 
     def blocks_in(self, z0: int, z1: int) -> list[int]:
         return [i for i, e in enumerate(self.index) if e.z0 < z1 and e.z0 + e.depth > z0]
@@ -420,7 +451,8 @@ class Decoder:
 
 
 def encode(array, *, preset: str = "default", block_depth=None, tile=None, metadata=None, device="cpu",
-           threads=None, seed: int = 0, train: str = "auto", fit_options: dict | None = None) -> bytes:
+           threads=None, seed: int = 0, train: str = "auto", fit_options: dict | None = None,
+           shared_model: BlockModel | None = None) -> bytes:
     """Encode a (Z, Y, X) uint8 or uint16 array into a ``.vxc`` stream (bytes).
 
     2-D arrays are treated as a single slice.
@@ -433,12 +465,42 @@ def encode(array, *, preset: str = "default", block_depth=None, tile=None, metad
     _check_dtype(a.dtype)
     enc = Encoder(None, dtype=a.dtype, slice_shape=a.shape[1:], preset=preset, block_depth=block_depth, tile=tile,
                   metadata=metadata, device=device, threads=threads, seed=seed, train=train,
-                  fit_options=fit_options, expected_slices=a.shape[0])
+                  fit_options=fit_options, expected_slices=a.shape[0], shared_model=shared_model)
     enc.write(a)
     return enc.getvalue()
 
 
-def decode(data) -> np.ndarray:
+def decode(data, *, shared_model: BlockModel | None = None) -> np.ndarray:
     """Decode a whole ``.vxc`` stream (bytes or a path) into a numpy array."""
-    with Decoder(data) as dec:
+    with Decoder(data, shared_model=shared_model) as dec:
         return dec.read()
+
+
+def fit_model(volume, *, preset: str = "default", seed: int = 0, device: str = "cpu",
+              threads: int | None = None) -> BlockModel:
+    """Train one model on a sample volume, to code many small chunks with (``shared_model=``).
+
+    The sample should look like the data to come (same modality and contrast); a few million
+    voxels are plenty. The model's weights are a few kilobytes (``model.to_bytes()``).
+    """
+    import torch
+
+    from .block import fit_block
+
+    a = np.asarray(volume)
+    if a.ndim == 2:
+        a = a[None]
+    _check_dtype(a.dtype)
+    if a.ndim != 3 or a.size == 0:
+        raise UnsupportedError(f"fit_model needs a non-empty 3-D sample volume, got shape {a.shape}")
+    config, opts = get_preset(preset)
+    opts.seed, opts.device = seed, device
+    opts.train_slices = max(opts.train_slices, 12)
+    old = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        model, _, _ = fit_block(np.ascontiguousarray(a), config, opts, min_voxels=1)
+    finally:
+        torch.set_num_threads(old)
+    return model

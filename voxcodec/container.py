@@ -26,6 +26,7 @@ _BLOCK = struct.Struct("<4s8I3qBBH4I")  # see BlockHeader and docs/format.md
 _TRAILER = struct.Struct("<Q8s")
 FLAG_CONSTANT = 1
 FLAG_INTER = 2
+FLAG_SHARED = 4  # the block is coded with the stream's shared model (held outside the stream)
 
 
 @dataclass
@@ -82,7 +83,7 @@ def voxel_crc(block: np.ndarray) -> int:
 
 
 def pack_file_header(meta: dict) -> bytes:
-    js = json.dumps(meta, sort_keys=True).encode()
+    js = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
     head = _FILE_HEAD.pack(MAGIC, FORMAT_VERSION, 0, len(js)) + js
     return head + struct.pack("<I", zlib.crc32(head))
 
@@ -123,7 +124,8 @@ class IndexEntry:
 
 
 def pack_index(shape, entries: list[IndexEntry], offset: int) -> bytes:
-    js = json.dumps({"shape": list(shape), "blocks": [list(asdict(e).values()) for e in entries]}).encode()
+    js = json.dumps({"shape": list(shape), "blocks": [list(asdict(e).values()) for e in entries]},
+                    separators=(",", ":")).encode()
     body = INDEX_MAGIC + struct.pack("<I", len(js)) + js
     return body + struct.pack("<I", zlib.crc32(body)) + _TRAILER.pack(offset, END_MAGIC)
 

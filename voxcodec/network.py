@@ -227,6 +227,37 @@ class BlockModel:
             seen.setdefault(group_of(p), p)
         return seen  # group -> representative pass
 
+    @property
+    def id(self) -> str:
+        """Identity of the model (its configuration and weights), as named by streams that use it."""
+        import hashlib
+        import json
+
+        h = hashlib.sha256(json.dumps(self.config.to_json(), sort_keys=True).encode() + self.to_bytes())
+        return h.hexdigest()[:16]
+
+    def to_text(self) -> str:
+        """The model as plain JSON-safe text (configuration and base64 weights), for codec configs."""
+        import base64
+        import json
+
+        return json.dumps({"config": self.config.to_json(), "weights": base64.b64encode(self.to_bytes()).decode()},
+                          separators=(",", ":"))
+
+    @classmethod
+    def from_text(cls, text: str) -> "BlockModel":
+        import base64
+        import binascii
+        import json
+
+        try:
+            d = json.loads(text)
+            return cls.from_bytes(base64.b64decode(d["weights"]), ModelConfig.from_json(d["config"]))
+        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+            if isinstance(exc, CorruptStreamError):
+                raise
+            raise CorruptStreamError(f"not a voxcodec model: {exc}") from None
+
     def to_bytes(self) -> bytes:
         parts = [bytes([1 if self.inter is not None else 0])]
         for g in self.groups():
