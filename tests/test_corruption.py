@@ -47,10 +47,7 @@ def test_payload_damage_names_the_block(em_stream):
 
 def test_checksum_recomputed_by_an_attacker_still_fails_on_voxels(em_stream):
     """Damage the payload and fix up the data CRC: the voxel checksum must still catch it."""
-    import struct
     import zlib
-
-    from voxcodec.container import BlockHeader
 
     data, _ = em_stream
     dec = Decoder(data)
@@ -61,9 +58,8 @@ def test_checksum_recomputed_by_an_attacker_still_fails_on_voxels(em_stream):
     bad[body_start + hd.model_len + 100] ^= 0x10
     hd.data_crc = zlib.crc32(bytes(bad[body_start:e.offset + e.length]))
     bad[e.offset:e.offset + HEADER_SIZE] = hd.pack()
-    with pytest.raises(CorruptStreamError, match="block 0"):
+    with pytest.raises(CorruptStreamError, match="block 0: decoded values outside|block 0: decoded voxels do not match|block 0: entropy"):
         voxcodec.decode(bytes(bad))
-    assert struct.calcsize("<I") == 4
 
 
 def test_truncation_anywhere_raises(em_stream):

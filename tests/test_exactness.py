@@ -10,7 +10,6 @@ import pytest
 
 import voxcodec
 from voxcodec import context as ctx
-from voxcodec.block import decode_block
 from voxcodec.network import ACT_BITS, IN_BITS, IntNet
 
 from conftest import run_python

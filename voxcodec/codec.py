@@ -192,49 +192,15 @@ class Encoder:
         return done
 
     def _encode_tile(self, data: np.ndarray, y0: int, x0: int) -> BlockInfo:
-        import torch
-
         d, h, w = data.shape
         lo, hi, centre, shift = value_range(data)
         t0 = time.perf_counter()
-        fit_s = 0.0
-        flags, model_bytes, payload, inter, slice_bits = 0, b"", b"", False, [0] * d
-        if lo == hi:
-            flags |= FLAG_CONSTANT
-        elif self.shared_model is not None:
-            model = self.shared_model
-            payload, fields = encode_block(data, model)
-            inter = model.inter is not None
-            flags = FLAG_SHARED | (FLAG_INTER if inter else 0)
-            slice_bits = fields["slice_bits"]
-        elif self.train == "never":
-            model = untrained_model(self.config)
-            model_bytes = model.to_bytes()
-            payload, fields = encode_block(data, model)
-            slice_bits = fields["slice_bits"]
+        if lo == hi:  # constant block: no model, no payload
+            flags, model_bytes, payload, inter, slice_bits, fit_s = FLAG_CONSTANT, b"", b"", False, [0] * d, 0.0
         else:
-            old = torch.get_num_threads()
-            if self.threads:
-                torch.set_num_threads(self.threads)
-            try:
-                bank = self._banks.get((y0, x0)) if self.warm_start else None
-                model, bank, stats = fit_block(data, self.config, self.opts, bank,
-                                               min_voxels=1 if self.train == "always" else MIN_TRAIN_VOXELS)
-            finally:
-                torch.set_num_threads(old)
-            self._banks[(y0, x0)] = bank
-            fit_s = time.perf_counter() - t0
-            model_bytes = model.to_bytes()
-            payload, fields = encode_block(data, model)
-            if data.size < CHECK_UNTRAINED_BELOW and bank is not None and self.train == "auto":
-                # small block: keep the trained model only if it pays for its weights
-                plain = untrained_model(self.config)
-                plain_bytes = plain.to_bytes()
-                plain_payload, plain_fields = encode_block(data, plain)
-                if len(plain_bytes) + len(plain_payload) < len(model_bytes) + len(payload):
-                    model, model_bytes, payload, fields = plain, plain_bytes, plain_payload, plain_fields
+            model, model_bytes, payload, fields, fit_s = self._code(data, y0, x0)
             inter = model.inter is not None
-            flags = FLAG_INTER if inter else 0
+            flags = (FLAG_INTER if inter else 0) | (FLAG_SHARED if model is self.shared_model else 0)
             slice_bits = fields["slice_bits"]
         index = len(self.blocks)
         header = BlockHeader(index, self._z, d, y0, x0, h, w, lo, hi, centre, shift, flags, len(model_bytes),
@@ -250,6 +216,42 @@ class Encoder:
         if self.on_block is not None:
             self.on_block(info)
         return info
+
+    def _code(self, data, y0, x0):
+        """Choose the block's model and code the block with it.
+
+        Returns ``(model, model bytes to embed, payload, fields, fit seconds)``."""
+        if self.shared_model is not None:
+            payload, fields = encode_block(data, self.shared_model)
+            return self.shared_model, b"", payload, fields, 0.0
+        if self.train == "never":
+            return (*self._coded(untrained_model(self.config), data), 0.0)
+        import torch
+
+        t0 = time.perf_counter()
+        old = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            bank = self._banks.get((y0, x0)) if self.warm_start else None
+            model, bank, _ = fit_block(data, self.config, self.opts, bank,
+                                       min_voxels=1 if self.train == "always" else MIN_TRAIN_VOXELS)
+        finally:
+            torch.set_num_threads(old)
+        self._banks[(y0, x0)] = bank
+        fit_s = time.perf_counter() - t0
+        best = self._coded(model, data)
+        if data.size < CHECK_UNTRAINED_BELOW and bank is not None and self.train == "auto":
+            # small block: keep the trained model only if it pays for its weights
+            plain = self._coded(untrained_model(self.config), data)
+            if len(plain[1]) + len(plain[2]) < len(best[1]) + len(best[2]):
+                best = plain
+        return (*best, fit_s)
+
+    @staticmethod
+    def _coded(model, data):
+        payload, fields = encode_block(data, model)
+        return model, model.to_bytes(), payload, fields
 
     @property
     def shape(self):
