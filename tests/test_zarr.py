@@ -1,0 +1,160 @@
+"""voxcodec and the PNG / JPEG-XL baselines as zarr v3 codecs and numcodecs (zarr v2) codecs."""
+
+import hashlib
+import pickle
+
+import numpy as np
+import pytest
+
+zarr = pytest.importorskip("zarr")
+numcodecs = pytest.importorskip("numcodecs")
+
+import voxcodec.numcodecs as vn  # noqa: E402
+import voxcodec.zarr as vz  # noqa: E402
+
+READER = """
+import hashlib, sys, zarr  # a fresh process that never imports voxcodec itself
+for path in sys.argv[1:]:
+    store = zarr.storage.ZipStore(path, mode="r") if path.endswith(".zip") else path
+    a = zarr.open_array(store, mode="r")[...]
+    print(hashlib.sha256(a.tobytes()).hexdigest(), a.dtype, a.shape)
+    if hasattr(store, "close"):
+        store.close()
+"""
+
+
+def _volume(sample, dtype, shape=(10, 50, 45)):
+    v = np.ascontiguousarray(sample[:shape[0], :shape[1], :shape[2]])
+    return v if dtype == np.uint8 else v.astype(np.uint16) * 37 + 500
+
+
+def _codecs(kind, fmt):
+    if fmt == "v2":
+        return {"voxcodec": vn.VoxCodec(preset="fast"), "voxcodec_png": vn.PngCodec(level=6),
+                "voxcodec_jpegxl": vn.JpegXlCodec(effort=3)}[kind]
+    return {"voxcodec": vz.VoxCodec(preset="fast"), "voxcodec_png": vz.PngCodec(level=6),
+            "voxcodec_jpegxl": vz.JpegXlCodec(effort=3)}[kind]
+
+
+def _create(store, vol, kind, fmt, chunks=(4, 32, 32)):
+    codec = _codecs(kind, fmt)
+    if fmt == "v2":
+        return zarr.create_array(store, shape=vol.shape, chunks=chunks, dtype=vol.dtype, compressors=codec,
+                                 zarr_format=2, fill_value=0)
+    if fmt == "v3-sharded":
+        return zarr.create_array(store, shape=vol.shape, chunks=chunks, shards=(8, 64, 64), dtype=vol.dtype,
+                                 serializer=codec, compressors=None, fill_value=0)
+    return zarr.create_array(store, shape=vol.shape, chunks=chunks, dtype=vol.dtype, serializer=codec,
+                             compressors=None, fill_value=0)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("fmt", ["v3", "v3-sharded", "v2"])
+@pytest.mark.parametrize("kind", ["voxcodec", "voxcodec_png", "voxcodec_jpegxl"])
+def test_write_then_read_in_a_fresh_process(tmp_path, sample, kind, fmt, dtype):
+    """Chunks (4, 32, 32) do not divide (10, 50, 45): edge chunks arrive padded."""
+    vol = _volume(sample, dtype)
+    paths = []
+    for store_kind in ("dir", "zip"):
+        path = tmp_path / f"a.{store_kind}"
+        path = str(path) + (".zip" if store_kind == "zip" else ".zarr")
+        store = zarr.storage.ZipStore(path, mode="w") if store_kind == "zip" else path
+        arr = _create(store, vol, kind, fmt)
+        arr[...] = vol
+        np.testing.assert_array_equal(arr[...], vol)
+        if store_kind == "zip":
+            store.close()
+        paths.append(path)
+    want = hashlib.sha256(vol.tobytes()).hexdigest()
+    out = _read_fresh(paths)
+    assert out == [f"{want} {np.dtype(dtype)} {vol.shape}"] * 2
+
+
+def _read_fresh(paths):
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", READER, *paths], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.splitlines()
+
+
+def test_trained_chunks_and_metadata_name(tmp_path, sample):
+    """Chunks big enough to train their own network; the metadata names the codec plainly."""
+    import json
+
+    vol = np.ascontiguousarray(sample[:24, :96, :96])
+    path = str(tmp_path / "t.zarr")
+    arr = zarr.create_array(path, shape=vol.shape, chunks=(12, 96, 96), dtype="uint8",
+                            serializer=vz.VoxCodec(), compressors=None)
+    arr[...] = vol
+    meta = json.loads((tmp_path / "t.zarr" / "zarr.json").read_text())
+    assert meta["codecs"][0] == {"name": "voxcodec", "configuration": {"preset": "default"}}
+    assert _read_fresh([path]) == [f"{hashlib.sha256(vol.tobytes()).hexdigest()} uint8 {vol.shape}"]
+
+
+def test_shared_fitted_model(tmp_path, sample):
+    codec = vz.VoxCodec.fit(sample[:16], preset="fast")
+    assert codec.model and len(codec.model) < 20000
+    vol = np.ascontiguousarray(sample[16:48])
+    shared, own = str(tmp_path / "shared.zarr"), str(tmp_path / "own.zarr")
+    for path, c in ((shared, codec), (own, vz.VoxCodec(preset="fast"))):
+        arr = zarr.create_array(path, shape=vol.shape, chunks=(16, 64, 64), dtype="uint8", serializer=c,
+                                compressors=None)
+        arr[...] = vol
+    assert _read_fresh([shared]) == [f"{hashlib.sha256(vol.tobytes()).hexdigest()} uint8 {vol.shape}"]
+    size = {p: sum(f.stat().st_size for f in (tmp_path / p).rglob("c/*/*/*")) for p in ("shared.zarr", "own.zarr")}
+    assert size["shared.zarr"] < size["own.zarr"]  # small chunks cannot afford their own model
+    # a numcodecs codec made from the same model decodes the same chunk bytes
+    v2 = vn.VoxCodec(preset="fast", model=codec.model)
+    chunk = vol[:16, :64, :64]
+    np.testing.assert_array_equal(v2.decode(v2.encode(chunk)), chunk)
+
+
+def test_config_roundtrips_and_pickles_light(sample):
+    for c in (vn.VoxCodec(preset="max"), vn.PngCodec(level=3), vn.JpegXlCodec(effort=9)):
+        again = numcodecs.get_codec(c.get_config())
+        assert type(again) is type(c) and again.get_config() == c.get_config()
+    for c in (vz.VoxCodec(preset="max"), vz.PngCodec(level=3), vz.JpegXlCodec(effort=9)):
+        assert type(c).from_dict(c.to_dict()) == c
+    fitted = vz.VoxCodec.fit(sample[:8, :64, :64], preset="fast")
+    # only the model's text travels with the codec; the decoded model is cached per process
+    assert len(pickle.dumps(fitted)) < len(fitted.model) + 500
+
+
+def test_numcodecs_chunk_shapes(sample):
+    c = vn.VoxCodec(preset="fast")
+    for shape in [(7,), (5, 9), (3, 4, 5), (2, 3, 4, 5)]:
+        a = np.ascontiguousarray(sample.reshape(-1)[:int(np.prod(shape))].reshape(shape))
+        out = c.decode(c.encode(a))
+        assert out.shape == shape
+        np.testing.assert_array_equal(out, a)
+        buf = np.empty(shape, np.uint8)
+        c.decode(c.encode(a), out=buf)
+        np.testing.assert_array_equal(buf, a)
+
+
+def test_bad_dtype_and_damaged_chunks(tmp_path):
+    with pytest.raises(ValueError, match="uint8 and uint16"):
+        zarr.create_array(str(tmp_path / "f.zarr"), shape=(4, 4, 4), chunks=(4, 4, 4), dtype="float32",
+                          serializer=vz.VoxCodec(), compressors=None)
+    from voxcodec import CorruptStreamError
+
+    a = np.arange(60, dtype=np.uint8).reshape(3, 4, 5)
+    for c in (vn.PngCodec(), vn.JpegXlCodec(), vn.VoxCodec()):
+        clean = c.encode(a)
+        caught = 0
+        for pos in range(0, len(clean), max(len(clean) // 40, 1)):
+            data = bytearray(clean)
+            data[pos] ^= 0x55
+            try:
+                out = c.decode(bytes(data))
+            except CorruptStreamError:
+                caught += 1
+            else:  # damage the format tolerates (an ancillary field) must still give the right voxels
+                np.testing.assert_array_equal(out, a)
+        assert caught > 0
+        with pytest.raises(CorruptStreamError):
+            c.decode(clean[:len(clean) // 2])
+    with pytest.raises(ValueError, match="unknown preset"):
+        vz.VoxCodec(preset="turbo")
