@@ -48,6 +48,17 @@ def test_extreme_values_and_trained_uint16(em_u8):
     np.testing.assert_array_equal(voxcodec.decode(data), a)
 
 
+def test_constant_slices_cost_almost_nothing(em_u8):
+    """A zarr chunk padded along z with its fill value: the padding must not cost more than a few bits."""
+    padded = np.zeros((36, 96, 96), np.uint8)
+    padded[:12] = em_u8
+    padded[20] = 7
+    real = voxcodec.encode(em_u8, block_depth=12, train="always", fit_options={"steps": 30})
+    data = voxcodec.encode(padded, block_depth=36, train="always", fit_options={"steps": 30})
+    np.testing.assert_array_equal(voxcodec.decode(data), padded)
+    assert len(data) < len(real) * 1.03
+
+
 def test_empty_depth_volume():
     a = np.zeros((0, 5, 6), np.uint8)
     out = voxcodec.decode(voxcodec.encode(a))

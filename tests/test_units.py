@@ -28,19 +28,25 @@ def test_palette_nearest_rank_and_roundtrip():
     pred = np.array([0, 3, 6, 7, 10, 25, 26, 99])
     np.testing.assert_array_equal(palette.nearest_rank(values, pred), [0, 0, 0, 1, 1, 2, 3, 3])
     enc = constriction.stream.queue.RangeEncoder()
-    palette.encode(enc, values, 0, 50)
-    palette.encode(enc, None, 0, 50)
+    palette.encode(enc, palette.PALETTE, values, 0, 50)
+    palette.encode(enc, palette.NORMAL, None, 0, 50)
+    palette.encode(enc, palette.CONSTANT, np.array([37]), 0, 50)
     dec = constriction.stream.queue.RangeDecoder(enc.get_compressed())
-    np.testing.assert_array_equal(palette.decode(dec, 0, 50), values)
-    assert palette.decode(dec, 0, 50) is None
+    kind, got = palette.decode(dec, 0, 50)
+    assert kind == palette.PALETTE
+    np.testing.assert_array_equal(got, values)
+    assert palette.decode(dec, 0, 50) == (palette.NORMAL, None)
+    kind, got = palette.decode(dec, 0, 50)
+    assert kind == palette.CONSTANT and got.tolist() == [37]
 
 
 def test_palette_chosen_for_sparse_slices_only():
     rng = np.random.default_rng(0)
     sparse = rng.integers(0, 256, (256, 256)) // 16 * 16
     dense = rng.integers(0, 256, (256, 256))
-    assert palette.choose(sparse, 0, 255) is not None
-    assert palette.choose(dense, 0, 255) is None
+    assert palette.choose(sparse, 0, 255)[0] == palette.PALETTE
+    assert palette.choose(dense, 0, 255) == (palette.NORMAL, None)
+    assert palette.choose(np.full((9, 9), 4), 0, 255)[0] == palette.CONSTANT
 
 
 def test_schedule_covers_every_voxel_once():

@@ -91,20 +91,77 @@ def _group_passes(config):
 MIN_TRAIN_VOXELS = 1 << 15
 
 
+def _new_bank(config: ModelConfig, kinds=("intra", "inter"), seed: int = 0, untrained: bool = False):
+    """A NetBank with one network per pass group and kind, started as neighbour averages: the
+    linear skip path averages the four nearest in-slice neighbours (or, for the inter-slice top
+    pass, copies the voxel of the previous slice)."""
+    from . import training
+
+    groups = _group_passes(config)
+    nets = [(kind, g) for kind in kinds for g in groups]
+    bank = training.NetBank([n_inputs(groups[g][0], kind == "inter") for kind, g in nets], config.hidden,
+                            seed=seed, untrained=untrained)
+    for i, (kind, g) in enumerate(nets):
+        p = groups[g][0]
+        if p.inslice:
+            bank.init_skip(i, {k: 0.25 for k in range(4)})
+        elif kind == "inter":
+            bank.init_skip(i, {p.prev.index((0, 0)): 1.0})
+    return bank
+
+
 def untrained_model(config: ModelConfig) -> BlockModel:
     """Networks that predict the mean of the four nearest known neighbours, with hidden layers off.
 
     Their weights compress to a few dozen bytes; small blocks use them when a trained model would
     cost more than it saves."""
-    from . import training
+    bank = _new_bank(config, kinds=("intra",), untrained=True)
+    return BlockModel(config, dict(zip(_group_passes(config), bank.export())), None)
 
+
+def _varied_slices(data) -> np.ndarray:
+    """Indices of the slices that hold more than one value."""
+    flat = data.reshape(data.shape[0], -1)
+    return np.flatnonzero(flat.min(axis=1) != flat.max(axis=1))
+
+
+def _training_pools(data, config: ModelConfig, opts: FitOptions, inter_ok: bool):
+    """Samples ``(features (F, N), target (N,))`` for every network, intra-slice ones first.
+
+    Features come from up to ``opts.train_slices`` slices spread over the block (the inter-slice
+    networks see slices that have one before them); each pool keeps at most ``opts.pool`` samples.
+    """
+    lo, hi, centre, shift = value_range(data)
+    d, h, w = data.shape
+    pad = ctx.pad_width(config.levels)
+    rng = np.random.default_rng(opts.seed)
+    varied = _varied_slices(data)  # constant slices are coded as their value: nothing to learn there
+    picks = varied[np.unique(np.linspace(0, varied.size - 1, min(varied.size, opts.train_slices)).round()
+                             .astype(int))]
+    prev_picks = picks[picks > 0] if inter_ok else picks[:0]
+    if inter_ok and prev_picks.size == 0:
+        prev_picks = np.array([1])
+    need = np.unique(np.concatenate([picks, prev_picks - 1, prev_picks]))
+    vol = {int(z): v for z, v in zip(need, padded(centred(data[need], centre, shift), pad))}
+    target = {int(z): (data[z].astype(np.float32) - centre) / 2.0 ** shift for z in need}
     groups = _group_passes(config)
-    names = list(groups)
-    bank = training.NetBank([n_inputs(groups[g][0], False) for g in names], config.hidden, untrained=True)
-    for i, g in enumerate(names):
-        if groups[g][0].inslice:
-            bank.init_skip(i, {k: 0.25 for k in range(4)})
-    return BlockModel(config, dict(zip(names, bank.export())), None)
+    pools = []
+    for kind, zs in (("intra", picks), ("inter", prev_picks)):
+        for g in groups:
+            xs, ys = [], []
+            for p in groups[g]:
+                for z in zs:
+                    prev = vol[int(z) - 1] if kind == "inter" else vol[int(z)]
+                    xs.append(ctx.gather(vol[int(z)][None], prev[None], p, (h, w), pad, kind == "inter")[:, 0])
+                    ys.append(ctx.take(target[int(z)][None], p)[0])
+            n = n_inputs(groups[g][0], kind == "inter")
+            x = np.concatenate(xs, axis=1) if xs else np.zeros((n, 0), np.float32)
+            y = np.concatenate(ys) if ys else np.zeros(0, np.float32)
+            if y.size > opts.pool:
+                sel = rng.integers(0, y.size, opts.pool)
+                x, y = x[:, sel], y[sel]
+            pools.append((x, y))
+    return pools
 
 
 def fit_block(data, config: ModelConfig, opts: FitOptions, bank=None, min_voxels: int = MIN_TRAIN_VOXELS):
@@ -113,54 +170,20 @@ def fit_block(data, config: ModelConfig, opts: FitOptions, bank=None, min_voxels
     Blocks of fewer than ``min_voxels`` voxels get :func:`untrained_model` (and bank None)."""
     from . import training  # torch is only needed to encode
 
-    lo, hi, centre, shift = value_range(data)
+    t0 = time.perf_counter()
+    if data.size < min_voxels or _varied_slices(data).size == 0:
+        return untrained_model(config), None, BlockStats(fit_seconds=time.perf_counter() - t0)
     d, h, w = data.shape
-    pad = ctx.pad_width(config.levels)
-    rng = np.random.default_rng(opts.seed)
-    picks = np.unique(np.linspace(0, d - 1, min(d, opts.train_slices)).round().astype(int))
-    inter_ok = opts.inter != "never" and d > 1
-    prev_picks = picks[picks > 0] if inter_ok else picks[:0]
-    if inter_ok and prev_picks.size == 0:
-        prev_picks = np.array([1])
-    need = np.unique(np.concatenate([picks, prev_picks - 1, prev_picks]))
-    vol = {int(z): v for z, v in zip(need, padded(centred(data[need], centre, shift), pad))}
-    target = {int(z): (data[z].astype(np.float32) - centre) / 2.0 ** shift for z in need}
-    zero = np.zeros_like(next(iter(vol.values())))
+    shift = value_range(data)[3]
     groups = _group_passes(config)
     names = list(groups)
-    pools, n_in = [], []
-    for kind in ("intra", "inter"):
-        zs = picks if kind == "intra" else prev_picks
-        for g in names:
-            xs, ys = [], []
-            for p in groups[g]:
-                for z in zs:
-                    prev = vol[int(z) - 1] if kind == "inter" else zero
-                    f = ctx.gather(vol[int(z)][None], prev[None], p, (h, w), pad, kind == "inter")[:, 0]
-                    xs.append(f)
-                    ys.append(ctx.take(target[int(z)][None], p)[0])
-            x = np.concatenate(xs, axis=1) if xs else np.zeros((0, 0), np.float32)
-            y = np.concatenate(ys) if ys else np.zeros(0, np.float32)
-            if y.size > opts.pool:
-                sel = rng.integers(0, y.size, opts.pool)
-                x, y = x[:, sel], y[sel]
-            pools.append((x, y))
-            n_in.append(n_inputs(groups[g][0], kind == "inter"))
-    if not inter_ok:
-        pools[len(names):] = [(np.zeros((n, 0), np.float32), np.zeros(0, np.float32)) for n in n_in[len(names):]]
-    t0 = time.perf_counter()
-    if data.size < min_voxels:
-        return untrained_model(config), None, BlockStats(fit_seconds=time.perf_counter() - t0)
+    inter_ok = opts.inter != "never" and d > 1
+    pools = _training_pools(data, config, opts, inter_ok)
+    n_in = [n_inputs(groups[g][0], kind == "inter") for kind in ("intra", "inter") for g in names]
     if bank is None or bank.n_in != n_in or tuple(bank.w2.shape[1:]) != (config.hidden[1], config.hidden[0]):
-        bank = training.NetBank(n_in, config.hidden, seed=opts.seed)
-        for i, g in enumerate(names * 2):
-            p = groups[g][0]
-            if p.inslice:
-                bank.init_skip(i, {k: 0.25 for k in range(4)})
-            elif i >= len(names):
-                bank.init_skip(i, {p.prev.index((0, 0)): 1.0})
+        bank = _new_bank(config, seed=opts.seed)
         steps, lr = opts.steps, opts.lr
-    else:
+    else:  # warm start from the previous block's weights
         bank = copy.deepcopy(bank)
         steps, lr = opts.warm_steps, opts.warm_lr
     per_net = training.fit(bank, pools, config, steps, quantum=2.0 ** -shift, batch=opts.batch, lr=lr,
@@ -239,15 +262,13 @@ def encode_block(data: np.ndarray, model: BlockModel) -> tuple[bytes, dict]:
     for z0, z1, per_pass in block_predictions(data, model):
         for i in range(z1 - z0):
             before = coder.num_bits()
-            values = palette.choose(data[z0 + i], lo, hi)
-            palette.encode(coder, values, lo, hi)
-            lut = None if values is None else palette.Lookup(values, lo, hi)
-            for x, pred, table in per_pass:
-                if lut is None:
-                    r = x[i] - pred[i]
-                else:
-                    r = lut.residual(x[i], pred[i])
-                encode_symbols(coder, tables, zigzag(r), table[i])
+            kind, values = palette.choose(data[z0 + i], lo, hi)
+            palette.encode(coder, kind, values, lo, hi)
+            if kind != palette.CONSTANT:  # a constant slice is its value alone
+                lut = palette.Lookup(values, lo, hi) if kind == palette.PALETTE else None
+                for x, pred, table in per_pass:
+                    r = x[i] - pred[i] if lut is None else lut.residual(x[i], pred[i])
+                    encode_symbols(coder, tables, zigzag(r), table[i])
             slice_bits.append(coder.num_bits() - before)
     payload = coder.get_compressed().tobytes()
     return payload, {"lo": lo, "hi": hi, "centre": centre, "shift": shift, "slice_bits": slice_bits}
@@ -294,10 +315,15 @@ def decode_block(payload: bytes, model: BlockModel, shape, lo: int, hi: int, cen
         slice_out = out[z:z + 1]
         inter = model.inter is not None and z > 0
         try:
-            values = palette.decode(decoder, lo, hi)
+            kind, values = palette.decode(decoder, lo, hi)
         except (ValueError, RuntimeError, AssertionError) as exc:
             raise CorruptStreamError(f"entropy decoding failed in slice {z}: {exc}", block_index) from None
-        lut = None if values is None else palette.Lookup(values, lo, hi)
+        if kind == palette.CONSTANT:
+            slice_out[...] = values[0]
+            cur[0, pad:pad + h, pad:pad + w] = np.clip((values[0] - centre) >> shift, -128, 127)
+            prev = cur
+            continue
+        lut = None if kind == palette.NORMAL else palette.Lookup(values, lo, hi)
         for p in passes:
             off, sbin = _pass_outputs(model, p, cur, prev, (h, w), pad, inter, shift, batch)
             try:

@@ -4,7 +4,10 @@ Contrast-stretched 8-bit EM slices often use only some of the 256 grey values, a
 detectors written as uint16 use every 16th or 4th value.  When a slice's value set is sparse, the
 encoder sends it as a bitmap over the block's value range and codes each residual in rank space
 (rank of the value minus rank of the used value nearest the prediction): impossible values then
-cost nothing.
+cost nothing.  A slice of one value (the fill value of a padded zarr chunk, a blank section) is
+sent as that value alone.
+
+Each slice starts with its kind: NORMAL, PALETTE (then the bitmap) or CONSTANT (then the value).
 """
 
 from __future__ import annotations
@@ -15,31 +18,42 @@ import constriction
 _UNIFORM = constriction.stream.model.Uniform()
 
 
+NORMAL, PALETTE, CONSTANT = 0, 1, 2
+
+
 def choose(slice_values: np.ndarray, lo: int, hi: int):
-    """The sorted used values of a slice if a palette pays for its bitmap, else None."""
+    """``(kind, values)`` for a slice: its one value, its sorted used values when a palette pays
+    for its bitmap, or ``(NORMAL, None)``."""
     vals = np.unique(slice_values)
+    if vals.size == 1:
+        return CONSTANT, vals.astype(np.int64)
     span = int(vals[-1]) - int(vals[0]) + 1
-    if vals.size >= span or hi == lo:
-        return None
+    if vals.size >= span:
+        return NORMAL, None
     gain = 0.5 * slice_values.size * np.log2(span / vals.size)
-    return vals.astype(np.int64) if gain > 2 * (hi - lo + 1) else None
+    return (PALETTE, vals.astype(np.int64)) if gain > 2 * (hi - lo + 1) else (NORMAL, None)
 
 
-def encode(coder, values, lo: int, hi: int):
-    coder.encode(np.array([values is not None], np.int32), _UNIFORM, np.array([2], np.int32))
-    if values is not None:
+def encode(coder, kind: int, values, lo: int, hi: int):
+    coder.encode(np.array([kind], np.int32), _UNIFORM, np.array([3], np.int32))
+    if kind == PALETTE:
         bits = np.zeros(hi - lo + 1, np.int32)
         bits[values - lo] = 1
         coder.encode(bits, _UNIFORM, np.full(bits.size, 2, np.int32))
+    elif kind == CONSTANT:
+        coder.encode(np.array([values[0] - lo], np.int32), _UNIFORM, np.array([hi - lo + 1], np.int32))
 
 
 def decode(decoder, lo: int, hi: int):
-    flag = decoder.decode(_UNIFORM, np.array([2], np.int32))[0]
-    if not flag:
-        return None
-    bits = decoder.decode(_UNIFORM, np.full(hi - lo + 1, 2, np.int32))
-    values = np.flatnonzero(bits).astype(np.int64) + lo
-    return values if values.size else np.array([lo], np.int64)
+    """Inverse of :func:`encode`: ``(kind, values)``."""
+    kind = int(decoder.decode(_UNIFORM, np.array([3], np.int32))[0])
+    if kind == PALETTE:
+        bits = decoder.decode(_UNIFORM, np.full(hi - lo + 1, 2, np.int32))
+        values = np.flatnonzero(bits).astype(np.int64) + lo
+        return kind, (values if values.size else np.array([lo], np.int64))
+    if kind == CONSTANT:
+        return kind, np.array([lo + int(decoder.decode(_UNIFORM, np.array([hi - lo + 1], np.int32))[0])], np.int64)
+    return NORMAL, None
 
 
 def nearest_rank(values: np.ndarray, pred: np.ndarray) -> np.ndarray:
