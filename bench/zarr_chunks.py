@@ -5,7 +5,8 @@
 
 For each volume a centred in-plane crop (all slices, at most 128) is written to zarr v3 arrays with
 cubic chunks, once per codec: voxcodec with a model trained per chunk, voxcodec with one shared
-model fitted on another region of the same volume (its weights, stored in zarr.json, are counted),
+model fitted on the top-left corner (crop/2 square, first 64 slices) of the same volume, outside the
+crop when the slices are larger than the crop (its weights, stored in zarr.json, are counted),
 voxcodec_png and voxcodec_jpegxl. Every array is read back and compared. Then the same crop of the
 first volume is written through dask.distributed with 1 and with 2 worker processes.
 """
@@ -100,7 +101,7 @@ def main(argv=None):
         for v, chunk in tqdm(jobs, desc="volumes x chunk sizes"):
             full = tifffile.imread(v)
             vol = crop(full, a.crop)
-            # the shared model is fitted on another region of the volume (a corner), not on the crop
+            # the shared model is fitted on a corner of the volume, outside the crop on large slices
             sample = np.ascontiguousarray(full[:min(full.shape[0], 64), :a.crop // 2, :a.crop // 2])
             t0 = time.perf_counter()
             fitted = VoxCodec.fit(sample, preset=a.preset)

@@ -238,6 +238,21 @@ def cmd_verify(a):
     return 0
 
 
+def cmd_fit(a):
+    _check_output(a.output, a.overwrite)
+    with VolumeReader(a.input) as vol:
+        z = min(vol.shape[0], a.max_slices)
+        sample = vol.read(0, z)
+    t0 = time.perf_counter()
+    model = voxcodec.fit_model(sample, preset=a.preset, seed=a.seed, threads=a.threads)
+    with open(a.output, "w") as f:
+        f.write(model.to_text())
+    print(f"{a.input} (slices 0:{z}) -> {a.output}: shared model {model.id}, {len(model.to_bytes())} bytes of "
+          f"weights, fitted in {time.perf_counter() - t0:.1f} s; use it with "
+          f"voxcodec.zarr.VoxCodec(model=open({a.output!r}).read())")
+    return 0
+
+
 def cmd_sample(a):
     _check_output(a.output, a.overwrite)
     shutil.copyfile(sample_path(), a.output)
@@ -306,6 +321,19 @@ def build_parser():
     v.add_argument("--salvage", action="store_true", help="verify the complete blocks of a stream whose end is missing")
     v.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     v.set_defaults(func=cmd_verify)
+
+    f = sub.add_parser("fit", help="train one shared model on a sample volume (for small zarr chunks)",
+                       description="Train one model on a sample volume and write it as JSON text. Chunks of a "
+                                   "zarr array too small to carry their own model are coded with it: "
+                                   "voxcodec.zarr.VoxCodec(model=open(MODEL).read()).")
+    f.add_argument("input", help="sample volume (TIFF stack, .npy or folder of slices)")
+    f.add_argument("-o", "--output", default="voxcodec-model.json", help="model file (default voxcodec-model.json)")
+    f.add_argument("--preset", choices=list(PRESETS), default="default", help="network size and training effort")
+    f.add_argument("--max-slices", type=int, default=64, metavar="N", help="use at most the first N slices")
+    f.add_argument("--threads", type=int, metavar="N", help="torch threads for training")
+    f.add_argument("--seed", type=int, default=0, help="random seed of the training (default 0)")
+    f.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    f.set_defaults(func=cmd_fit)
 
     s = sub.add_parser("sample", help="write the sample volume that ships with voxcodec",
                        description="Write the bundled 64 x 128 x 128 uint8 FIB-SEM sample (a crop of the FlyEM "

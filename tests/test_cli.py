@@ -95,3 +95,15 @@ def test_help_explains_every_command():
         assert opt in enc
     with pytest.raises(SystemExit):
         main(["encode", "x.tif", "--tile", "banana"])
+
+
+def test_fit_writes_a_model_the_zarr_codec_uses(tmp_path, em_u8):
+    src = tmp_path / "s.npy"
+    np.save(src, em_u8)
+    model = tmp_path / "m.json"
+    assert main(["fit", str(src), "-o", str(model), "--preset", "fast"]) == 0
+    from voxcodec.numcodecs import VoxCodec
+
+    codec = VoxCodec(model=model.read_text())
+    chunk = em_u8[:4, :32, :32]
+    np.testing.assert_array_equal(codec.decode(codec.encode(chunk)), chunk)
