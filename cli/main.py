@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -62,6 +63,20 @@ def _check_output(path, overwrite):
         raise VoxcodecError(f"{path} exists; pass --overwrite to replace it")
 
 
+@contextlib.contextmanager
+def _partial_file(out):
+    """Yield ``OUT.part`` to write to; it becomes ``out`` only when the with-block completes, and is
+    removed on any failure (a killed or failed run never leaves a complete-looking output)."""
+    tmp = out + ".part"
+    try:
+        yield tmp
+        os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
 def _fmt_mb(n):
     return f"{n / 1e6:.2f} MB"
 
@@ -69,9 +84,8 @@ def _fmt_mb(n):
 def cmd_encode(a):
     out = a.output or os.path.splitext(a.input)[0] + ".vxc"
     _check_output(out, a.overwrite)
-    tmp = out + ".part"
     t0 = time.perf_counter()
-    with VolumeReader(a.input) as vol:
+    with VolumeReader(a.input) as vol, _partial_file(out) as tmp:
         total = vol.nbytes
         bar = _progress(total, "encode", disable=True if a.quiet else None)
         done = {"bytes": 0}
@@ -91,11 +105,6 @@ def cmd_encode(a):
             with enc:
                 for chunk in vol.iter_chunks(enc.block_depth):
                     enc.write(chunk)
-            os.replace(tmp, out)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
         finally:
             bar.close()
     dt = time.perf_counter() - t0
@@ -117,36 +126,10 @@ def cmd_decode(a):
         z1 = max(z0, z1)
         nbytes = (z1 - z0) * dec.shape[1] * dec.shape[2] * dec.dtype.itemsize
         bar = _progress(nbytes, "decode", disable=True if a.quiet else None)
-        tmp = out + ".part"
         t0 = time.perf_counter()
         try:
-            if out.lower().endswith(".npy"):
-                arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dec.dtype, shape=(z1 - z0, *dec.shape[1:]))
-                writer = None
-            else:
-                writer = TiffStackWriter(tmp, (z1 - z0, *dec.shape[1:]), dec.dtype)
-            # decode one z-layer of blocks at a time, so memory stays bounded by a block layer
-            layers = sorted({(e.z0, e.depth) for e in dec.index})
-            for lz0, depth in layers:
-                a0, a1 = max(z0, lz0), min(z1, lz0 + depth)
-                if a1 <= a0:
-                    continue
-                chunk = dec.read(a0, a1)
-                if writer is None:
-                    arr[a0 - z0:a1 - z0] = chunk
-                else:
-                    writer.write(chunk)
-                bar.update(chunk.nbytes)
-            if writer is None:
-                arr.flush()
-                del arr
-            else:
-                writer.close()
-            os.replace(tmp, out)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+            with _partial_file(out) as tmp:
+                _decode_to(dec, tmp, out.lower().endswith(".npy"), z0, z1, bar)
         finally:
             bar.close()
         dt = time.perf_counter() - t0
@@ -154,6 +137,31 @@ def cmd_decode(a):
         print(f"{a.input} -> {out}: slices {z0}:{z1} of {dec.shape[0]}, {_fmt_mb(nbytes)}, "
               f"{nbytes / 1e6 / max(dt, 1e-9):.2f} MB/s")
     return 0
+
+
+def _decode_to(dec, path, as_npy, z0, z1, bar):
+    """Decode slices z0:z1 into a .npy or TIFF file, one z-layer of blocks at a time (memory stays
+    bounded by a block layer)."""
+    shape = (z1 - z0, *dec.shape[1:])
+    arr = np.lib.format.open_memmap(path, mode="w+", dtype=dec.dtype, shape=shape) if as_npy else None
+    writer = None if as_npy else TiffStackWriter(path, shape, dec.dtype)
+    try:
+        for lz0, depth in sorted({(e.z0, e.depth) for e in dec.index}):
+            a0, a1 = max(z0, lz0), min(z1, lz0 + depth)
+            if a1 <= a0:
+                continue
+            chunk = dec.read(a0, a1)
+            if as_npy:
+                arr[a0 - z0:a1 - z0] = chunk
+            else:
+                writer.write(chunk)
+            bar.update(chunk.nbytes)
+    finally:
+        if as_npy:
+            arr.flush()
+            del arr
+        else:
+            writer.close()
 
 
 def _info(dec, path):
