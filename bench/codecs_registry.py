@@ -7,21 +7,23 @@ voxcodec itself; none is written by hand.  Image codecs code each z-slice alone.
 from __future__ import annotations
 
 import lzma
+from abc import ABC, abstractmethod
 
 import numpy as np
 
 
-class Codec:
+class Codec(ABC):
     name = ""
     params: dict = {}
     per_slice = True
 
+    @abstractmethod
     def encode(self, vol: np.ndarray):
         """Return (encoded payload, bits spent on each slice or None)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def decode(self, payload, shape, dtype) -> np.ndarray:
-        raise NotImplementedError
+        """Return the decoded volume."""
 
 
 class SliceCodec(Codec):

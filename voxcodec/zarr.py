@@ -46,8 +46,9 @@ class _ChunkCodec(ArrayBytesCodec):
         chunks.check_dtype(array_spec.dtype.to_native_dtype())
         return self
 
-    def compute_encoded_size(self, input_byte_length, chunk_spec):  # variable-size output, like compressors
-        raise NotImplementedError
+    def compute_encoded_size(self, input_byte_length, chunk_spec):
+        # zarr's protocol for codecs whose output size depends on the data (its compressors do the same)
+        raise NotImplementedError("compute_encoded_size: the coded size of a chunk depends on its voxels")
 
     async def _encode_single(self, chunk_array: NDBuffer, chunk_spec) -> Buffer | None:
         return await asyncio.to_thread(self._encode_sync, chunk_array, chunk_spec)
