@@ -15,7 +15,6 @@ import numpy as np
 class Codec(ABC):
     name = ""
     params: dict = {}
-    per_slice = True
 
     @abstractmethod
     def encode(self, vol: np.ndarray):
@@ -45,8 +44,6 @@ class SliceCodec(Codec):
 
 class RawCodec(Codec):
     """A general-purpose compressor on the raw voxel bytes of the whole volume."""
-
-    per_slice = False
 
     def __init__(self, name, enc, dec, params):
         self.name, self._enc, self._dec, self.params = name, enc, dec, params

@@ -49,7 +49,6 @@ class FitOptions:
 @dataclass
 class BlockStats:
     fit_seconds: float = 0.0
-    code_seconds: float = 0.0
     inter: bool = False
     train_bits: dict = field(default_factory=dict)
 
