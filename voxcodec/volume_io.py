@@ -114,8 +114,10 @@ def read_image(path) -> np.ndarray:
     """One 2-D slice image (TIFF or PNG)."""
     path = Path(path)
     if path.suffix.lower() == ".png":
-        import imagecodecs
-
+        try:
+            import imagecodecs
+        except ImportError:
+            raise UnsupportedError("reading PNG slices needs imagecodecs: pip install imagecodecs") from None
         im = imagecodecs.png_decode(path.read_bytes())
     else:
         import tifffile
