@@ -207,12 +207,18 @@ def fit_block(data, config: ModelConfig, opts: FitOptions, bank=None, min_voxels
 
 
 def _pass_outputs(model: BlockModel, p, cur_pad, prev_pad, shape_yx, pad, inter: bool, shift, batch=None):
+    """Predicted offsets from the block centre and token-table indices of every voxel of pass ``p``."""
     nets = model.inter if inter else model.intra
     feats = ctx.gather(cur_pad, prev_pad, p, shape_yx, pad, inter)
     f, depth, n = feats.shape
-    off, sbin = nets[group_of(p)].infer(feats.reshape(f, depth * n), model.config.bins, shift,
-                                        **({"chunk": batch} if batch else {}))
-    return off.reshape(depth, n), sbin.reshape(depth, n)
+    bins = model.config.bins
+    off, sbin = nets[group_of(p)].infer(feats.reshape(f, depth * n), bins, shift, **({"chunk": batch} if batch else {}))
+    return off.reshape(depth, n), (sbin + bins * table_class(p)).reshape(depth, n)
+
+
+def _tables(config: ModelConfig, lo: int, hi: int) -> AdaptiveTables:
+    """Fresh token tables for a block: ``bins`` per table class, tokens covering residuals in [lo, hi]."""
+    return AdaptiveTables(config.bins * 4, n_tokens(2 * (hi - lo)))
 
 
 def block_predictions(data: np.ndarray, model: BlockModel, chunk_voxels: int = 1 << 20):
@@ -238,13 +244,13 @@ def block_predictions(data: np.ndarray, model: BlockModel, chunk_voxels: int = 1
         for p in ctx.schedule(cfg.levels, cfg.neighbours):
             x = ctx.take(data[z0:z1], p).astype(np.int64)
             if use_inter:
-                off, sbin = _pass_outputs(model, p, cur, prev, (h, w), pad, True, shift)
+                off, table = _pass_outputs(model, p, cur, prev, (h, w), pad, True, shift)
                 if z0 == 0:  # the first slice of a block has no slice before it
-                    o0, s0 = _pass_outputs(model, p, cur[:1], prev[:1], (h, w), pad, False, shift)
-                    off[0], sbin[0] = o0[0], s0[0]
+                    o0, t0 = _pass_outputs(model, p, cur[:1], prev[:1], (h, w), pad, False, shift)
+                    off[0], table[0] = o0[0], t0[0]
             else:
-                off, sbin = _pass_outputs(model, p, cur, prev, (h, w), pad, False, shift)
-            per_pass.append((x, np.clip(centre + off, lo, hi), sbin + cfg.bins * table_class(p)))
+                off, table = _pass_outputs(model, p, cur, prev, (h, w), pad, False, shift)
+            per_pass.append((x, np.clip(centre + off, lo, hi), table))
         yield z0, z1, per_pass
 
 
@@ -255,7 +261,7 @@ def encode_block(data: np.ndarray, model: BlockModel) -> tuple[bytes, dict]:
     ``slice_bits``, the payload bits spent on each slice.
     """
     lo, hi, centre, shift = value_range(data)
-    tables = AdaptiveTables(model.config.bins * 4, n_tokens(2 * (hi - lo)))
+    tables = _tables(model.config, lo, hi)
     coder = RangeEncoder()
     slice_bits = []
     for z0, z1, per_pass in block_predictions(data, model):
@@ -306,7 +312,7 @@ def decode_block(payload: bytes, model: BlockModel, shape, lo: int, hi: int, cen
     if words.size == 0:
         words = np.zeros(1, np.uint32)  # constriction needs at least one word to start a decoder
     decoder = RangeDecoder(words)
-    tables = AdaptiveTables(cfg.bins * 4, n_tokens(2 * (hi - lo)))
+    tables = _tables(cfg, lo, hi)
     out = np.empty(shape, dtype) if out is None else out
     prev = np.zeros((1, h + 2 * pad, w + 2 * pad), np.float32)
     for z in range(d):
@@ -319,14 +325,14 @@ def decode_block(payload: bytes, model: BlockModel, shape, lo: int, hi: int, cen
             raise CorruptStreamError(f"entropy decoding failed in slice {z}: {exc}", block_index) from None
         if kind == palette.CONSTANT:
             slice_out[...] = values[0]
-            cur[0, pad:pad + h, pad:pad + w] = np.clip((values[0] - centre) >> shift, -128, 127)
+            cur[0, pad:pad + h, pad:pad + w] = centred(values[:1], centre, shift)[0]
             prev = cur
             continue
         lut = None if kind == palette.NORMAL else palette.Lookup(values, lo, hi)
         for p in passes:
-            off, sbin = _pass_outputs(model, p, cur, prev, (h, w), pad, inter, shift, batch)
+            off, table = _pass_outputs(model, p, cur, prev, (h, w), pad, inter, shift, batch)
             try:
-                u = decode_symbols(decoder, tables, sbin[0] + cfg.bins * table_class(p))
+                u = decode_symbols(decoder, tables, table[0])
             except (ValueError, RuntimeError, AssertionError) as exc:
                 raise CorruptStreamError(f"entropy decoding failed in slice {z}: {exc}", block_index) from None
             pred = np.clip(centre + off[0], lo, hi)
@@ -340,6 +346,6 @@ def decode_block(payload: bytes, model: BlockModel, shape, lo: int, hi: int, cen
                 raise CorruptStreamError(f"decoded values outside the block's range in slice {z}", block_index)
             x = x[None]
             ctx.scatter(slice_out, x, p, (h, w))
-            ctx.scatter(cur, np.clip((x - centre) >> shift, -128, 127).astype(np.float32), p, (h, w), pad)
+            ctx.scatter(cur, centred(x, centre, shift), p, (h, w), pad)
         prev = cur
     return out

@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .codec import DTYPES, encode as _encode
+from .codec import DTYPES, Decoder, encode as _encode
 from .errors import CorruptStreamError, UnsupportedError
 from .network import BlockModel
 
@@ -50,8 +50,6 @@ def encode_chunk(arr, *, preset: str = "default", model: str | None = None) -> b
 
 
 def decode_chunk(data: bytes, *, shape=None, dtype=None, model: str | None = None) -> np.ndarray:
-    from .codec import Decoder
-
     with Decoder(data, shared_model=cached_model(model)) as dec:
         vol = dec.read()
         stored = dec.meta.get("metadata", {}).get("chunk_shape")
