@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .codec import DTYPES, Decoder, encode as _encode
+from .codec import DTYPES, Decoder, Encoder
 from .errors import CorruptStreamError, UnsupportedError
 from .network import BlockModel
 
@@ -41,12 +41,19 @@ def cached_model(text: str | None) -> BlockModel | None:
     return None if text is None else BlockModel.from_text(text)
 
 
-def encode_chunk(arr, *, preset: str = "default", model: str | None = None) -> bytes:
+def encode_chunk(arr, *, preset: str = "default", model: str | None = None, banks: dict | None = None,
+                 device: str = "cpu") -> bytes:
+    """One chunk as one block. ``banks`` carries training state from chunk to chunk (see
+    :class:`~voxcodec.codec.Encoder`): successive chunks of one tile position fine-tune from the
+    previous chunk's weights. The bytes do not depend on it for decoding."""
     arr = np.asarray(arr)
     check_dtype(arr.dtype)
     vol = np.ascontiguousarray(as_volume(arr))
-    return _encode(vol, preset=preset, block_depth=max(vol.shape[0], 1), shared_model=cached_model(model),
-                   metadata={"chunk_shape": list(arr.shape)})
+    enc = Encoder(None, dtype=vol.dtype, slice_shape=vol.shape[1:], preset=preset, block_depth=max(vol.shape[0], 1),
+                  shared_model=cached_model(model), metadata={"chunk_shape": list(arr.shape)},
+                  expected_slices=vol.shape[0], banks=banks, device=device)
+    enc.write(vol)
+    return enc.getvalue()
 
 
 def decode_chunk(data: bytes, *, shape=None, dtype=None, model: str | None = None) -> np.ndarray:

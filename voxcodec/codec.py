@@ -94,13 +94,16 @@ class Encoder:
     ``shared_model`` (from :func:`voxcodec.fit_model`) codes every block with one model held
     outside the stream, for many small chunks that cannot each afford a model; the decoder then
     needs the same model.
+    ``banks``: a dict holding the training state of each tile, updated as blocks are coded. Pass
+    the same dict to successive encoders (one per zarr chunk, say) and each block fine-tunes from
+    the weights of the block before it, as within one stream.
     """
 
     def __init__(self, file=None, *, dtype="uint8", slice_shape, preset: str = "default", block_depth=None,
                  tile=None, metadata: dict | None = None, device: str = "cpu", threads: int | None = None,
                  seed: int = 0, warm_start: bool = True, on_block=None, config: ModelConfig | None = None,
                  train: str = "auto", fit_options: dict | None = None, expected_slices: int | None = None,
-                 shared_model: BlockModel | None = None):
+                 shared_model: BlockModel | None = None, banks: dict | None = None):
         self.dtype = _check_dtype(dtype)
         h, w = (int(s) for s in slice_shape)
         if h < 1 or w < 1:
@@ -139,7 +142,7 @@ class Encoder:
         self._buffer: list[np.ndarray] = []
         self._buffered = 0
         self._z = 0
-        self._banks: dict = {}
+        self._banks: dict = {} if banks is None else banks
         self.blocks: list[BlockInfo] = []
         self._index: list[IndexEntry] = []
         self._closed = False
