@@ -37,7 +37,7 @@ reached, uploads retry with backoff and compressed blocks wait in a local spool 
 EPILOG = """\
 examples:
   voxcodec-edge /acq/run42 /mnt/store/run42.zarr --exit-when-idle 600
-  voxcodec-edge /acq/run42 sftp://em@dc.example.org/data/run42.zarr --storage-option key_filename=~/.ssh/id_ed25519
+  voxcodec-edge /acq/run42 sftp://em@dc.example.org/data/run42.zarr --storage-option client_keys=~/.ssh/id_ed25519
   voxcodec-edge /acq/run42 s3://em-bucket/run42.zarr --storage-option endpoint_url=https://s3.example.org
   voxcodec-edge status                      # every run on this machine
   voxcodec-edge status --state DIR          # one run, from another terminal
@@ -70,14 +70,16 @@ def _option(s: str):
     key, sep, value = s.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"--storage-option wants KEY=VALUE, got {s!r}")
-    if key in ("key_filename",):
+    if key in ("key_filename", "client_keys"):
         value = os.path.expanduser(value)
+    if key == "client_keys":  # asyncssh (sshfs) wants a list of key files
+        return key, [os.path.expanduser(v) for v in value.split(",")]
     for conv in (int, float):
         try:
             return key, conv(value)
         except ValueError:
             pass
-    return key, {"true": True, "false": False}.get(value.lower(), value)
+    return key, {"true": True, "false": False, "none": None}.get(value.lower(), value)
 
 
 def run_parser() -> argparse.ArgumentParser:
@@ -109,7 +111,7 @@ def run_parser() -> argparse.ArgumentParser:
                    help="voxel size, stored in the array's attributes")
     p.add_argument("--voxel-unit", default="nanometer", help="unit of --voxel-size (default nanometer)")
     p.add_argument("--storage-option", type=_option, action="append", default=[], metavar="KEY=VALUE",
-                   help="fsspec option for DEST, repeatable (key_filename=..., port=..., endpoint_url=...)")
+                   help="fsspec option for DEST, repeatable: client_keys=~/.ssh/id_ed25519 (sftp), endpoint_url=... (s3)")
     p.add_argument("--device", default="auto", help="training device: auto (GPU when present), cpu, cuda")
     p.add_argument("--tile", type=int, default=2048, metavar="N",
                    help="largest in-plane chunk side; larger slices are split into chunks (default 2048)")
@@ -145,7 +147,7 @@ def describe(st: dict) -> str:
              f"{st.get('pending_files', 0)} still being written",
              f"  blocks:  {st['blocks_shipped']} shipped of {st['blocks_coded']} coded; spool "
              f"{st['spool_bytes'] / 1e6:.1f} MB of {st['spool_budget'] / 1e6:.0f} MB",
-             f"  ratio:   " + (f"{st['ratio']:.2f}x ({st['raw_bytes'] / 1e6:.1f} MB -> {st['coded_bytes'] / 1e6:.1f} MB)"
+             "  ratio:   " + (f"{st['ratio']:.2f}x ({st['raw_bytes'] / 1e6:.1f} MB -> {st['coded_bytes'] / 1e6:.1f} MB)"
                                if st.get("ratio") else "-"),
              f"  rate:    in {st['in_MBps']:.2f} MB/s, out {st['out_MBps']:.2f} MB/s (last 30 s)",
              f"  link:    {st['link']}",
@@ -265,9 +267,9 @@ def main(argv=None) -> int:
     except VoxcodecError as exc:
         handler.close_line()
         print(f"voxcodec-edge: error: {exc}", file=sys.stderr)
-        from voxcodec.edge import EdgeError
+        from voxcodec.edge import VerifyError
 
-        return 1 if isinstance(exc, EdgeError) and "differs" in str(exc) else 2
+        return 1 if isinstance(exc, VerifyError) else 2
     handler.close_line()
     if not args.quiet:
         ratio = f"{st['ratio']:.2f}x" if st.get("ratio") else "-"

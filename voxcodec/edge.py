@@ -75,7 +75,11 @@ class EdgeOptions:
 
 
 class EdgeError(VoxcodecError):
-    """The run cannot go on (bad input, DEST belongs to another run, a failed verification)."""
+    """The run cannot go on (bad input, DEST belongs to another run, the spool was tampered with)."""
+
+
+class VerifyError(EdgeError):
+    """What DEST holds differs from the source: nothing is deleted, the run stops."""
 
 
 def _now() -> str:
@@ -131,7 +135,8 @@ class EdgeRun:
                      self.journal.dropped_tail)
         self.dest = Destination(opts.dest, opts.storage_options)
         self._cond = threading.Condition()
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # ends the shipper thread
+        self._halt = threading.Event()  # ends run() early (stop())
         self._fatal: BaseException | None = None
         self.stats = {"started": _now(), "pid": os.getpid(), "link": "ok", "message": "", "late_files": []}
         self.in_rate, self.out_rate = Rate(), Rate()
@@ -223,7 +228,7 @@ class EdgeRun:
         last_tick = 0.0
         unreadable: dict[str, float] = {}
         try:
-            while True:
+            while not self._halt.is_set():
                 self._check_fatal()
                 if time.monotonic() - last_tick >= 0.5:
                     last_tick = time.monotonic()
@@ -277,6 +282,8 @@ class EdgeRun:
                     self._finish(on_tick)
                     return self.status()
                 watcher.wait(o.scan_interval)
+            log.info("stopped before the acquisition ended; run again to resume")
+            return self.status()
         finally:
             self._stop.set()
             with self._cond:
@@ -287,6 +294,10 @@ class EdgeRun:
                 self.write_status()
             except OSError:
                 pass
+
+    def stop(self):
+        """Make :meth:`run` return soon (from another thread); the run resumes when started again."""
+        self._halt.set()
 
     def _check_fatal(self):
         if self._fatal is not None:
@@ -525,12 +536,12 @@ class EdgeRun:
         for (iy, ix, y0, x0), c in zip(self.layout.grid(), rec["chunks"]):
             back = self.dest.get(c["key"])
             if back is None or _sha256(back) != c["sha256"]:
-                raise EdgeError(f"block {k}: {c['key']} at DEST changed after it was shipped; sources are kept")
+                raise VerifyError(f"block {k}: {c['key']} at DEST changed after it was shipped; sources are kept")
             part = decode_chunk(back, shape=(depth, th, tw), dtype=self.layout.dtype)
             vol[:, y0:y0 + th, x0:x0 + tw] = part[:, :min(th, h - y0), :min(tw, w - x0)]
         for z, f in enumerate(rec["files"]):
             if zlib.crc32(vol[z].tobytes()) != f["crc32"]:
-                raise EdgeError(f"block {k}: slice {f['name']} read back from DEST differs from the source; "
+                raise VerifyError(f"block {k}: slice {f['name']} read back from DEST differs from the source; "
                                 "sources are kept")
         for f in rec["files"]:
             (Path(self.opts.acq_dir) / f["name"]).unlink(missing_ok=True)
