@@ -62,7 +62,7 @@ def _size(s: str) -> int:
     m = re.fullmatch(r"\s*([\d.]+)\s*([kKmMgGtT]?)(i?)[bB]?\s*", s)
     if not m:
         raise argparse.ArgumentTypeError(f"a size like 500MB, 8GB or 2GiB, got {s!r}")
-    scale = {"": 1, "k": 1, "m": 2, "g": 3, "t": 4}[m.group(2).lower()]
+    scale = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}[m.group(2).lower()]
     return int(float(m.group(1)) * (1024 if m.group(3) else 1000) ** scale)
 
 

@@ -218,6 +218,12 @@ class EdgeRun:
             return self.status()
         if not Path(o.acq_dir).is_dir():
             raise EdgeError(f"ACQ_DIR {o.acq_dir} is not a folder")
+        try:  # a DEST that belongs to something else is refused before any work; an unreachable one is retried
+            self._check_dest_owner()
+        except DestinationError:
+            raise
+        except Exception as exc:
+            self._link_down(exc, 1)
         watcher = SliceWatcher(o.acq_dir, o.pattern, settle=o.settle, poll=o.poll, ignore={o.finish_marker})
         log.info("watching %s for %s (%s); shipping to %s; state in %s", o.acq_dir, o.pattern, watcher.mode, o.dest,
                  self.state)

@@ -1,0 +1,175 @@
+"""The edge tool's parts: z order, completeness of slice files, the journal, the spool budget and
+the errors a user meets."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+import tifffile
+
+from voxcodec.acquisition import SliceWatcher, natural_key
+from voxcodec.edge import EdgeError, EdgeOptions, EdgeRun, chunk_grid
+from voxcodec.errors import VoxcodecError
+from voxcodec.journal import Journal
+
+
+def test_natural_order():
+    names = ["s_10.tif", "s_9.tif", "s_100.tif", "S_11.tif", "s_1.tif"]
+    assert sorted(names, key=natural_key) == ["s_1.tif", "s_9.tif", "s_10.tif", "S_11.tif", "s_100.tif"]
+
+
+def test_chunk_grid():
+    assert chunk_grid((250, 250), 2048) == (250, 250)
+    assert chunk_grid((4096, 3000), 2048) == (2048, 1500)
+    assert chunk_grid((4097, 10), 2048) == (1366, 10)
+
+
+def test_watcher_takes_complete_files_in_z_order_without_gaps(tmp_path):
+    w = SliceWatcher(tmp_path, "*.tif", settle=0.3, poll=True)
+    try:
+        for z in (1, 2, 3):
+            (tmp_path / f"s_{z}.tif").write_bytes(b"x" * 10)
+        (tmp_path / ".s_4.tif.part").write_bytes(b"x")  # hidden temporary names are never taken
+        (tmp_path / "notes.txt").write_text("not a slice")
+        ready, late, pending = w.ready(set())
+        assert ready == [] and pending == 3  # just seen: not settled yet
+        time.sleep(0.4)
+        with open(tmp_path / "s_2.tif", "ab") as f:  # still growing: holds back s_3 as well
+            f.write(b"more")
+        ready, late, pending = w.ready(set())
+        assert [p.name for p in ready] == ["s_1.tif"] and pending == 2
+        time.sleep(0.4)
+        ready, _, pending = w.ready(set())
+        assert [p.name for p in ready] == ["s_1.tif", "s_2.tif", "s_3.tif"] and pending == 0
+        # a file sorting before the last one taken arrived too late to be placed
+        (tmp_path / "s_0.tif").write_bytes(b"x")
+        ready, late, _ = w.ready({"s_1.tif", "s_2.tif", "s_3.tif"}, natural_key("s_3.tif"))
+        assert ready == [] and late == ["s_0.tif"]
+    finally:
+        w.stop()
+
+
+def test_watcher_sees_renames_at_once(tmp_path):
+    w = SliceWatcher(tmp_path, "*.tif", settle=60, poll=False)
+    try:
+        if w.mode != "inotify":
+            pytest.skip("no inotify here")
+        (tmp_path / ".a.tmp").write_bytes(b"data")
+        os.replace(tmp_path / ".a.tmp", tmp_path / "a_1.tif")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not w.ready(set())[0]:
+            time.sleep(0.05)
+        assert [p.name for p in w.ready(set())[0]] == ["a_1.tif"]  # complete without waiting 60 s to settle
+    finally:
+        w.stop()
+
+
+def test_journal_drops_a_torn_tail_and_refuses_damage(tmp_path):
+    j = Journal(tmp_path)
+    j.append({"event": "run", "x": 1})
+    j.append({"event": "block", "k": 0})
+    j.close()
+    with open(tmp_path / "journal.jsonl", "ab") as f:
+        f.write(b'{"event": "shipped", "k"')  # killed mid-write
+    j = Journal(tmp_path)
+    assert [r["event"] for r in j.records] == ["run", "block"] and j.dropped_tail > 0
+    j.append({"event": "shipped", "k": 0})
+    j.close()
+    assert [r["event"] for r in Journal(tmp_path).records] == ["run", "block", "shipped"]
+    lines = (tmp_path / "journal.jsonl").read_bytes().split(b"\n")
+    lines[1] = b"garbage"
+    (tmp_path / "journal.jsonl").write_bytes(b"\n".join(lines))
+    with pytest.raises(VoxcodecError, match="damaged at line 2"):
+        Journal(tmp_path)
+
+
+def _slices(folder, vol, start=0):
+    folder.mkdir(exist_ok=True)
+    for z, s in enumerate(vol, start):
+        tifffile.imwrite(folder / f"slice_{z:05d}.tif", s)
+
+
+def _opts(tmp_path, **kw):
+    base = dict(acq_dir=str(tmp_path / "acq"), dest=str(tmp_path / "dest.zarr"), state_dir=str(tmp_path / "state"),
+                block_depth=4, preset="fast", settle=0.0, scan_interval=0.1, exit_when_idle=0.5)
+    base.update(kw)
+    return EdgeOptions(**base)
+
+
+def test_slice_of_another_shape_is_a_clear_error(tmp_path, sample):
+    _slices(tmp_path / "acq", sample[:3, :64, :64])
+    tifffile.imwrite(tmp_path / "acq" / "slice_00003.tif", sample[3, :32, :64])
+    with pytest.raises(EdgeError, match="slice_00003.tif is 32x64 uint8; this acquisition's slices are 64x64"):
+        EdgeRun(_opts(tmp_path)).run()
+
+
+def test_state_of_another_run_and_foreign_dest_are_refused(tmp_path, sample):
+    import zarr
+
+    _slices(tmp_path / "acq", sample[:4, :32, :32])
+    EdgeRun(_opts(tmp_path)).run()
+    with pytest.raises(EdgeError, match="belongs to the run"):
+        EdgeRun(_opts(tmp_path, dest=str(tmp_path / "other.zarr")))
+    zarr.create_array(str(tmp_path / "foreign.zarr"), shape=(1, 1), dtype="uint8")
+    run = EdgeRun(_opts(tmp_path, dest=str(tmp_path / "foreign.zarr"), state_dir=str(tmp_path / "s2")))
+    with pytest.raises(VoxcodecError, match="already holds a zarr array"):
+        run.run()
+
+
+def test_two_runs_on_one_state_are_refused(tmp_path):
+    (tmp_path / "acq").mkdir()
+    first = EdgeRun(_opts(tmp_path))
+    with pytest.raises(EdgeError, match="another voxcodec-edge is running"):
+        EdgeRun(_opts(tmp_path))
+    del first
+
+
+def test_spool_budget_pauses_compression_while_dest_is_unreachable(tmp_path, sample):
+    """DEST refuses connections: blocks pile up in the spool up to the budget, then compression
+    pauses with a message and the remaining slices wait in ACQ_DIR."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here
+    _slices(tmp_path / "acq", sample[:24, :64, :64])
+    run = EdgeRun(_opts(tmp_path, dest=f"sftp://nobody@127.0.0.1:{port}/x.zarr", spool_budget=9000,
+                        exit_when_idle=None, storage_options={"known_hosts": None}))
+    t = threading.Thread(target=run.run, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not run.stats["message"].startswith("spool budget"):
+        time.sleep(0.1)
+    st = run.status()
+    run.stop()
+    t.join(30)
+    assert st["message"].startswith("spool budget reached") and st["link"].startswith("down")
+    assert 1 <= st["blocks_coded"] < 6 and st["blocks_shipped"] == 0
+    assert st["spool_bytes"] <= 9000 + max(sum(c["bytes"] for c in r["chunks"]) for r in run.blocks.values())
+    assert len(list((tmp_path / "state" / "spool").iterdir())) == st["blocks_coded"]
+
+
+def test_idle_timeout_ships_the_partial_last_block(tmp_path, sample):
+    import zarr
+
+    vol = np.ascontiguousarray(sample[:6, :40, :56])
+    _slices(tmp_path / "acq", vol)
+    st = EdgeRun(_opts(tmp_path)).run()
+    assert st["finished"] and st["blocks_shipped"] == 2
+    arr = zarr.open_array(str(tmp_path / "dest.zarr"), mode="r")
+    assert arr.shape == (6, 40, 56) and arr.chunks == (4, 40, 56)
+    assert np.array_equal(arr[:], vol)
+
+
+def test_cli_help_and_sizes():
+    from voxcodec_cli.edge import _size, run_parser
+
+    assert _size("8GB") == 8 * 10**9 and _size("2GiB") == 2 * 2**30 and _size("500") == 500
+    text = run_parser().format_help()
+    for opt in ("--pattern", "--block-depth", "--preset", "--state", "--exit-when-idle",
+                "--delete-source-after-verify", "--spool-budget", "--poll"):
+        assert opt in text
