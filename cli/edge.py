@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -229,6 +230,10 @@ def main(argv=None) -> int:
         return status_main(argv[1:])
     args = run_parser().parse_args(argv)
 
+    missing = [m for m in ("zarr", "fsspec") if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"voxcodec-edge: {', '.join(missing)} missing: pip install 'voxcodec[edge]'", file=sys.stderr)
+        return 2
     from voxcodec.edge import EdgeOptions, EdgeRun
 
     handler = StatusLine(sys.stderr, live=sys.stderr.isatty() and not args.quiet)

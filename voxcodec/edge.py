@@ -190,13 +190,14 @@ class EdgeRun:
 
     # -- status --------------------------------------------------------------------------------------------
     def status(self) -> dict:
+        shipped = set(self.shipped)  # a copy: the shipper thread adds to it
         raw = sum(r["raw_bytes"] for r in self.blocks.values())
         coded = sum(c["bytes"] for r in self.blocks.values() for c in r["chunks"])
-        spooled = sum(c["bytes"] for k, r in self.blocks.items() if k not in self.shipped for c in r["chunks"])
+        spooled = sum(c["bytes"] for k, r in self.blocks.items() if k not in shipped for c in r["chunks"])
         return dict(self.stats, acq_dir=os.path.abspath(self.opts.acq_dir), dest=self.opts.dest,
                     state_dir=str(self.state), preset=self.opts.preset, updated=_now(),
-                    slices_taken=len(self.taken), slices_shipped=sum(len(self.blocks[k]["files"]) for k in self.shipped),
-                    blocks_coded=len(self.blocks), blocks_shipped=len(self.shipped), raw_bytes=raw, coded_bytes=coded,
+                    slices_taken=len(self.taken), slices_shipped=sum(len(self.blocks[k]["files"]) for k in shipped),
+                    blocks_coded=len(self.blocks), blocks_shipped=len(shipped), raw_bytes=raw, coded_bytes=coded,
                     ratio=raw / coded if coded else None, spool_bytes=spooled, spool_budget=self.opts.spool_budget,
                     in_MBps=self.in_rate.per_second() / 1e6, out_MBps=self.out_rate.per_second() / 1e6,
                     finished=self.finished)
@@ -334,7 +335,7 @@ class EdgeRun:
         th, tw = chunk_grid(first.shape, o.tile)
         depth = o.block_depth or auto_block_depth((th, tw))
         lay = {"event": "layout", "slice_shape": list(first.shape), "dtype": first.dtype.name,
-               "chunks": [depth, th, tw]}
+               "chunks": [depth, th, tw], "at": round(time.time(), 3)}
         self.layout = ArrayLayout(lay["slice_shape"], lay["dtype"], lay["chunks"], o.preset)
         self.journal.append(lay)
         log.info("slices %dx%d %s: blocks of %d slices, chunks %s", *first.shape, first.dtype, depth,
@@ -383,13 +384,13 @@ class EdgeRun:
                            "sha256": _sha256(data)})
         rec = {"event": "block", "k": k, "z0": k * depth, "depth": d, "files": [f for f, _ in buffer],
                "chunks": chunks, "raw_bytes": int(sum(a.nbytes for _, a in buffer)),
-               "seconds": round(time.perf_counter() - t0, 3)}
+               "seconds": round(time.perf_counter() - t0, 3), "at": round(time.time(), 3)}
         self.journal.append(rec)
-        self.blocks[k] = rec
+        with self._cond:  # the shipper iterates self.blocks under this lock
+            self.blocks[k] = rec
+            self._cond.notify_all()
         coded = sum(c["bytes"] for c in chunks)
         log.debug("block %d: %d slices, %d -> %d bytes in %.1f s", k, d, rec["raw_bytes"], coded, rec["seconds"])
-        with self._cond:
-            self._cond.notify_all()
 
     def _spool_write(self, name: str, data: bytes):
         tmp = self.spool / (name + ".tmp")
@@ -512,7 +513,7 @@ class EdgeRun:
                 raise OSError(f"read-back of {c['key']} does not match what was written")
             self.out_rate.add(len(data))
         self._commit_metadata(k, complete=False)
-        self.journal.append({"event": "shipped", "k": k})
+        self.journal.append({"event": "shipped", "k": k, "at": round(time.time(), 3)})
         with self._cond:
             self.shipped.add(k)
         for c in rec["chunks"]:
