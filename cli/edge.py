@@ -215,9 +215,10 @@ class StatusLine(logging.Handler):
 
 def _columns() -> int:
     try:
-        return os.get_terminal_size(2).columns
+        cols = os.get_terminal_size(2).columns
     except OSError:
-        return 200
+        cols = 0
+    return cols if cols >= 40 else 160  # a pseudo-terminal may report no width at all
 
 
 def _stop_on_sigterm(signum, frame):
