@@ -208,3 +208,44 @@ def test_sftp_destination_survives_server_outage(volume, tmp_path, ssh_server):
     assert saw_down and "cannot write to DEST" in err and "shipping resumes" in err
     assert spooled_while_down >= 1  # compression went on into the spool while the link was down
     check_shipped(dest_path, state, volume, acq)
+
+
+@pytest.fixture
+def s3_server(tmp_path):
+    """moto's S3 server (an in-memory mock of the S3 API, spoken over HTTP on 127.0.0.1)."""
+    pytest.importorskip("s3fs")
+    pytest.importorskip("moto.server")
+    port = sshd._free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    opts = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "testing", "secret": "testing"}
+    import s3fs
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            s3fs.S3FileSystem(skip_instance_cache=True, **opts).mkdir("edge-bucket")
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.3)
+    yield opts
+    proc.kill()
+    proc.wait()
+
+
+def test_s3_destination(volume, tmp_path, s3_server):
+    import zarr
+
+    acq, state = tmp_path / "acq", tmp_path / "state"
+    vol = volume[:16]
+    writer = start_microscope(vol, acq, rate=20)
+    res = subprocess.run(edge_cmd(acq, "s3://edge-bucket/run.zarr", state, storage_options=s3_server),
+                         capture_output=True, text=True, timeout=300)
+    writer.join()
+    assert res.returncode == 0, res.stderr
+    arr = zarr.open_array("s3://edge-bucket/run.zarr", mode="r", storage_options=s3_server)
+    assert arr.shape == vol.shape and np.array_equal(arr[:], vol)
+    assert arr.attrs["voxcodec_edge"]["complete"] is True
