@@ -85,6 +85,7 @@ def _option(s: str):
 
 def run_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="voxcodec-edge", description=DESCRIPTION, epilog=EPILOG,
+                                usage="%(prog)s ACQ_DIR DEST [options]\n       %(prog)s status [--state DIR] [--json]",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("acq_dir", metavar="ACQ_DIR", help="the folder the microscope writes slice images into")
     p.add_argument("dest", metavar="DEST", help="the zarr array to write: a path, sftp://..., s3://... (fsspec URL)")

@@ -119,6 +119,8 @@ class EdgeRun:
     """One acquisition shipped from ``acq_dir`` to ``dest``; resumable from its ``state_dir``."""
 
     def __init__(self, opts: EdgeOptions):
+        if not Path(opts.acq_dir).is_dir():
+            raise EdgeError(f"ACQ_DIR {opts.acq_dir} is not a folder")
         self.opts = opts
         self.state = Path(opts.state_dir)
         self.state.mkdir(parents=True, exist_ok=True)
@@ -217,8 +219,6 @@ class EdgeRun:
             log.info("this acquisition was already finished and shipped (%d slices)", len(self.taken))
             self.write_status()
             return self.status()
-        if not Path(o.acq_dir).is_dir():
-            raise EdgeError(f"ACQ_DIR {o.acq_dir} is not a folder")
         try:  # a DEST that belongs to something else is refused before any work; an unreachable one is retried
             self._check_dest_owner()
         except DestinationError:
