@@ -173,3 +173,18 @@ def test_cli_help_and_sizes():
     for opt in ("--pattern", "--block-depth", "--preset", "--state", "--exit-when-idle",
                 "--delete-source-after-verify", "--spool-budget", "--poll"):
         assert opt in text
+
+
+def test_sources_are_kept_when_dest_changed_after_shipping(tmp_path, sample):
+    from voxcodec.edge import VerifyError
+
+    _slices(tmp_path / "acq", sample[:4, :32, :32])
+    EdgeRun(_opts(tmp_path)).run()
+    chunk = tmp_path / "dest.zarr" / "c" / "0" / "0" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 1
+    chunk.write_bytes(bytes(data))
+    run = EdgeRun(_opts(tmp_path, delete_source=True))
+    with pytest.raises(VerifyError, match="changed after it was shipped; sources are kept"):
+        run._delete_sources(0)
+    assert len(list((tmp_path / "acq").glob("*.tif"))) == 4

@@ -415,7 +415,7 @@ class EdgeRun:
 
     def _finish(self, on_tick):
         """Wait until every block is shipped (and verified), then mark the array complete."""
-        while True:
+        while not self._halt.is_set():
             self._check_fatal()
             with self._cond:
                 if set(self.blocks) <= self.shipped and (not self.opts.delete_source or set(self.blocks) <= self.deleted):
@@ -424,6 +424,8 @@ class EdgeRun:
             self.write_status()
             if on_tick is not None:
                 on_tick(self.status())
+        else:
+            return  # stop() while waiting: the next start ships the rest
         backoff = 1.0
         while True:  # the final metadata says complete=true; the link may still be down
             try:
@@ -433,7 +435,8 @@ class EdgeRun:
                 raise
             except Exception as exc:
                 self._link_down(exc, backoff)
-                time.sleep(backoff)
+                if self._halt.wait(backoff):
+                    return
                 backoff = min(2 * backoff, MAX_BACKOFF)
         self.journal.append({"event": "finished", "slices": len(self.taken), "blocks": len(self.blocks),
                              "at": _now()})
@@ -544,7 +547,11 @@ class EdgeRun:
             back = self.dest.get(c["key"])
             if back is None or _sha256(back) != c["sha256"]:
                 raise VerifyError(f"block {k}: {c['key']} at DEST changed after it was shipped; sources are kept")
-            part = decode_chunk(back, shape=(depth, th, tw), dtype=self.layout.dtype)
+            try:
+                part = decode_chunk(back, shape=(depth, th, tw), dtype=self.layout.dtype)
+            except VoxcodecError as exc:
+                raise VerifyError(f"block {k}: {c['key']} read back from DEST does not decode ({exc}); "
+                                  "sources are kept") from None
             vol[:, y0:y0 + th, x0:x0 + tw] = part[:, :min(th, h - y0), :min(tw, w - x0)]
         for z, f in enumerate(rec["files"]):
             if zlib.crc32(vol[z].tobytes()) != f["crc32"]:
