@@ -136,13 +136,14 @@ def test_delete_source_after_verify_and_partial_writes(volume, tmp_path):
 
 
 def test_sigkill_at_random_moments_loses_and_duplicates_nothing(volume, tmp_path):
+    """Killed five times while slices arrive, blocks are coded, shipped, verified and sources deleted."""
     acq, dest, state = tmp_path / "acq", tmp_path / "dest.zarr", tmp_path / "state"
     writer = start_microscope(volume, acq, rate=12)
     rng = random.Random(5)
     kills = 0
+    cmd = edge_cmd(acq, dest, state, "--delete-source-after-verify")
     while kills < 5:
-        proc = subprocess.Popen(edge_cmd(acq, dest, state), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(1.0, 4.0))
         if proc.poll() is not None:
             break
@@ -150,10 +151,11 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(volume, tmp_path
         proc.wait()
         kills += 1
     assert kills >= 3
-    res = subprocess.run(edge_cmd(acq, dest, state), capture_output=True, text=True, timeout=300)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     writer.join()
     assert res.returncode == 0, res.stderr
     check_shipped(dest, state, volume, acq)
+    assert sorted(p.name for p in acq.iterdir()) == ["finish"]  # every source deleted, each after verification
 
 
 def test_half_written_chunk_at_dest_is_rewritten(volume, tmp_path):
