@@ -30,7 +30,7 @@ import time
 import uuid
 import zlib
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -582,7 +582,3 @@ def read_status(state_dir) -> dict:
         pass
     st["running"] = running
     return st
-
-
-def options_dict(opts: EdgeOptions) -> dict:
-    return asdict(opts)
