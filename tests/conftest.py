@@ -32,6 +32,12 @@ def em_stream(em_u8):
     return enc.getvalue(), enc.blocks
 
 
+def console_script(name: str, module: str) -> list[str]:
+    """The installed console script ``name`` (or ``python -m module`` when it is not installed)."""
+    exe = os.path.join(os.path.dirname(sys.executable), name)
+    return [exe] if os.path.exists(exe) else [sys.executable, "-m", module]
+
+
 def run_python(code: str, env_extra=None) -> str:
     """Run code in a fresh interpreter (own BLAS / torch thread pools); return its stdout."""
     import subprocess

@@ -1,20 +1,17 @@
 import json
-import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tifffile
 
+from conftest import console_script
 from voxcodec_cli.main import main
 
 
 def voxcodec_cmd(*args, check=True):
     """Run the installed console script (falls back to the module when not on PATH)."""
-    exe = os.path.join(os.path.dirname(sys.executable), "voxcodec")
-    cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "voxcodec_cli.main"]
-    res = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=600)
+    res = subprocess.run(console_script("voxcodec", "voxcodec_cli.main") + list(args), capture_output=True, text=True, timeout=600)
     if check:
         assert res.returncode == 0, res.stderr
     return res

@@ -21,7 +21,7 @@ import pytest
 import tifffile
 
 import sshd
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, console_script
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import microscope  # noqa: E402
@@ -52,9 +52,7 @@ def ssh_server(tmp_path):
 
 
 def edge_cmd(acq, dest, state, *extra, storage_options=None):
-    exe = os.path.join(os.path.dirname(sys.executable), "voxcodec-edge")
-    cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "voxcodec_cli.edge"]
-    cmd += [str(acq), str(dest), "--state", str(state), "--block-depth", "8", "--preset", "fast", "--settle", "0.5",
+    cmd = console_script("voxcodec-edge", "voxcodec_cli.edge") + [str(acq), str(dest), "--state", str(state), "--block-depth", "8", "--preset", "fast", "--settle", "0.5",
             "--exit-when-idle", "60", *extra]
     for k, v in (storage_options or {}).items():
         cmd += ["--storage-option", f"{k}={','.join(v) if isinstance(v, list) else v}"]

@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .codec import DTYPES, Decoder, Encoder
+from .codec import DTYPES, Decoder, encode as _encode
 from .errors import CorruptStreamError, UnsupportedError
 from .network import BlockModel
 
@@ -49,11 +49,8 @@ def encode_chunk(arr, *, preset: str = "default", model: str | None = None, bank
     arr = np.asarray(arr)
     check_dtype(arr.dtype)
     vol = np.ascontiguousarray(as_volume(arr))
-    enc = Encoder(None, dtype=vol.dtype, slice_shape=vol.shape[1:], preset=preset, block_depth=max(vol.shape[0], 1),
-                  shared_model=cached_model(model), metadata={"chunk_shape": list(arr.shape)},
-                  expected_slices=vol.shape[0], banks=banks, device=device)
-    enc.write(vol)
-    return enc.getvalue()
+    return _encode(vol, preset=preset, block_depth=max(vol.shape[0], 1), shared_model=cached_model(model),
+                   metadata={"chunk_shape": list(arr.shape)}, banks=banks, device=device)
 
 
 def decode_chunk(data: bytes, *, shape=None, dtype=None, model: str | None = None) -> np.ndarray:

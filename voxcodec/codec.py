@@ -457,10 +457,11 @@ class Decoder:
 
 def encode(array, *, preset: str = "default", block_depth=None, tile=None, metadata=None, device="cpu",
            threads=None, seed: int = 0, train: str = "auto", fit_options: dict | None = None,
-           shared_model: BlockModel | None = None) -> bytes:
+           shared_model: BlockModel | None = None, banks: dict | None = None) -> bytes:
     """Encode a (Z, Y, X) uint8 or uint16 array into a ``.vxc`` stream (bytes).
 
-    2-D arrays are treated as a single slice.
+    2-D arrays are treated as a single slice. ``banks``: training state carried over between
+    calls (see :class:`Encoder`).
     """
     a = np.asarray(array)
     if a.ndim == 2:
@@ -470,7 +471,7 @@ def encode(array, *, preset: str = "default", block_depth=None, tile=None, metad
     _check_dtype(a.dtype)
     enc = Encoder(None, dtype=a.dtype, slice_shape=a.shape[1:], preset=preset, block_depth=block_depth, tile=tile,
                   metadata=metadata, device=device, threads=threads, seed=seed, train=train,
-                  fit_options=fit_options, expected_slices=a.shape[0], shared_model=shared_model)
+                  fit_options=fit_options, expected_slices=a.shape[0], shared_model=shared_model, banks=banks)
     enc.write(a)
     return enc.getvalue()
 

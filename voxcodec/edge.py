@@ -40,7 +40,7 @@ from . import __version__
 from .acquisition import SliceWatcher, natural_key
 from .chunks import decode_chunk, encode_chunk
 from .codec import AUTO_TILE, auto_block_depth
-from .destination import ArrayLayout, Destination, DestinationError
+from .destination import ArrayLayout, Destination, DestinationError, write_atomic
 from .errors import VoxcodecError
 from .journal import Journal
 from .volume_io import read_image
@@ -195,7 +195,7 @@ class EdgeRun:
         shipped = set(self.shipped)  # a copy: the shipper thread adds to it
         raw = sum(r["raw_bytes"] for r in self.blocks.values())
         coded = sum(c["bytes"] for r in self.blocks.values() for c in r["chunks"])
-        spooled = sum(c["bytes"] for k, r in self.blocks.items() if k not in shipped for c in r["chunks"])
+        spooled = self._spooled_bytes(shipped)
         return dict(self.stats, acq_dir=os.path.abspath(self.opts.acq_dir), dest=self.opts.dest,
                     state_dir=str(self.state), preset=self.opts.preset, updated=_now(),
                     slices_taken=len(self.taken), slices_shipped=sum(len(self.blocks[k]["files"]) for k in shipped),
@@ -203,6 +203,10 @@ class EdgeRun:
                     ratio=raw / coded if coded else None, spool_bytes=spooled, spool_budget=self.opts.spool_budget,
                     in_MBps=self.in_rate.per_second() / 1e6, out_MBps=self.out_rate.per_second() / 1e6,
                     finished=self.finished)
+
+    def _spooled_bytes(self, shipped: set) -> int:
+        """Bytes of coded blocks waiting in the spool."""
+        return sum(c["bytes"] for k, r in self.blocks.items() if k not in shipped for c in r["chunks"])
 
     def write_status(self):
         tmp = self.state / (STATUS_FILE + ".tmp")
@@ -343,7 +347,7 @@ class EdgeRun:
 
     def _spool_full(self) -> bool:
         """Wait (return True) while the spool is over its budget or its disk is nearly full."""
-        spooled = sum(c["bytes"] for k, r in self.blocks.items() if k not in self.shipped for c in r["chunks"])
+        spooled = self._spooled_bytes(set(self.shipped))
         last = max((sum(c["bytes"] for c in r["chunks"]) for r in self.blocks.values()), default=0)
         free = shutil.disk_usage(self.spool).free
         if spooled and spooled + last > self.opts.spool_budget:
@@ -393,17 +397,11 @@ class EdgeRun:
         log.debug("block %d: %d slices, %d -> %d bytes in %.1f s", k, d, rec["raw_bytes"], coded, rec["seconds"])
 
     def _spool_write(self, name: str, data: bytes):
-        tmp = self.spool / (name + ".tmp")
         while True:
             try:
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, self.spool / name)
+                write_atomic(self.spool / name, data)
                 return
             except OSError as exc:
-                tmp.unlink(missing_ok=True)
                 if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                     raise
                 msg = f"no space left for the spool in {self.spool}: waiting for space (free some, or ship it)"
