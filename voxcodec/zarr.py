@@ -121,7 +121,7 @@ class PngCodec(_ChunkCodec):
 
 @dataclass(frozen=True)
 class JpegXlCodec(_ChunkCodec):
-    """Baseline: each z-slice of a chunk as lossless JPEG XL (imagecodecs), ``effort`` 1-9."""
+    """Baseline: each z-slice of a chunk as lossless JPEG XL (imagecodecs), ``effort`` 1-10."""
 
     codec_name = "voxcodec_jpegxl"
     effort: int = 7
