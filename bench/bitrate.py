@@ -237,10 +237,10 @@ def plot_confidence(volume_path, path: Path, preset="default"):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from voxcodec.block import fit_block, predict_slice, value_range
-    from voxcodec.codec import auto_block_depth
-    from voxcodec.network import SCALE_MIN
-    from voxcodec.presets import preset as get_preset
+    from voxcodec.core.block import fit_block, predict_slice, value_range
+    from voxcodec.core.encoder import auto_block_depth
+    from voxcodec.core.network import SCALE_MIN
+    from voxcodec.core.presets import preset as get_preset
 
     vol = load_volume(volume_path)
     depth = min(vol.shape[0], auto_block_depth(vol.shape[1:], vol.shape[0]))
@@ -282,7 +282,7 @@ def main(argv=None):
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--in-process", action="store_true", help="run codecs in this process (peak RSS then mixes)")
     a = p.parse_args(argv)
-    from voxcodec.volume_io import sample_path
+    from voxcodec.storage.volume_io import sample_path
 
     vols = list(a.volumes)
     if a.shared:

@@ -46,7 +46,7 @@ def edge_exe():
 
 def block_depth(shape) -> int:
     """The tool's automatic depth, but at least four blocks per volume so that the run streams."""
-    from voxcodec.codec import auto_block_depth
+    from voxcodec.core.encoder import auto_block_depth
     from voxcodec.edge import chunk_grid
 
     return max(1, min(auto_block_depth(chunk_grid(shape[1:], 2048)), math.ceil(shape[0] / 4)))

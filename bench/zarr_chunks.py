@@ -87,7 +87,7 @@ def main(argv=None):
     import tifffile
     from tqdm.auto import tqdm
 
-    from voxcodec.volume_io import sample_path
+    from voxcodec.storage.volume_io import sample_path
     from voxcodec.zarr import JpegXlCodec, PngCodec, VoxCodec
 
     vols = list(a.volumes) + (sorted(str(f) for f in SHARED.glob("*.tif")) if a.shared else [])

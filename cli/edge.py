@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from voxcodec.errors import VoxcodecError
-from voxcodec.presets import PRESETS
+from voxcodec.core.presets import PRESETS
 
 DESCRIPTION = """\
 Watch ACQ_DIR while a microscope writes one image per slice into it, compress every block of

@@ -14,8 +14,8 @@ import numpy as np
 
 import voxcodec
 from voxcodec.errors import VoxcodecError
-from voxcodec.presets import PRESETS
-from voxcodec.volume_io import TiffStackWriter, VolumeReader, sample_path
+from voxcodec.core.presets import PRESETS
+from voxcodec.storage.volume_io import TiffStackWriter, VolumeReader, sample_path
 
 EPILOG = """examples:
   voxcodec sample sample.tif                        # write the bundled FIB-SEM sample volume

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voxcodec.volume_io import sample_volume
+from voxcodec.storage.volume_io import sample_volume
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 import voxcodec
-from voxcodec.volume_io import sample_volume
+from voxcodec.storage.volume_io import sample_volume
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 

@@ -6,7 +6,7 @@ import pytest
 
 import voxcodec
 from voxcodec import CorruptStreamError, Decoder, TruncatedStreamError
-from voxcodec.container import HEADER_SIZE
+from voxcodec.core.container import HEADER_SIZE
 
 
 def _decode_or_error(data):

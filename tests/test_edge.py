@@ -35,7 +35,7 @@ def volume():
     """40 slices of the FlyEM FIB-SEM volume (the packaged crop of it where ../shared is absent)."""
     if FLYEM.exists():
         return tifffile.imread(FLYEM, key=range(40))
-    from voxcodec.volume_io import sample_volume
+    from voxcodec.storage.volume_io import sample_volume
 
     return sample_volume()[:40]
 

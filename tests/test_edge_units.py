@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from voxcodec.acquisition import SliceWatcher, natural_key
+from voxcodec.edge.acquisition import SliceWatcher, natural_key
 from voxcodec.edge import EdgeError, EdgeOptions, EdgeRun, chunk_grid
 from voxcodec.errors import VoxcodecError
-from voxcodec.journal import Journal
+from voxcodec.edge.journal import Journal
 
 
 def test_natural_order():

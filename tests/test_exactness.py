@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import voxcodec
-from voxcodec import context as ctx
-from voxcodec.network import ACT_BITS, IN_BITS, IntNet
+from voxcodec.core import context as ctx
+from voxcodec.core.network import ACT_BITS, IN_BITS, IntNet
 
 from conftest import run_python
 
@@ -40,12 +40,12 @@ def test_float32_inference_equals_int64_reference(em_stream):
     data, _ = em_stream
     dec = voxcodec.Decoder(data)
     hd = dec.block_header(1)
-    dec._f.seek(dec.index[1].offset + voxcodec.container.HEADER_SIZE)
-    model = voxcodec.network.BlockModel.from_bytes(dec._f.read(hd.model_len), dec.config)
+    dec._f.seek(dec.index[1].offset + voxcodec.core.container.HEADER_SIZE)
+    model = voxcodec.core.network.BlockModel.from_bytes(dec._f.read(hd.model_len), dec.config)
     rng = np.random.default_rng(0)
     for kind in ("intra", "inter"):
         for p in ctx.schedule(dec.config.levels, dec.config.neighbours):
-            net = getattr(model, kind)[voxcodec.network.group_of(p)]
+            net = getattr(model, kind)[voxcodec.core.network.group_of(p)]
             f = net.w1.shape[1]
             # extreme inputs too: every feature at -128 or 127
             x = np.concatenate([rng.integers(-128, 128, (f, 4000)), np.full((f, 1), -128), np.full((f, 1), 127)],
@@ -89,7 +89,7 @@ def test_stream_encoded_with_two_threads_decodes_with_one(em_u8, tmp_path):
     path = tmp_path / "two.vxc"
     code = f"""
 import numpy as np, voxcodec
-from voxcodec.volume_io import sample_volume
+from voxcodec.storage.volume_io import sample_volume
 a = np.ascontiguousarray(sample_volume()[:12, :96, :96])
 open({str(path)!r}, 'wb').write(voxcodec.encode(a, threads=2, train='always', fit_options={{'steps': 40}}))
 """
@@ -109,7 +109,7 @@ def test_tile_and_block_splits_all_decode_to_the_volume(em_u8):
 def test_decoder_never_reads_unknown_positions(em_stream, em_u8):
     """Fill the decoder's not-yet-decoded positions with garbage: if any pass read a voxel that is
     not decoded yet, predictions would change and the checksums would fail."""
-    import voxcodec.block as blk
+    import voxcodec.core.block as blk
 
     data, _ = em_stream
     real_zeros_like = np.zeros_like

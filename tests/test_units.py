@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from voxcodec import context as ctx
-from voxcodec import palette
-from voxcodec.entropy import detokenize, n_tokens, tokenize, unzigzag, zigzag
-from voxcodec.network import ModelConfig
+from voxcodec.core import context as ctx
+from voxcodec.core import palette
+from voxcodec.core.entropy import detokenize, n_tokens, tokenize, unzigzag, zigzag
+from voxcodec.core.network import ModelConfig
 
 
 def test_tokens_roundtrip_full_uint16_range():

@@ -25,3 +25,8 @@ class TruncatedStreamError(CorruptStreamError):
 
 class UnsupportedError(VoxcodecError):
     """The input cannot be coded: dtype, shape or options outside what voxcodec supports."""
+
+
+class InputError(UnsupportedError):
+    """An input volume cannot be read completely and unambiguously (a truncated or damaged file, slices
+    that disagree, several channels). Nothing is coded from it."""

@@ -15,9 +15,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from .codec import DTYPES, Decoder, encode as _encode
-from .errors import CorruptStreamError, UnsupportedError
-from .network import BlockModel
+from ..core.container import DTYPES
+from ..core.decoder import Decoder
+from ..core.encoder import encode as _encode
+from ..errors import CorruptStreamError, UnsupportedError
+from ..core.network import BlockModel
 
 
 def as_volume(arr: np.ndarray) -> np.ndarray:
@@ -44,7 +46,7 @@ def cached_model(text: str | None) -> BlockModel | None:
 def encode_chunk(arr, *, preset: str = "default", model: str | None = None, banks: dict | None = None,
                  device: str = "cpu") -> bytes:
     """One chunk as one block. ``banks`` carries training state from chunk to chunk (see
-    :class:`~voxcodec.codec.Encoder`): successive chunks of one tile position fine-tune from the
+    :class:`~voxcodec.core.codec.Encoder`): successive chunks of one tile position fine-tune from the
     previous chunk's weights. The bytes do not depend on it for decoding."""
     arr = np.asarray(arr)
     check_dtype(arr.dtype)

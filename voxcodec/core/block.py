@@ -22,7 +22,7 @@ import numpy as np
 from . import context as ctx
 from . import palette
 from .entropy import AdaptiveTables, decode_symbols, encode_symbols, n_tokens, unzigzag, zigzag
-from .errors import CorruptStreamError
+from ..errors import CorruptStreamError
 from .network import BlockModel, ModelConfig, group_of, n_inputs
 
 RangeEncoder = constriction.stream.queue.RangeEncoder
@@ -31,7 +31,7 @@ RangeDecoder = constriction.stream.queue.RangeDecoder
 
 @dataclass
 class FitOptions:
-    """How hard a block's networks are trained (see :mod:`voxcodec.presets`)."""
+    """How hard a block's networks are trained (see :mod:`voxcodec.core.presets`)."""
 
     steps: int = 300
     warm_steps: int = 150

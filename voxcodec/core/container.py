@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .errors import CorruptStreamError, TruncatedStreamError
+from ..errors import CorruptStreamError, TruncatedStreamError, UnsupportedError
 
 MAGIC = b"\x89VXC\r\n\x1a\n"
 FORMAT_VERSION = 1
@@ -27,6 +27,17 @@ _TRAILER = struct.Struct("<Q8s")
 FLAG_CONSTANT = 1
 FLAG_INTER = 2
 FLAG_SHARED = 4  # the block is coded with the stream's shared model (held outside the stream)
+
+#: the voxel types a stream can hold
+DTYPES = (np.dtype("uint8"), np.dtype("uint16"))
+
+
+def check_dtype(dtype) -> np.dtype:
+    dt = np.dtype(dtype)
+    if dt.newbyteorder("=") not in DTYPES:
+        raise UnsupportedError(f"dtype {dt} is not supported: voxcodec codes uint8 and uint16 volumes "
+                               "(convert with arr.astype(np.uint16) if the values fit)")
+    return dt.newbyteorder("=")
 
 
 @dataclass

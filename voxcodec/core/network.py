@@ -13,7 +13,7 @@ Every product and partial sum is an integer below 2^24 in magnitude (checked in
 :meth:`IntNet.validate`), so the float32 GEMM that computes them is exact whatever the BLAS,
 thread count, summation order or device; shifts, rounding and clamps are done in int64 numpy.
 The float model is trained to compute exactly this (quantization-aware training), see
-:mod:`voxcodec.training`.
+:mod:`voxcodec.core.training`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .context import Pass
-from .errors import CorruptStreamError
+from ..errors import CorruptStreamError
 
 #: fractional bits of the hidden activations (a = value * 2^ACT_BITS)
 ACT_BITS = 5

@@ -21,7 +21,7 @@ import json
 import os
 from pathlib import Path
 
-from .errors import VoxcodecError
+from ..errors import VoxcodecError
 
 
 class Journal:

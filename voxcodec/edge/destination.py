@@ -13,7 +13,7 @@ import json
 import os
 import uuid
 
-from .errors import VoxcodecError
+from ..errors import VoxcodecError
 
 #: fsspec protocols whose rename replaces the target atomically
 _RENAMING = {"file", "local", "sftp", "ssh"}
@@ -133,7 +133,7 @@ class ArrayLayout:
     def __init__(self, slice_shape, dtype: str, chunks, preset: str):
         import zarr
 
-        from .zarr import VoxCodec
+        from ..storage.zarr import VoxCodec
 
         self.slice_shape = tuple(int(s) for s in slice_shape)
         self.chunks = tuple(int(c) for c in chunks)

@@ -1,7 +1,7 @@
 """Quantization-aware training of a block's networks (PyTorch, float32, CPU or GPU).
 
 Floats only train the model.  The forward pass simulates the integer network of
-:mod:`voxcodec.network` (int8 weights with power-of-two scales, rounded and clamped activations)
+:mod:`voxcodec.core.network` (int8 weights with power-of-two scales, rounded and clamped activations)
 with straight-through gradients, so the integer model that is exported is the one that was
 optimized.  What the entropy coder sees is always computed by the exact integer inference, never
 by this module: training may differ between machines without affecting decodability.

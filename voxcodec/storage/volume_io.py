@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UnsupportedError
+from ..errors import UnsupportedError
 
 SLICE_SUFFIXES = (".tif", ".tiff", ".png")
 
@@ -163,7 +163,7 @@ def write_volume(path, array: np.ndarray):
 def sample_path() -> str:
     """Path of the sample volume shipped with voxcodec (64 x 128 x 128 uint8 FIB-SEM crop,
     Janelia FlyEM, CC-BY)."""
-    return os.path.join(os.path.dirname(__file__), "data", "sample_flyem_fib.tif")
+    return os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "sample_flyem_fib.tif")
 
 
 def sample_volume() -> np.ndarray:

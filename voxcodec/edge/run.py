@@ -13,7 +13,7 @@ Every step is idempotent and keyed by the block's index, so a restart after ``ki
 at most the step that was cut short: blocks whose chunks were not journaled are coded again from
 the source files (still there), journaled blocks are shipped from the spool, a chunk found
 half-written or damaged at DEST is rewritten, and the array's extent only ever counts shipped
-blocks. See :mod:`voxcodec.journal` for the records.
+blocks. See :mod:`voxcodec.edge.journal` for the records.
 """
 
 from __future__ import annotations
@@ -36,14 +36,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from .. import __version__
 from .acquisition import SliceWatcher, natural_key
-from .chunks import decode_chunk, encode_chunk
-from .codec import AUTO_TILE, auto_block_depth
+from ..storage.chunks import decode_chunk, encode_chunk
+from ..core.encoder import AUTO_TILE, auto_block_depth
 from .destination import ArrayLayout, Destination, DestinationError, write_atomic
-from .errors import VoxcodecError
+from ..errors import VoxcodecError
 from .journal import Journal
-from .volume_io import read_image
+from ..storage.volume_io import read_image
 
 log = logging.getLogger("voxcodec.edge")
 

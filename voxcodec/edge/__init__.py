@@ -1,0 +1,7 @@
+"""The edge transfer tool (``voxcodec-edge``): an acquisition folder is watched (:mod:`.acquisition`),
+slices are coded into blocks in a local spool and journaled (:mod:`.journal`), and shipped to a zarr
+array at a destination (:mod:`.destination`). :mod:`.run` ties them together."""
+
+from .run import EdgeError, EdgeOptions, EdgeRun, VerifyError, chunk_grid, read_status
+
+__all__ = ["EdgeRun", "EdgeOptions", "EdgeError", "VerifyError", "chunk_grid", "read_status"]
