@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from voxcodec.edge.acquisition import SliceWatcher, natural_key
+from voxcodec.edge.acquisition import SliceWatcher
+from voxcodec.storage.volume_io import natural_key
 from voxcodec.edge import EdgeError, EdgeOptions, EdgeRun, chunk_grid
 from voxcodec.errors import VoxcodecError
 from voxcodec.edge.journal import Journal

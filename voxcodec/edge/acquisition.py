@@ -13,19 +13,14 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
-import re
 import threading
 import time
 from pathlib import Path
 
+from ..storage.volume_io import natural_key
+
 log = logging.getLogger("voxcodec.edge")
 
-_DIGITS = re.compile(r"(\d+)")
-
-
-def natural_key(name: str):
-    """Sort key that orders embedded numbers by value: ``s_9.tif`` < ``s_10.tif``."""
-    return [(0, int(t), "") if t.isdigit() else (1, 0, t.lower()) for t in _DIGITS.split(name)]
 
 
 class SliceWatcher:

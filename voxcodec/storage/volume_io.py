@@ -7,6 +7,7 @@ the encoder with memory bounded by a few blocks.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,12 @@ import numpy as np
 from ..errors import UnsupportedError
 
 SLICE_SUFFIXES = (".tif", ".tiff", ".png")
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(name: str):
+    """Sort key that orders embedded numbers by value: ``s_9.tif`` < ``s_10.tif``."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t.lower()) for t in _DIGITS.split(name)]
 
 
 class VolumeReader:
@@ -70,7 +77,7 @@ class VolumeReader:
         self._read = read
 
     def _init_folder(self):
-        files = sorted(f for f in self.path.iterdir() if f.suffix.lower() in SLICE_SUFFIXES)
+        files = sorted((f for f in self.path.iterdir() if f.suffix.lower() in SLICE_SUFFIXES), key=lambda f: natural_key(f.name))
         if not files:
             raise UnsupportedError(f"{self.path} holds no slice images (.tif, .tiff, .png)")
         self._files = files
