@@ -163,10 +163,12 @@ def _training_pools(data, config: ModelConfig, opts: FitOptions, inter_ok: bool)
     return pools
 
 
-def fit_block(data, config: ModelConfig, opts: FitOptions, bank=None, min_voxels: int = MIN_TRAIN_VOXELS):
+def fit_block(data, config: ModelConfig, opts: FitOptions, bank=None, min_voxels: int = MIN_TRAIN_VOXELS,
+              progress=None):
     """Train the block's networks. Returns (BlockModel, bank, stats); ``bank`` warm-starts the next block.
 
-    Blocks of fewer than ``min_voxels`` voxels get :func:`untrained_model` (and bank None)."""
+    Blocks of fewer than ``min_voxels`` voxels get :func:`untrained_model` (and bank None).
+    ``progress(step, steps)`` is called as training goes."""
     from . import training  # torch is only needed to encode
 
     t0 = time.perf_counter()
@@ -186,7 +188,7 @@ def fit_block(data, config: ModelConfig, opts: FitOptions, bank=None, min_voxels
         bank = copy.deepcopy(bank)
         steps, lr = opts.warm_steps, opts.warm_lr
     per_net = training.fit(bank, pools, config, steps, quantum=2.0 ** -shift, batch=opts.batch, lr=lr,
-                           seed=opts.seed, device=opts.device)
+                           seed=opts.seed, device=opts.device, progress=progress)
     nets = bank.export()
     intra = dict(zip(names, nets[:len(names)]))
     inter = dict(zip(names, nets[len(names):]))
@@ -254,11 +256,12 @@ def block_predictions(data: np.ndarray, model: BlockModel, chunk_voxels: int = 1
         yield z0, z1, per_pass
 
 
-def encode_block(data: np.ndarray, model: BlockModel) -> tuple[bytes, dict]:
+def encode_block(data: np.ndarray, model: BlockModel, progress=None) -> tuple[bytes, dict]:
     """Entropy-code ``data`` (depth, H, W) with ``model``.
 
     Returns ``(payload, fields)``: fields hold the value range for the block header and
-    ``slice_bits``, the payload bits spent on each slice.
+    ``slice_bits``, the payload bits spent on each slice. ``progress(slices_done, depth)`` is
+    called after each slice.
     """
     lo, hi, centre, shift = value_range(data)
     tables = _tables(model.config, lo, hi)
@@ -275,6 +278,8 @@ def encode_block(data: np.ndarray, model: BlockModel) -> tuple[bytes, dict]:
                     r = x[i] - pred[i] if lut is None else lut.residual(x[i], pred[i])
                     encode_symbols(coder, tables, zigzag(r), table[i])
             slice_bits.append(coder.num_bits() - before)
+            if progress is not None:
+                progress(len(slice_bits), data.shape[0])
     payload = coder.get_compressed().tobytes()
     return payload, {"lo": lo, "hi": hi, "centre": centre, "shift": shift, "slice_bits": slice_bits}
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import __version__
-from ..errors import UnsupportedError
+from ..errors import InputError, UnsupportedError
+from . import resume as _resume
 from .block import MIN_TRAIN_VOXELS, encode_block, fit_block, untrained_model, value_range
 from .container import (FLAG_CONSTANT, FLAG_INTER, FLAG_SHARED, BlockHeader, IndexEntry, check_dtype, pack_file_header,
                         pack_index, voxel_crc)
@@ -60,6 +61,8 @@ class BlockInfo:
     code_seconds: float = 0.0
     #: payload bits of each slice of the block (encoder side only)
     slice_bits: list | None = None
+    #: the block was kept from the partial stream of an interrupted encode (``resume=True``)
+    resumed: bool = False
 
     @property
     def voxels(self):
@@ -92,13 +95,23 @@ class Encoder:
     ``banks``: a dict holding the training state of each tile, updated as blocks are coded. Pass
     the same dict to successive encoders (one per zarr chunk, say) and each block fine-tunes from
     the weights of the block before it, as within one stream.
+    ``on_progress(voxels)`` is called often while a block trains and codes, with the number of
+    voxels done so far (a float: the block in hand counts in part), for progress bars and ETAs.
+
+    Interrupted encodes (path-backed ``file`` only): ``resume=True`` keeps the complete blocks of
+    the partial stream already at ``file`` (see :mod:`voxcodec.core.resume`); write the volume from
+    its first slice as usual: slices already coded are checked against their blocks' CRC-32s
+    instead of being coded again (``resumed_slices`` says how many). ``checkpoint=True`` (implied by
+    ``resume``) saves the training state beside the stream after every layer of blocks, so that a
+    resumed encode writes the same bytes as an uninterrupted one; it is removed by :meth:`close`.
     """
 
     def __init__(self, file=None, *, dtype="uint8", slice_shape, preset: str = "default", block_depth=None,
                  tile=None, metadata: dict | None = None, device: str = "cpu", threads: int | None = None,
                  seed: int = 0, warm_start: bool = True, on_block=None, config: ModelConfig | None = None,
                  train: str = "auto", fit_options: dict | None = None, expected_slices: int | None = None,
-                 shared_model: BlockModel | None = None, banks: dict | None = None):
+                 shared_model: BlockModel | None = None, banks: dict | None = None, on_progress=None,
+                 resume: bool = False, checkpoint: bool = False):
         self.dtype = check_dtype(dtype)
         h, w = (int(s) for s in slice_shape)
         if h < 1 or w < 1:
@@ -131,8 +144,12 @@ class Encoder:
         self.threads = threads
         self.warm_start = warm_start
         self.on_block = on_block
+        self.on_progress = on_progress
         self._own = isinstance(file, (str, os.PathLike))
-        self._f = open(file, "wb") if self._own else (file if file is not None else io.BytesIO())
+        if (resume or checkpoint) and not self._own:
+            raise ValueError("resume and checkpoint need a file path")
+        self._path = os.fspath(file) if self._own else None
+        self._checkpoint = bool(resume or checkpoint)
         self._pos = 0
         self._buffer: list[np.ndarray] = []
         self._buffered = 0
@@ -147,7 +164,36 @@ class Encoder:
                      "metadata": metadata or {}}
         if shared_model is not None:
             self.meta["shared_model"] = shared_model.id
-        self._write(pack_file_header(self.meta))
+        self._voxels_done = 0.0  # voxels of the blocks coded so far (progress)
+        self._fit_share = 0.8  # share of a tile's time spent training, updated from each trained tile
+        self._last_report = 0.0
+        #: slices restored from the partial stream (``resume=True``), checked as they are written again
+        self.resumed_slices = 0
+        self.resumed_identical = False  # the training state was restored too: same bytes as without the stop
+        self._kept: dict = {}
+        part = _resume.load_partial(self._path, self.meta) if resume else None
+        if part is None:
+            self._f = open(file, "wb") if self._own else (file if file is not None else io.BytesIO())
+            self._write(pack_file_header(self.meta))
+        else:
+            self._reopen(part)
+
+    def _reopen(self, part):
+        """Continue the partial stream: keep its complete layers, cut what follows them."""
+        self._f = open(self._path, "r+b")
+        self._f.truncate(part.end)
+        self._f.seek(part.end)
+        self._pos = part.end
+        for e, hd in zip(part.index, part.headers):
+            info = BlockInfo(len(self.blocks), e.z0, e.depth, e.y0, e.x0, e.h, e.w, e.length, e.model_bytes, e.inter,
+                             bool(hd.flags & FLAG_CONSTANT), resumed=True)
+            self.blocks.append(info)
+            self._index.append(e)
+            self._kept.setdefault(e.z0, []).append((info, hd.voxel_crc))
+        self.resumed_slices = part.z
+        if part.banks is not None:
+            self._banks.update(part.banks)
+            self.resumed_identical = True
 
     # -- writing -------------------------------------------------------------------------------
     def _write(self, b: bytes):
@@ -180,6 +226,8 @@ class Encoder:
             return []
         data = np.concatenate(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
         self._buffer, self._buffered = [], 0
+        if self._z < self.resumed_slices:
+            return self._check_kept(data)
         done = []
         th, tw = self.tile
         h, w = self.slice_shape
@@ -187,7 +235,39 @@ class Encoder:
             for x0 in range(0, w, tw):
                 done.append(self._encode_tile(np.ascontiguousarray(data[:, y0:y0 + th, x0:x0 + tw]), y0, x0))
         self._z += data.shape[0]
+        if self._checkpoint:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            _resume.save_state(self._path, self._z, self._pos, self._banks)
         return done
+
+    def _check_kept(self, data) -> list[BlockInfo]:
+        """Slices of a layer kept from the partial stream: they must be the ones it coded."""
+        kept = self._kept.get(self._z, [])
+        for info, crc in kept:
+            tile = data[:, info.y0:info.y0 + info.h, info.x0:info.x0 + info.w]
+            if tile.shape != (info.depth, info.h, info.w) or voxel_crc(np.ascontiguousarray(tile)) != crc:
+                raise InputError(f"slices {self._z}:{self._z + data.shape[0]} differ from those coded into "
+                                 f"{self._path} before it was interrupted: the input changed; start over without "
+                                 "resuming")
+        if not kept:
+            raise InputError(f"slices {self._z}:{self._z + data.shape[0]} do not line up with the blocks kept in "
+                             f"{self._path}; start over without resuming")
+        self._z += data.shape[0]
+        for info, _ in kept:
+            self._voxels_done += info.voxels
+            if self.on_block is not None:
+                self.on_block(info)
+        self._report(self._voxels_done, force=True)
+        return [info for info, _ in kept]
+
+    def _report(self, voxels: float, force: bool = False):
+        if self.on_progress is None:
+            return
+        now = time.monotonic()
+        if force or now - self._last_report >= 0.1:
+            self._last_report = now
+            self.on_progress(voxels)
 
     def _encode_tile(self, data: np.ndarray, y0: int, x0: int) -> BlockInfo:
         d, h, w = data.shape
@@ -196,7 +276,7 @@ class Encoder:
         if lo == hi:  # constant block: no model, no payload
             flags, model_bytes, payload, inter, slice_bits, fit_s = FLAG_CONSTANT, b"", b"", False, [0] * d, 0.0
         else:
-            model, model_bytes, payload, fields, fit_s = self._code(data, y0, x0)
+            model, model_bytes, payload, fields, fit_s = self._code(data, y0, x0, self._tile_progress(data.size))
             inter = model.inter is not None
             flags = (FLAG_INTER if inter else 0) | (FLAG_SHARED if model is self.shared_model else 0)
             slice_bits = fields["slice_bits"]
@@ -211,19 +291,37 @@ class Encoder:
         self.blocks.append(info)
         self._index.append(IndexEntry(offset, len(record), self._z, d, y0, x0, h, w, 8 * len(record),
                                       len(model_bytes), inter))
+        self._voxels_done += info.voxels
+        if fit_s > 0:
+            self._fit_share = fit_s / max(fit_s + info.code_seconds, 1e-9)
+        self._report(self._voxels_done, force=True)
         if self.on_block is not None:
             self.on_block(info)
         return info
 
-    def _code(self, data, y0, x0):
+    def _tile_progress(self, voxels: int):
+        """Progress callbacks for one tile: ``(fit(step, steps), code(slices_done, slices))``; training
+        counts for the share of the tile's time it took on the tile before."""
+        base, share = self._voxels_done, self._fit_share
+        seen = [0.0]
+
+        def at(fraction):
+            seen[0] = max(seen[0], fraction)  # a small block may be coded twice: never step back
+            self._report(base + voxels * seen[0])
+
+        return (lambda step, steps: at(share * step / max(steps, 1)),
+                lambda done, total: at(share + (1 - share) * done / max(total, 1)))
+
+    def _code(self, data, y0, x0, progress=(None, None)):
         """Choose the block's model and code the block with it.
 
         Returns ``(model, model bytes to embed, payload, fields, fit seconds)``."""
+        on_fit, on_code = progress
         if self.shared_model is not None:
-            payload, fields = encode_block(data, self.shared_model)
+            payload, fields = encode_block(data, self.shared_model, progress=on_code)
             return self.shared_model, b"", payload, fields, 0.0
         if self.train == "never":
-            return (*self._coded(untrained_model(self.config), data), 0.0)
+            return (*self._coded(untrained_model(self.config), data, on_code), 0.0)
         import torch
 
         t0 = time.perf_counter()
@@ -233,12 +331,12 @@ class Encoder:
         try:
             bank = self._banks.get((y0, x0)) if self.warm_start else None
             model, bank, _ = fit_block(data, self.config, self.opts, bank,
-                                       min_voxels=1 if self.train == "always" else MIN_TRAIN_VOXELS)
+                                       min_voxels=1 if self.train == "always" else MIN_TRAIN_VOXELS, progress=on_fit)
         finally:
             torch.set_num_threads(old)
         self._banks[(y0, x0)] = bank
         fit_s = time.perf_counter() - t0
-        best = self._coded(model, data)
+        best = self._coded(model, data, on_code)
         if data.size < CHECK_UNTRAINED_BELOW and bank is not None and self.train == "auto":
             # small block: keep the trained model only if it pays for its weights
             plain = self._coded(untrained_model(self.config), data)
@@ -247,8 +345,8 @@ class Encoder:
         return (*best, fit_s)
 
     @staticmethod
-    def _coded(model, data):
-        payload, fields = encode_block(data, model)
+    def _coded(model, data, progress=None):
+        payload, fields = encode_block(data, model, progress=progress)
         return model, model.to_bytes(), payload, fields
 
     @property
@@ -260,11 +358,16 @@ class Encoder:
         if self._closed:
             return
         self._flush()
+        if self._z < self.resumed_slices:
+            raise InputError(f"the input ended after {self._z} slices, but {self._path} already holds "
+                             f"{self.resumed_slices}: the input changed; start over without resuming")
         self._write(pack_index((self._z, *self.slice_shape), self._index, self._pos))
         self._f.flush()
         if self._own:
             os.fsync(self._f.fileno())
             self._f.close()
+        if self._checkpoint:
+            _resume.remove_state(self._path)
         self._closed = True
 
     def getvalue(self) -> bytes:

@@ -135,8 +135,11 @@ def laplace_bits(r: torch.Tensor, mu: torch.Tensor, t: torch.Tensor, bins: int, 
 
 
 def fit(bank: NetBank, pools: list[tuple[np.ndarray, np.ndarray]], config: ModelConfig, steps: int,
-        quantum: float, batch: int = 2048, lr: float = 1e-2, seed: int = 0, device: str = "cpu") -> list[float]:
+        quantum: float, batch: int = 2048, lr: float = 1e-2, seed: int = 0, device: str = "cpu",
+        progress=None) -> list[float]:
     """Train ``bank`` on per-net sample pools ``(features (F, N) float32, target (N,) float32)``.
+
+    ``progress(step, steps)`` is called after every step (it must not touch the bank).
 
     Returns each net's mean code length (bits per sample) over the last tenth of the steps.
     """
@@ -171,6 +174,8 @@ def fit(bank: NetBank, pools: list[tuple[np.ndarray, np.ndarray]], config: Model
         sched.step()
         if step >= steps - max(steps // 10, 1):
             tail.append(bits.detach())
+        if progress is not None:
+            progress(step + 1, steps)
     bank.to("cpu")
     if not tail:
         return [float("nan")] * g
