@@ -2,140 +2,296 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import functools
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 
+import click
 import numpy as np
 
 import voxcodec
-from voxcodec.errors import VoxcodecError
 from voxcodec.core.presets import PRESETS
+from voxcodec.core.resume import remove_state, state_path
+from voxcodec.errors import CorruptStreamError, VoxcodecError
 from voxcodec.storage.volume_io import TiffStackWriter, VolumeReader, sample_path
 
-EPILOG = """examples:
+EPILOG = """\b
+examples:
   voxcodec sample sample.tif                        # write the bundled FIB-SEM sample volume
   voxcodec encode sample.tif -o sample.vxc          # compress (trains a small network per block)
   voxcodec info sample.vxc                          # bits per voxel, blocks, models, checksums
   voxcodec decode sample.vxc -o back.tif            # decompress, bit-exact
   voxcodec verify sample.vxc --against sample.tif   # decode everything and compare
+  voxcodec encode big.tif -o big.vxc --resume       # continue an encode that was interrupted
 
-Inputs: a TIFF stack (z, y, x), a .npy array or a folder of slice images (TIFF/PNG, sorted by name);
-uint8 or uint16.  Exit status: 0 ok, 1 a damaged stream or failed verification, 2 bad usage or input.
+\b
+Inputs: a TIFF stack (z, y, x), a .npy array or a folder of slice images (TIFF/PNG, in natural name
+order: s2.png before s10.png); uint8 or uint16, one channel.
+\b
+Exit status: 0 ok; 1 a damaged stream or a failed verification; 2 bad usage or input (nothing
+was written); 3 an internal error (a bug: rerun with --debug and report the traceback);
+130 interrupted (Ctrl-C or SIGTERM).
 """
 
+EXIT_DAMAGED, EXIT_INPUT, EXIT_BUG, EXIT_INTERRUPTED = 1, 2, 3, 130
 
-def _progress(total, desc, unit="B", disable=None):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, unit_divisor=1000, disable=disable,
-                dynamic_ncols=True, smoothing=0.1)
+STREAM_SUFFIXES = (".vxc",)
+VOLUME_SUFFIXES = (".tif", ".tiff", ".npy")
 
 
-def _tile(s):
-    if s is None:
-        return None
-    try:
-        parts = [int(p) for p in s.lower().replace(",", "x").split("x")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--tile wants HxW, for example 2048x2048, got {s!r}") from None
-    if len(parts) == 1:
-        parts *= 2
-    if len(parts) != 2 or min(parts) < 1:
-        raise argparse.ArgumentTypeError(f"--tile wants HxW with positive sizes, got {s!r}")
-    return tuple(parts)
+class PipeClosed(Exception):
+    """Whoever read our output went away (``voxcodec info --json | head``)."""
 
 
-def _zrange(s):
-    try:
-        a, b = s.split(":")
-        return (int(a) if a else 0, int(b) if b else None)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--z wants START:STOP, for example 10:20, got {s!r}") from None
+#: the stream or volume the running command reads, to name it in an error message
+_current = {"input": None}
 
 
-def _check_output(path, overwrite):
+def command(**kwargs):
+    """``cli.command`` plus what every command shares: a --debug flag (also accepted before the command
+    name), the input remembered for error messages, and a closed stdout pipe that is not an error."""
+    def wrap(f):
+        @click.option("--debug", is_flag=True, expose_value=False, hidden=True)
+        @functools.wraps(f)
+        def run(*args, **kw):
+            _current["input"] = kw.get("input")
+            try:
+                return f(*args, **kw)
+            except BrokenPipeError:
+                raise PipeClosed() from None
+        return cli.command(**kwargs)(run)
+    return wrap
+
+
+# -- option types -----------------------------------------------------------------------------------------
+class TileType(click.ParamType):
+    name = "HxW"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            parts = [int(p) for p in str(value).lower().replace(",", "x").split("x")]
+        except ValueError:
+            self.fail(f"wants HxW, for example 2048x2048, got {value!r}", param, ctx)
+        if len(parts) == 1:
+            parts *= 2
+        if len(parts) != 2 or min(parts) < 1:
+            self.fail(f"wants HxW with positive sizes, got {value!r}", param, ctx)
+        return tuple(parts)
+
+
+class ZRangeType(click.ParamType):
+    name = "START:STOP"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            a, b = str(value).split(":")
+            z0, z1 = (int(a) if a else 0), (int(b) if b else None)
+        except ValueError:
+            self.fail(f"wants START:STOP, for example 10:20, got {value!r}", param, ctx)
+        if z0 < 0 or (z1 is not None and z1 <= z0):
+            self.fail(f"wants 0 <= START < STOP, got {value!r}", param, ctx)
+        return z0, z1
+
+
+def check_z_range(z, depth: int) -> tuple[int, int]:
+    """Slices z0:z1 of a volume of ``depth`` slices; out of range is an error, never an empty file."""
+    z0, z1 = z if z else (0, None)
+    z1 = depth if z1 is None else z1
+    if z0 >= depth or z1 > depth:
+        raise click.BadParameter(f"{z0}:{z1} is outside the volume, which has {depth} slices (0:{depth})",
+                                 param_hint="'--z'")
+    return z0, z1
+
+
+# -- outputs ------------------------------------------------------------------------------------------------
+def check_output(path: str, overwrite: bool, suffixes: tuple, what: str):
+    """Refuse an output that cannot be written before any work starts; warn about an odd extension."""
+    if os.path.isdir(path):
+        raise click.BadParameter(f"{path} is a folder: give a file name, for example "
+                                 f"{os.path.join(path, 'volume' + suffixes[0])}", param_hint="'-o'")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise click.BadParameter(f"the folder {parent} does not exist: create it first", param_hint="'-o'")
+    if not os.access(parent, os.W_OK):
+        raise click.BadParameter(f"the folder {parent} is not writable", param_hint="'-o'")
     if os.path.exists(path) and not overwrite:
-        raise VoxcodecError(f"{path} exists; pass --overwrite to replace it")
+        raise click.BadParameter(f"{path} exists; pass --overwrite to replace it", param_hint="'-o'")
+    if not path.lower().endswith(suffixes):
+        warn(f"{path} does not end in {' or '.join(suffixes)}; it will hold {what}")
+
+
+def warn(msg: str):
+    click.echo(f"voxcodec: warning: {msg}", err=True)
 
 
 @contextlib.contextmanager
-def _partial_file(out):
-    """Yield ``OUT.part`` to write to; it becomes ``out`` only when the with-block completes, and is
-    removed on any failure (a killed or failed run never leaves a complete-looking output)."""
+def partial_file(out: str, keep_on_failure=lambda: False):
+    """Yield ``OUT.part`` to write to; it becomes ``out`` only when the with-block completes.
+
+    On any failure (an error, Ctrl-C, SIGTERM) the part is removed, unless ``keep_on_failure()``
+    says it holds work worth resuming."""
     tmp = out + ".part"
     try:
         yield tmp
         os.replace(tmp, out)
     except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        if not keep_on_failure():
+            for p in (tmp, state_path(tmp)):
+                if os.path.exists(p):
+                    os.remove(p)
         raise
+
+
+def _progress(total, desc, unit="B", quiet=False):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, unit_divisor=1000, disable=True if quiet else None,
+                dynamic_ncols=True, smoothing=0.1, mininterval=0.2)
 
 
 def _fmt_mb(n):
     return f"{n / 1e6:.2f} MB"
 
 
-def cmd_encode(a):
-    out = a.output or os.path.splitext(a.input)[0] + ".vxc"
-    _check_output(out, a.overwrite)
+# -- the command group -----------------------------------------------------------------------------------
+@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(voxcodec.__version__, prog_name="voxcodec", message="%(prog)s %(version)s")
+@click.option("--debug", is_flag=True, help="show the full traceback of an error")
+@click.pass_context
+def cli(ctx, debug):
+    """Lossless compression of electron-microscopy volumes: a small network is trained per block to predict
+    each voxel from the slice before and the part of the slice already decoded; its integer-exact
+    probabilities drive a range coder. Every voxel comes back bit for bit, on any machine."""
+    ctx.obj = {"debug": debug}
+
+
+@command(epilog="An interrupted encode (Ctrl-C, SIGTERM, kill -9, a full disk) leaves OUTPUT.part; "
+                    "run the same command with --resume to continue it: the complete blocks are kept, "
+                    "checked against the input and not coded again.")
+@click.argument("input", type=click.Path())
+@click.option("-o", "--output", help="output .vxc file (default: INPUT with .vxc)")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="default", show_default=True,
+              help="training effort per block: fast (edge computers), default, max (best bits, slow)")
+@click.option("--block-depth", type=click.IntRange(min=1), metavar="N",
+              help="slices per block (default: about 16 Mi voxels per block, at most 256 slices, balanced over "
+                   "the volume's depth)")
+@click.option("--tile", type=TileType(), metavar="HxW",
+              help="cut slices into tiles of this size (default: 2048x2048 for larger slices)")
+@click.option("--threads", type=click.IntRange(min=1), metavar="N", help="torch threads for training (default: torch's)")
+@click.option("--device", default="cpu", show_default=True,
+              help="training device, e.g. cuda (the stream does not depend on it)")
+@click.option("--seed", type=int, default=0, show_default=True, help="random seed of the training")
+@click.option("--no-warm-start", is_flag=True,
+              help="train every block from scratch instead of from the previous block's weights")
+@click.option("--resume", is_flag=True, help="continue the interrupted encode in OUTPUT.part")
+@click.option("--overwrite", is_flag=True, help="replace OUTPUT (and any OUTPUT.part) if it exists")
+@click.option("-q", "--quiet", is_flag=True, help="no progress bar or summary")
+def encode(input, output, preset, block_depth, tile, threads, device, seed, no_warm_start, resume, overwrite,
+           quiet):
+    """Compress a uint8/uint16 volume (TIFF stack, .npy, or a folder of slices) into a .vxc stream, block by
+    block, streaming from disk."""
+    out = output or os.path.splitext(input.rstrip("/"))[0] + ".vxc"
+    check_output(out, overwrite, STREAM_SUFFIXES, "a .vxc stream")
+    part = out + ".part"
+    if os.path.exists(part) and not resume and not overwrite:
+        raise click.BadParameter(f"{part} holds an interrupted encode: pass --resume to continue it, or "
+                                 "--overwrite to start over", param_hint="'-o'")
+    had_part = os.path.exists(part)
+    if resume and not had_part and not quiet:
+        warn(f"nothing to resume ({part} does not exist): starting from the first slice")
     t0 = time.perf_counter()
-    with VolumeReader(a.input) as vol, _partial_file(out) as tmp:
+    with VolumeReader(input) as vol:
         total = vol.nbytes
-        bar = _progress(total, "encode", disable=True if a.quiet else None)
-        done = {"bytes": 0}
+        itemsize = vol.dtype.itemsize
+        state = {"enc": None}
 
-        def on_block(info):
-            n = info.voxels * vol.dtype.itemsize
-            done["bytes"] += n
-            bar.update(n)
-            bar.set_postfix_str(f"block {info.index + 1}, {info.bits_per_voxel:.3f} bpv", refresh=False)
+        def worth_keeping():  # coded blocks, or an interrupted encode this run could not continue
+            return (state["enc"] is not None and len(state["enc"].blocks) > 0) or (resume and had_part)
 
-        try:
-            enc = voxcodec.Encoder(tmp, dtype=vol.dtype, slice_shape=vol.shape[1:], preset=a.preset,
-                                   block_depth=a.block_depth, tile=a.tile, device=a.device, threads=a.threads,
-                                   seed=a.seed, warm_start=not a.no_warm_start, on_block=on_block,
-                                   expected_slices=vol.shape[0],
-                                   metadata={"source": os.path.basename(a.input)})
-            with enc:
-                for chunk in vol.iter_chunks(enc.block_depth):
-                    enc.write(chunk)
-        finally:
+        with partial_file(out, keep_on_failure=worth_keeping) as tmp:
+            bar = _progress(total, "encode", quiet=quiet)
+
+            def on_progress(voxels):
+                bar.update(max(0, int(voxels * itemsize) - bar.n))
+
+            def on_block(info):
+                bar.set_postfix_str(f"block {info.index + 1}" + (" (kept)" if info.resumed else
+                                                                 f", {info.bits_per_voxel:.3f} bpv"), refresh=False)
+
+            try:
+                enc = voxcodec.Encoder(tmp, dtype=vol.dtype, slice_shape=vol.shape[1:], preset=preset,
+                                       block_depth=block_depth, tile=tile, device=device, threads=threads, seed=seed,
+                                       warm_start=not no_warm_start, on_block=on_block, on_progress=on_progress,
+                                       expected_slices=vol.shape[0], resume=resume, checkpoint=True,
+                                       metadata={"source": os.path.basename(input.rstrip("/"))})
+                state["enc"] = enc
+                if enc.resumed_slices and not quiet:
+                    kept = sum(b.resumed for b in enc.blocks)
+                    click.echo(f"resuming {part}: {kept} complete blocks ({enc.resumed_slices} of {vol.shape[0]} "
+                               "slices) kept; checking them against the input"
+                               + ("" if enc.resumed_identical else
+                                  " (no training checkpoint: the next block trains from scratch)"), err=True)
+                with enc:
+                    for chunk in vol.iter_chunks(enc.block_depth):
+                        enc.write(chunk)
+            except BaseException:
+                bar.close()
+                enc = state["enc"]
+                if enc is not None and enc.blocks:
+                    done = max(b.z0 + b.depth for b in enc.blocks)
+                    click.echo(f"voxcodec: {done} of {vol.shape[0]} slices are coded and kept in {part}; run the "
+                               "same command with --resume to continue", err=True)
+                raise
             bar.close()
     dt = time.perf_counter() - t0
     size = os.path.getsize(out)
     nvox = int(np.prod(vol.shape))
-    if not a.quiet:
-        print(f"{a.input} -> {out}: {vol.shape[0]}x{vol.shape[1]}x{vol.shape[2]} {vol.dtype}, "
-              f"{_fmt_mb(total)} -> {_fmt_mb(size)} ({8 * size / max(nvox, 1):.3f} bits/voxel, "
-              f"ratio {total / max(size, 1):.2f}), {len(enc.blocks)} blocks, {total / 1e6 / dt:.2f} MB/s")
+    if not quiet:
+        kept = sum(b.resumed for b in enc.blocks)
+        click.echo(f"{input} -> {out}: {vol.shape[0]}x{vol.shape[1]}x{vol.shape[2]} {vol.dtype}, "
+                   f"{_fmt_mb(total)} -> {_fmt_mb(size)} ({8 * size / max(nvox, 1):.3f} bits/voxel, "
+                   f"ratio {total / max(size, 1):.2f}), {len(enc.blocks)} blocks"
+                   + (f" ({kept} kept from the interrupted run)" if kept else "")
+                   + f", {total / 1e6 / dt:.2f} MB/s")
     return 0
 
 
-def cmd_decode(a):
-    out = a.output or os.path.splitext(a.input)[0] + ".tif"
-    _check_output(out, a.overwrite)
-    with voxcodec.Decoder(a.input, salvage=a.salvage) as dec:
-        z0, z1 = a.z if a.z else (0, None)
-        z0, z1, _ = slice(z0, z1).indices(dec.shape[0])
-        z1 = max(z0, z1)
+@command()
+@click.argument("input", type=click.Path())
+@click.option("-o", "--output", help="output .tif or .npy (default: INPUT with .tif)")
+@click.option("--z", "z", type=ZRangeType(), metavar="START:STOP",
+              help="decode only these slices (only the blocks they touch are decoded)")
+@click.option("--salvage", is_flag=True,
+              help="read a stream whose end is missing (interrupted write): recover its complete blocks")
+@click.option("--overwrite", is_flag=True, help="replace OUTPUT if it exists")
+@click.option("-q", "--quiet", is_flag=True, help="no progress bar or summary")
+def decode(input, output, z, salvage, overwrite, quiet):
+    """Decompress a .vxc stream to a TIFF stack or .npy; the checksums of every block are verified."""
+    out = output or os.path.splitext(input)[0] + ".tif"
+    check_output(out, overwrite, VOLUME_SUFFIXES, "a TIFF stack")
+    with voxcodec.Decoder(input, salvage=salvage) as dec:
+        z0, z1 = check_z_range(z, dec.shape[0])
         nbytes = (z1 - z0) * dec.shape[1] * dec.shape[2] * dec.dtype.itemsize
-        bar = _progress(nbytes, "decode", disable=True if a.quiet else None)
+        bar = _progress(nbytes, "decode", quiet=quiet)
         t0 = time.perf_counter()
         try:
-            with _partial_file(out) as tmp:
+            with partial_file(out) as tmp:
                 _decode_to(dec, tmp, out.lower().endswith(".npy"), z0, z1, bar)
         finally:
             bar.close()
         dt = time.perf_counter() - t0
-    if not a.quiet:
-        print(f"{a.input} -> {out}: slices {z0}:{z1} of {dec.shape[0]}, {_fmt_mb(nbytes)}, "
-              f"{nbytes / 1e6 / max(dt, 1e-9):.2f} MB/s")
+    if not quiet:
+        click.echo(f"{input} -> {out}: slices {z0}:{z1} of {dec.shape[0]}, {_fmt_mb(nbytes)}, "
+                   f"{nbytes / 1e6 / max(dt, 1e-9):.2f} MB/s" + (" (salvaged)" if dec.salvaged else ""))
     return 0
 
 
@@ -185,38 +341,56 @@ def _info(dec, path):
             "metadata": dec.meta.get("metadata", {}), "salvaged": dec.salvaged, "blocks": blocks}
 
 
-def cmd_info(a):
-    with voxcodec.Decoder(a.input, salvage=a.salvage) as dec:
-        info = _info(dec, a.input)
-    if a.json:
-        print(json.dumps(info, indent=2))
+@command()
+@click.argument("input", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.option("--salvage", is_flag=True, help="describe a stream whose end is missing")
+def info(input, as_json, salvage):
+    """Shape, dtype, blocks, bits per voxel overall and per block, model size per block and checksums, without
+    decoding."""
+    with voxcodec.Decoder(input, salvage=salvage) as dec:
+        inf = _info(dec, input)
+    if as_json:
+        click.echo(json.dumps(inf, indent=2))
         return 0
-    z, y, x = info["shape"]
-    print(f"{info['file']}: {z} x {y} x {x} {info['dtype']} (z, y, x), {info['encoder']}, preset {info['preset']}")
-    print(f"  {_fmt_mb(info['raw_bytes'])} -> {_fmt_mb(info['bytes'])}: {info['bits_per_voxel']:.3f} bits/voxel, "
-          f"ratio {info['ratio']:.2f}; models {info['model_bytes']} bytes in all")
-    m = info["model"]
-    print(f"  {len(info['blocks'])} blocks of depth {info['block_depth']}, tile {info['tile'][0]}x{info['tile'][1]}; "
-          f"network: {m['levels']} levels, hidden {m['hidden'][0]}+{m['hidden'][1]}, {m['bins']} scale bins")
-    if info["salvaged"]:
-        print("  (salvaged: the stream has no block index; complete blocks were recovered by scanning)")
-    print(f"  {'block':>5} {'z':>11} {'y':>11} {'x':>11} {'bytes':>10} {'bpv':>7} {'model':>6} {'inter':>5} "
-          f"{'data crc':>8} {'voxel crc':>9}")
-    for b in info["blocks"]:
+    z, y, x = inf["shape"]
+    lines = [f"{inf['file']}: {z} x {y} x {x} {inf['dtype']} (z, y, x), {inf['encoder']}, preset {inf['preset']}",
+             f"  {_fmt_mb(inf['raw_bytes'])} -> {_fmt_mb(inf['bytes'])}: {inf['bits_per_voxel']:.3f} bits/voxel, "
+             f"ratio {inf['ratio']:.2f}; models {inf['model_bytes']} bytes in all"]
+    m = inf["model"]
+    lines.append(f"  {len(inf['blocks'])} blocks of depth {inf['block_depth']}, tile {inf['tile'][0]}x{inf['tile'][1]}; "
+                 f"network: {m['levels']} levels, hidden {m['hidden'][0]}+{m['hidden'][1]}, {m['bins']} scale bins")
+    if inf["salvaged"]:
+        lines.append("  (salvaged: the stream has no block index; complete blocks were recovered by scanning)")
+    lines.append(f"  {'block':>5} {'z':>11} {'y':>11} {'x':>11} {'bytes':>10} {'bpv':>7} {'model':>6} {'inter':>5} "
+                 f"{'data crc':>8} {'voxel crc':>9}")
+    for b in inf["blocks"]:
         rng = lambda r: f"{r[0]}:{r[1]}"  # noqa: E731
-        print(f"  {b['index']:>5} {rng(b['z']):>11} {rng(b['y']):>11} {rng(b['x']):>11} {b['bytes']:>10} "
-              f"{b['bits_per_voxel']:>7.3f} {b['model_bytes']:>6} {'yes' if b['inter_slice_model'] else 'no':>5} "
-              f"{b['data_crc32']:>8} {b['voxel_crc32']:>9}")
+        lines.append(f"  {b['index']:>5} {rng(b['z']):>11} {rng(b['y']):>11} {rng(b['x']):>11} {b['bytes']:>10} "
+                     f"{b['bits_per_voxel']:>7.3f} {b['model_bytes']:>6} {'yes' if b['inter_slice_model'] else 'no':>5} "
+                     f"{b['data_crc32']:>8} {b['voxel_crc32']:>9}")
+    click.echo("\n".join(lines))
     return 0
 
 
-def cmd_verify(a):
-    with voxcodec.Decoder(a.input, salvage=a.salvage) as dec:
-        ref = VolumeReader(a.against) if a.against else None
+@command()
+@click.argument("input", type=click.Path())
+@click.option("--against", metavar="VOLUME", help="original volume to compare with, voxel for voxel")
+@click.option("--salvage", is_flag=True, help="verify the complete blocks of a stream whose end is missing")
+@click.option("-q", "--quiet", is_flag=True, help="no progress bar")
+def verify(input, against, salvage, quiet):
+    """Decode every block, check its checksums and, with --against, compare the voxels to the original volume.
+    Exit status 1 when anything differs."""
+    with voxcodec.Decoder(input, salvage=salvage) as dec, \
+            (VolumeReader(against) if against else contextlib.nullcontext()) as ref:
         if ref is not None and (ref.shape != dec.shape or ref.dtype != dec.dtype):
-            print(f"MISMATCH: {a.input} holds {dec.shape} {dec.dtype}, {a.against} is {ref.shape} {ref.dtype}")
-            return 1
-        bar = _progress(len(dec.index), "verify", unit="block", disable=True if a.quiet else None)
+            click.echo(f"MISMATCH: {input} holds {dec.shape} {dec.dtype}, {against} is {ref.shape} {ref.dtype}")
+            return EXIT_DAMAGED
+        if not dec.index:
+            click.echo(f"FAILED {input}: no complete block" + (" could be recovered" if salvage else "")
+                       + f" ({dec.shape[0]} slices)")
+            return EXIT_DAMAGED
+        bar = _progress(len(dec.index), "verify", unit="block", quiet=quiet)
         bad = []
         try:
             for i, e in enumerate(dec.index):
@@ -229,149 +403,122 @@ def cmd_verify(a):
                 if ref is not None:
                     want = ref.read(e.z0, e.z0 + e.depth)[:, e.y0:e.y0 + e.h, e.x0:e.x0 + e.w]
                     if not np.array_equal(want, blk):
-                        bad.append(f"block {i}: decoded voxels differ from {a.against}")
+                        bad.append(f"block {i}: decoded voxels differ from {against}")
                 bar.update(1)
         finally:
             bar.close()
-            if ref is not None:
-                ref.close()
     for msg in bad:
-        print(f"FAILED {msg}")
+        click.echo(f"FAILED {msg}")
     if bad:
-        print(f"{a.input}: {len(bad)} of {len(dec.index)} blocks failed")
-        return 1
-    what = f"identical to {a.against}" if a.against else "all checksums match"
-    print(f"OK {a.input}: {len(dec.index)} blocks, {dec.shape[0]}x{dec.shape[1]}x{dec.shape[2]} {dec.dtype}, {what}"
-          + (" (salvaged)" if dec.salvaged else ""))
+        click.echo(f"{input}: {len(bad)} of {len(dec.index)} blocks failed")
+        return EXIT_DAMAGED
+    what = f"identical to {against}" if against else "all checksums match"
+    click.echo(f"OK {input}: {len(dec.index)} blocks, {dec.shape[0]}x{dec.shape[1]}x{dec.shape[2]} {dec.dtype}, {what}"
+               + (" (salvaged)" if dec.salvaged else ""))
     return 0
 
 
-def cmd_fit(a):
-    _check_output(a.output, a.overwrite)
-    with VolumeReader(a.input) as vol:
-        z = min(vol.shape[0], a.max_slices)
+@command()
+@click.argument("input", type=click.Path())
+@click.option("-o", "--output", default="voxcodec-model.json", show_default=True, help="model file")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="default", show_default=True,
+              help="network size and training effort")
+@click.option("--max-slices", type=click.IntRange(min=1), default=64, show_default=True, metavar="N",
+              help="use at most the first N slices")
+@click.option("--threads", type=click.IntRange(min=1), metavar="N", help="torch threads for training")
+@click.option("--seed", type=int, default=0, show_default=True, help="random seed of the training")
+@click.option("--overwrite", is_flag=True, help="replace OUTPUT if it exists")
+def fit(input, output, preset, max_slices, threads, seed, overwrite):
+    """Train one shared model on a sample volume (for small zarr chunks) and write it as JSON text. Chunks of a
+    zarr array too small to carry their own model are coded with it:
+    voxcodec.zarr.VoxCodec(model=open(MODEL).read())."""
+    check_output(output, overwrite, (".json",), "a model as JSON text")
+    with VolumeReader(input) as vol:
+        z = min(vol.shape[0], max_slices)
         sample = vol.read(0, z)
     t0 = time.perf_counter()
-    model = voxcodec.fit_model(sample, preset=a.preset, seed=a.seed, threads=a.threads)
-    with open(a.output, "w") as f:
+    model = voxcodec.fit_model(sample, preset=preset, seed=seed, threads=threads)
+    with partial_file(output) as tmp, open(tmp, "w") as f:
         f.write(model.to_text())
-    print(f"{a.input} (slices 0:{z}) -> {a.output}: shared model {model.id}, {len(model.to_bytes())} bytes of "
-          f"weights, fitted in {time.perf_counter() - t0:.1f} s; use it with "
-          f"voxcodec.zarr.VoxCodec(model=open({a.output!r}).read())")
+    click.echo(f"{input} (slices 0:{z}) -> {output}: shared model {model.id}, {len(model.to_bytes())} bytes of "
+               f"weights, fitted in {time.perf_counter() - t0:.1f} s; use it with "
+               f"voxcodec.zarr.VoxCodec(model=open({output!r}).read())")
     return 0
 
 
-def cmd_sample(a):
-    _check_output(a.output, a.overwrite)
-    shutil.copyfile(sample_path(), a.output)
-    print(f"wrote {a.output}: 64 x 128 x 128 uint8 FIB-SEM crop of Drosophila medulla "
-          "(Janelia FlyEM, CC-BY)")
+@command()
+@click.argument("output", default="sample.tif", required=False)
+@click.option("--overwrite", is_flag=True, help="replace OUTPUT if it exists")
+def sample(output, overwrite):
+    """Write the sample volume that ships with voxcodec: 64 x 128 x 128 uint8, a crop of the FlyEM FIB-SEM
+    training sample 1 (Drosophila medulla; credit Janelia FlyEM, CC-BY). OUTPUT defaults to sample.tif."""
+    check_output(output, overwrite, (".tif", ".tiff"), "a TIFF stack")
+    shutil.copyfile(sample_path(), output)
+    click.echo(f"wrote {output}: 64 x 128 x 128 uint8 FIB-SEM crop of Drosophila medulla (Janelia FlyEM, CC-BY)")
     return 0
 
 
-def build_parser():
-    p = argparse.ArgumentParser(
-        prog="voxcodec", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
-        description="Lossless compression of electron-microscopy volumes: a small network is trained per "
-                    "block to predict each voxel from the slice before and the part of the slice already "
-                    "decoded; its integer-exact probabilities drive a range coder. Every voxel comes back "
-                    "bit for bit, on any machine.")
-    p.add_argument("--version", action="version", version=f"voxcodec {voxcodec.__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    e = sub.add_parser("encode", help="compress a volume into a .vxc file",
-                       description="Compress a uint8/uint16 volume (TIFF stack, .npy, or a folder of slices) "
-                                   "into a .vxc stream, block by block, streaming from disk.")
-    e.add_argument("input", help="TIFF stack, .npy file, or folder of slice images")
-    e.add_argument("-o", "--output", help="output .vxc file (default: INPUT with .vxc)")
-    e.add_argument("--preset", choices=list(PRESETS), default="default",
-                   help="training effort per block: fast (edge computers), default, max (best bits, slow)")
-    e.add_argument("--block-depth", type=int, metavar="N",
-                   help="slices per block (default: about 16 Mi voxels per block, at most 256 slices, "
-                        "balanced over the volume's depth)")
-    e.add_argument("--tile", type=_tile, metavar="HxW",
-                   help="cut slices into tiles of this size (default: 2048x2048 for larger slices)")
-    e.add_argument("--threads", type=int, metavar="N", help="torch threads for training (default: torch's)")
-    e.add_argument("--device", default="cpu", help="training device, e.g. cuda (default cpu; the stream does "
-                                                   "not depend on it)")
-    e.add_argument("--seed", type=int, default=0, help="random seed of the training (default 0)")
-    e.add_argument("--no-warm-start", action="store_true",
-                   help="train every block from scratch instead of from the previous block's weights")
-    e.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
-    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
-    e.set_defaults(func=cmd_encode)
-
-    d = sub.add_parser("decode", help="decompress a .vxc file to TIFF or .npy",
-                       description="Decompress a .vxc stream; checksums of every block are verified.")
-    d.add_argument("input", help=".vxc file")
-    d.add_argument("-o", "--output", help="output .tif or .npy (default: INPUT with .tif)")
-    d.add_argument("--z", type=_zrange, metavar="START:STOP",
-                   help="decode only these slices (only the blocks they touch are decoded)")
-    d.add_argument("--salvage", action="store_true",
-                   help="read a stream whose end is missing (interrupted write): recover its complete blocks")
-    d.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
-    d.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
-    d.set_defaults(func=cmd_decode)
-
-    i = sub.add_parser("info", help="describe a .vxc file",
-                       description="Shape, dtype, blocks, bits per voxel overall and per block, model size per "
-                                   "block and checksums, without decoding.")
-    i.add_argument("input", help=".vxc file")
-    i.add_argument("--json", action="store_true", help="machine-readable output")
-    i.add_argument("--salvage", action="store_true", help="describe a stream whose end is missing")
-    i.set_defaults(func=cmd_info)
-
-    v = sub.add_parser("verify", help="decode every block and check checksums (and compare to the original)",
-                       description="Decode every block, check its checksums and, with --against, compare the "
-                                   "voxels to the original volume. Exit status 1 when anything differs.")
-    v.add_argument("input", help=".vxc file")
-    v.add_argument("--against", metavar="VOLUME", help="original volume to compare with, voxel for voxel")
-    v.add_argument("--salvage", action="store_true", help="verify the complete blocks of a stream whose end is missing")
-    v.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    v.set_defaults(func=cmd_verify)
-
-    f = sub.add_parser("fit", help="train one shared model on a sample volume (for small zarr chunks)",
-                       description="Train one model on a sample volume and write it as JSON text. Chunks of a "
-                                   "zarr array too small to carry their own model are coded with it: "
-                                   "voxcodec.zarr.VoxCodec(model=open(MODEL).read()).")
-    f.add_argument("input", help="sample volume (TIFF stack, .npy or folder of slices)")
-    f.add_argument("-o", "--output", default="voxcodec-model.json", help="model file (default voxcodec-model.json)")
-    f.add_argument("--preset", choices=list(PRESETS), default="default", help="network size and training effort")
-    f.add_argument("--max-slices", type=int, default=64, metavar="N", help="use at most the first N slices")
-    f.add_argument("--threads", type=int, metavar="N", help="torch threads for training")
-    f.add_argument("--seed", type=int, default=0, help="random seed of the training (default 0)")
-    f.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
-    f.set_defaults(func=cmd_fit)
-
-    s = sub.add_parser("sample", help="write the sample volume that ships with voxcodec",
-                       description="Write the bundled 64 x 128 x 128 uint8 FIB-SEM sample (a crop of the FlyEM "
-                                   "training sample 1, Drosophila medulla; credit Janelia FlyEM, CC-BY).")
-    s.add_argument("output", nargs="?", default="sample.tif", help="where to write it (default sample.tif)")
-    s.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
-    s.set_defaults(func=cmd_sample)
-    return p
+# -- entry point ---------------------------------------------------------------------------------------
+def _on_sigterm(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM ends a run exactly as Ctrl-C does
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+def _error(msg: str) -> None:
+    click.echo(f"voxcodec: error: {msg}", err=True)
+
+
+def main(argv=None) -> int:
+    """Run the CLI; returns the exit status (see the help text)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv or os.environ.get("VOXCODEC_DEBUG") == "1"
+    old = None
     try:
-        return args.func(args)
-    except FileNotFoundError as exc:
-        print(f"voxcodec: error: {exc}", file=sys.stderr)
-        return 2
-    except voxcodec.CorruptStreamError as exc:
-        print(f"voxcodec: error: {args.input}: {exc}", file=sys.stderr)
-        return 1
-    except VoxcodecError as exc:
-        print(f"voxcodec: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"voxcodec: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("voxcodec: interrupted", file=sys.stderr)
-        return 130
+        old = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread
+        pass
+    try:
+        rc = cli.main(args=argv, prog_name="voxcodec", standalone_mode=False)
+        return rc if isinstance(rc, int) else 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:  # usage errors: exit 2, one line
+        hint = ""
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            hint = f" (see '{exc.ctx.command_path} --help')"
+        _error(exc.format_message() + hint)
+        return exc.exit_code
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        _error("interrupted")
+        return EXIT_INTERRUPTED
+    except PipeClosed:  # `voxcodec info --json | head`: the reader left, nothing to say
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    except CorruptStreamError as exc:
+        if debug:
+            raise
+        _error(f"{_current['input']}: {exc}" if _current["input"] else str(exc))
+        return EXIT_DAMAGED
+    except (VoxcodecError, OSError) as exc:
+        if debug:
+            raise
+        _error(str(exc) if not isinstance(exc, OSError) or not exc.filename else
+               f"{exc.strerror or exc}: {exc.filename}")
+        return EXIT_INPUT
+    except Exception as exc:  # a bug: say so in one line; --debug shows where
+        if debug:
+            raise
+        _error(f"internal error ({type(exc).__name__}: {exc}); rerun with --debug and report the traceback")
+        return EXIT_BUG
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
