@@ -20,7 +20,7 @@ import pickle
 from dataclasses import dataclass, field
 
 from ..errors import CorruptStreamError, UnsupportedError, VoxcodecError
-from .container import BlockHeader, IndexEntry
+from .container import BlockHeader, IndexEntry, pack_file_header
 
 STATE_SUFFIX = ".state"
 
@@ -53,13 +53,16 @@ def load_partial(path, meta: dict) -> PartialStream | None:
     """
     from .decoder import Decoder
 
-    if not os.path.exists(path) or os.path.getsize(path) == 0:
+    if not os.path.exists(path):
         return None
+    head = pack_file_header(meta)
+    if os.path.getsize(path) <= len(head):
+        with open(path, "rb") as f:
+            if head.startswith(f.read()):  # killed while the file header was being written
+                return None
     try:
         dec = Decoder(path, salvage=True)
     except CorruptStreamError as exc:
-        if "cut short" in str(exc):  # killed while the file header was being written
-            return None
         raise UnsupportedError(f"cannot resume from {path}: {exc}; remove it to start over") from None
     with dec:
         old = json.loads(json.dumps(dec.meta))
