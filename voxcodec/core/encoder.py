@@ -171,6 +171,7 @@ class Encoder:
         self.resumed_slices = 0
         self.resumed_identical = False  # the training state was restored too: same bytes as without the stop
         self._kept: dict = {}
+        self._layer_states: dict = {}  # checkpointed training state of the last layers (see resume.save_state)
         part = _resume.load_partial(self._path, self.meta) if resume else None
         if part is None:
             self._f = open(file, "wb") if self._own else (file if file is not None else io.BytesIO())
@@ -194,6 +195,7 @@ class Encoder:
         if part.banks is not None:
             self._banks.update(part.banks)
             self.resumed_identical = True
+            self._layer_states = {part.z: {"end": part.end, "banks": dict(part.banks)}}
 
     # -- writing -------------------------------------------------------------------------------
     def _write(self, b: bytes):
@@ -228,18 +230,28 @@ class Encoder:
         self._buffer, self._buffered = [], 0
         if self._z < self.resumed_slices:
             return self._check_kept(data)
-        done = []
+        coded = []
         th, tw = self.tile
         h, w = self.slice_shape
         for y0 in range(0, h, th):
             for x0 in range(0, w, tw):
-                done.append(self._encode_tile(np.ascontiguousarray(data[:, y0:y0 + th, x0:x0 + tw]), y0, x0))
+                tile = np.ascontiguousarray(data[:, y0:y0 + th, x0:x0 + tw])
+                coded.append(self._encode_tile(tile, y0, x0, len(self.blocks) + len(coded)))
         self._z += data.shape[0]
+        if self._checkpoint:  # the training state after this layer goes to disk before the layer itself
+            self._layer_states = _resume.save_state(self._path, self._layer_states, self._z,
+                                                    self._pos + sum(len(r) for _, r in coded), self._banks)
+        for info, record in coded:
+            self._index.append(IndexEntry(self._pos, len(record), info.z0, info.depth, info.y0, info.x0, info.h,
+                                          info.w, 8 * len(record), info.model_bytes, info.inter))
+            self._write(record)
+            self.blocks.append(info)
+            if self.on_block is not None:
+                self.on_block(info)
         if self._checkpoint:
             self._f.flush()
             os.fsync(self._f.fileno())
-            _resume.save_state(self._path, self._z, self._pos, self._banks)
-        return done
+        return [info for info, _ in coded]
 
     def _check_kept(self, data) -> list[BlockInfo]:
         """Slices of a layer kept from the partial stream: they must be the ones it coded."""
@@ -269,7 +281,8 @@ class Encoder:
             self._last_report = now
             self.on_progress(voxels)
 
-    def _encode_tile(self, data: np.ndarray, y0: int, x0: int) -> BlockInfo:
+    def _encode_tile(self, data: np.ndarray, y0: int, x0: int, index: int) -> tuple[BlockInfo, bytes]:
+        """Code one tile of the layer in hand: its BlockInfo and its record (written by the caller)."""
         d, h, w = data.shape
         lo, hi, centre, shift = value_range(data)
         t0 = time.perf_counter()
@@ -280,24 +293,16 @@ class Encoder:
             inter = model.inter is not None
             flags = (FLAG_INTER if inter else 0) | (FLAG_SHARED if model is self.shared_model else 0)
             slice_bits = fields["slice_bits"]
-        index = len(self.blocks)
         header = BlockHeader(index, self._z, d, y0, x0, h, w, lo, hi, centre, shift, flags, len(model_bytes),
                              len(payload), zlib.crc32(model_bytes + payload), voxel_crc(data))
         record = header.pack() + model_bytes + payload
-        offset = self._pos
-        self._write(record)
         info = BlockInfo(index, self._z, d, y0, x0, h, w, len(record), len(model_bytes), inter,
                          bool(flags & FLAG_CONSTANT), fit_s, time.perf_counter() - t0 - fit_s, slice_bits)
-        self.blocks.append(info)
-        self._index.append(IndexEntry(offset, len(record), self._z, d, y0, x0, h, w, 8 * len(record),
-                                      len(model_bytes), inter))
         self._voxels_done += info.voxels
         if fit_s > 0:
             self._fit_share = fit_s / max(fit_s + info.code_seconds, 1e-9)
         self._report(self._voxels_done, force=True)
-        if self.on_block is not None:
-            self.on_block(info)
-        return info
+        return info, record
 
     def _tile_progress(self, voxels: int):
         """Progress callbacks for one tile: ``(fit(step, steps), code(slices_done, slices))``; training

@@ -7,9 +7,10 @@ keeps those layers, cuts the file after the last one and codes on from there.
 
 Bytes identical to an uninterrupted encode need the training state too: each block fine-tunes from
 the weights of the block above it. An encoder with ``checkpoint=True`` saves that state beside the
-stream (``<stream>.state``) after every layer, once the layer is on disk; a resumed encode restores
-it when it matches the layers kept. Without it (or after a crash between a layer and its
-checkpoint) the next block trains from scratch: the stream is still exact, its bytes differ.
+stream (``<stream>.state``) for the last two layers, the new one before its blocks are written: a
+kill at any moment leaves a checkpoint of the last complete layer, and a resumed encode restores
+it. Without a checkpoint the next block trains from scratch: the stream is still exact, its bytes
+differ.
 """
 
 from __future__ import annotations
@@ -90,23 +91,29 @@ def _load_state(path, part: PartialStream):
         return None
     except Exception:  # a torn or foreign checkpoint only costs identical bytes, never exactness
         return None
-    if not isinstance(state, dict) or state.get("z") != part.z or state.get("end") != part.end:
+    layer = state.get("layers", {}).get(part.z) if isinstance(state, dict) else None
+    if not isinstance(layer, dict) or layer.get("end") != part.end:
         return None
-    return state.get("banks")
+    return layer.get("banks")
 
 
-def save_state(path, z: int, end: int, banks: dict):
-    """Checkpoint the training state after the layer ending at slice ``z`` / byte ``end`` (the caller
-    has made the stream durable up to ``end`` first)."""
+def save_state(path, layers: dict, z: int, end: int, banks: dict) -> dict:
+    """Checkpoint the training state after the layer ending at slice ``z`` / byte ``end``, keeping the
+    one before it (``layers``, as returned by the previous call): the new layer's blocks are written
+    after this, so whichever of the two layers a kill leaves complete, its state is on disk.
+    Returns the layers now saved."""
+    layers = {k: v for k, v in layers.items() if k < z}
+    layers = {**({max(layers): layers[max(layers)]} if layers else {}), z: {"end": end, "banks": dict(banks)}}
     tmp = state_path(path) + ".tmp"
     try:
         with open(tmp, "wb") as f:
-            pickle.dump({"z": z, "end": end, "banks": banks}, f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump({"layers": layers, "z": z}, f, protocol=pickle.HIGHEST_PROTOCOL)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, state_path(path))
     except OSError as exc:
         raise VoxcodecError(f"cannot write the resume checkpoint {state_path(path)}: {exc}") from exc
+    return layers
 
 
 def remove_state(path):

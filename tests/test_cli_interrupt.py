@@ -1,0 +1,104 @@
+"""An encode of a real EM volume killed with SIGKILL, then interrupted with Ctrl-C (SIGINT) and SIGTERM,
+then resumed with --resume: the stream decodes exactly, equals the uninterrupted one byte for byte,
+and the blocks finished before each stop are not coded again."""
+
+import os
+import pickle
+import re
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import tifffile
+
+from conftest import SHARED_DATA, console_script
+
+VOLUME = SHARED_DATA / "flyem_fib_ts1.tif"
+ARGS = ["--preset", "fast", "--block-depth", "4", "--threads", "1"]
+
+
+def _cmd(*args):
+    return console_script("voxcodec", "voxcodec_cli.main") + list(args)
+
+
+def _layers_done(part) -> int:
+    """Slices coded into ``part`` so far, from the checkpoint written with each layer (0 if none)."""
+    try:
+        with open(str(part) + ".state", "rb") as f:
+            return pickle.load(f)["z"]
+    except (FileNotFoundError, EOFError, pickle.UnpicklingError, KeyError):
+        return 0
+
+
+def _stop_after(args, part, slices, sig, timeout=300):
+    """Start an encode, wait until ``slices`` slices are coded, send ``sig``; returns the finished process."""
+    proc = subprocess.Popen(_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while _layers_done(part) < slices:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the encode made no progress"
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err
+
+
+@pytest.mark.skipif(not VOLUME.exists(), reason=f"{VOLUME} is missing")
+def test_kill_interrupt_and_resume_a_real_volume(tmp_path):
+    vol = tifffile.imread(VOLUME)[:24, :160, :160]  # a crop keeps the test short: 6 layers of 4 slices
+    src = tmp_path / "fib.tif"
+    tifffile.imwrite(src, vol)
+    ref, out = tmp_path / "ref.vxc", tmp_path / "out.vxc"
+    part = tmp_path / "out.vxc.part"
+    assert subprocess.run(_cmd("encode", str(src), "-o", str(ref), "-q", *ARGS)).returncode == 0
+
+    rc, _, _ = _stop_after(["encode", str(src), "-o", str(out), *ARGS], part, 4, signal.SIGKILL)
+    assert rc == -signal.SIGKILL and part.exists() and not out.exists()
+
+    # without --resume an interrupted encode is not thrown away
+    res = subprocess.run(_cmd("encode", str(src), "-o", str(out), *ARGS), capture_output=True, text=True)
+    assert res.returncode == 2 and "--resume" in res.stderr and part.exists()
+
+    rc, _, err = _stop_after(["encode", str(src), "-o", str(out), "--resume", *ARGS], part, _layers_done(part) + 4,
+                             signal.SIGINT)
+    assert rc == 130, err
+    kept_at_kill = int(re.search(rf"resuming {re.escape(str(part))}: (\d+) complete blocks \((\d+) of 24", err)[2])
+    assert kept_at_kill >= 4 and "no training checkpoint" not in err
+    done_at_int = int(re.search(r"(\d+) of 24 slices are coded and kept", err)[1])
+    assert "--resume to continue" in err and part.exists() and not out.exists()
+    assert done_at_int > kept_at_kill
+
+    if done_at_int < 20:  # SIGTERM behaves as Ctrl-C
+        rc, _, err = _stop_after(["encode", str(src), "-o", str(out), "--resume", *ARGS], part, done_at_int + 4,
+                                 signal.SIGTERM)
+        assert rc == 130 and "--resume to continue" in err and part.exists()
+        done_at_int = int(re.search(r"(\d+) of 24 slices are coded and kept", err)[1])
+
+    res = subprocess.run(_cmd("encode", str(src), "-o", str(out), "--resume", *ARGS), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert f"({done_at_int} of 24 slices) kept" in res.stderr and "no training checkpoint" not in res.stderr
+    assert f"({done_at_int // 4} kept from the interrupted run)" in res.stdout  # one tile per layer
+    assert not part.exists() and not os.path.exists(str(part) + ".state")
+    assert out.read_bytes() == ref.read_bytes()
+    back = tmp_path / "back.npy"
+    assert subprocess.run(_cmd("decode", str(out), "-o", str(back), "-q")).returncode == 0
+    np.testing.assert_array_equal(np.load(back), vol)
+
+
+def test_interrupt_before_any_block_leaves_nothing(tmp_path, em_u8):
+    src = tmp_path / "v.npy"
+    np.save(src, np.repeat(em_u8, 4, axis=0))
+    out = tmp_path / "v.vxc"
+    proc = subprocess.Popen(_cmd("encode", str(src), "-o", str(out), "--block-depth", "48", "--threads", "1"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    part = tmp_path / "v.vxc.part"
+    deadline = time.monotonic() + 120
+    while not part.exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert not part.exists() and not out.exists()
