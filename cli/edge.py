@@ -201,17 +201,19 @@ class StatusLine(logging.Handler):
             self.stream.write(self.line)
         self.stream.flush()
 
-    def show(self, text: str):
+    def show(self, text: str):  # called from the run's status thread: same lock as emit()
         if self.live:
-            self.line = text[:max(20, _columns() - 1)]
-            self.stream.write("\r\033[K" + self.line)
-            self.stream.flush()
+            with self.lock:
+                self.line = text[:max(20, _columns() - 1)]
+                self.stream.write("\r\033[K" + self.line)
+                self.stream.flush()
 
     def close_line(self):
-        if self.live and self.line:
-            self.stream.write("\n")
-            self.stream.flush()
-            self.line = ""
+        with self.lock:
+            if self.live and self.line:
+                self.stream.write("\n")
+                self.stream.flush()
+                self.line = ""
 
 
 def _columns() -> int:

@@ -189,3 +189,58 @@ def test_sources_are_kept_when_dest_changed_after_shipping(tmp_path, sample):
     with pytest.raises(VerifyError, match="changed after it was shipped; sources are kept"):
         run._delete_sources(0)
     assert len(list((tmp_path / "acq").glob("*.tif"))) == 4
+
+
+def test_status_is_refreshed_while_a_block_codes(tmp_path, sample, monkeypatch):
+    """Training a block can take minutes: status.json (and on_tick) must not wait for it. The chunk
+    coder is held until status.json's ``updated`` field has changed twice meanwhile; status() is
+    read in a tight loop all along, while the encoder and shipper threads change what it reports."""
+    import json
+
+    import voxcodec.edge.run as edge_run
+
+    real = edge_run.encode_chunk
+    coding, release = threading.Event(), threading.Event()
+
+    def held_coder(*args, **kwargs):
+        coding.set()
+        assert release.wait(300), "the test never released the coder"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(edge_run, "encode_chunk", held_coder)
+    _slices(tmp_path / "acq", sample[:8, :32, :32])
+    run = EdgeRun(_opts(tmp_path))
+    ticks = []
+    result, errors = {}, []
+
+    def target():
+        try:
+            result["st"] = run.run(on_tick=lambda st: ticks.append(st["updated"]))
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+            errors.append(exc)
+            release.set()
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    try:
+        assert coding.wait(120), "no block started coding"
+        status_file = tmp_path / "state" / "status.json"
+        seen, ticks_before = [], len(ticks)
+        deadline = time.monotonic() + 120
+        while len(seen) < 3 and time.monotonic() < deadline:
+            try:
+                updated = json.loads(status_file.read_text())["updated"]
+            except (OSError, ValueError, KeyError):
+                updated = None  # not written yet
+            if updated is not None and updated not in seen:
+                seen.append(updated)
+            run.status()  # from a third thread, while the others work
+            time.sleep(0.05)
+        assert len(seen) == 3, f"status.json's updated field went {seen} while a block was coding"
+        assert not release.is_set() and len(ticks) > ticks_before  # on_tick too, all while the coder was held
+    finally:
+        release.set()
+        t.join(300)
+    assert not errors, errors
+    assert not t.is_alive() and result["st"]["finished"] and result["st"]["blocks_shipped"] == 2
+    assert not [th for th in threading.enumerate() if th.name == "voxcodec-edge-status"]  # stopped and joined

@@ -1,13 +1,14 @@
 """The edge transfer pipeline: slice files in an acquisition folder -> blocks -> voxcodec chunks in a
 local spool -> a zarr v3 array at DEST, losing and duplicating nothing whatever crashes.
 
-Two threads. The *encoder* (the caller's thread) takes complete slice files in z order, groups
+Three threads. The *encoder* (the caller's thread) takes complete slice files in z order, groups
 them into blocks of ``block_depth`` slices, codes each block into the array's chunks (training at
 the edge, each chunk fine-tuned from the weights of the chunk above it), writes them to the spool
 and journals the block. The *shipper* writes journaled blocks to DEST in order, reads every chunk
 back and compares its SHA-256, then grows the array's z extent in its metadata and journals the
 block as shipped; with ``delete_source`` it decodes the read-back chunks, compares them with the
-checksums of the source slices and only then deletes those files.
+checksums of the source slices and only then deletes those files. The *status* thread rewrites
+``status.json`` twice a second, however long a block takes to code.
 
 Every step is idempotent and keyed by the block's index, so a restart after ``kill -9`` redoes
 at most the step that was cut short: blocks whose chunks were not journaled are coded again from
@@ -48,6 +49,8 @@ from ..storage.volume_io import read_image
 log = logging.getLogger("voxcodec.edge")
 
 STATUS_FILE = "status.json"
+#: seconds between two refreshes of status.json (and calls of ``on_tick``) while a run goes on
+STATUS_INTERVAL = 0.5
 #: the longest wait between two upload attempts while DEST cannot be reached
 MAX_BACKOFF = 60.0
 
@@ -96,23 +99,26 @@ def chunk_grid(slice_shape, tile: int):
 
 
 class Rate:
-    """Bytes per second over the last ``window`` seconds."""
+    """Bytes per second over the last ``window`` seconds (added to and read from any thread)."""
 
     def __init__(self, window: float = 30.0):
         self.window = window
         self.samples: deque = deque()
+        self._lock = threading.Lock()
 
     def add(self, nbytes: int):
-        self.samples.append((time.monotonic(), nbytes))
+        with self._lock:
+            self.samples.append((time.monotonic(), nbytes))
 
     def per_second(self) -> float:
         now = time.monotonic()
-        while self.samples and now - self.samples[0][0] > self.window:
-            self.samples.popleft()
-        if not self.samples:
-            return 0.0
-        span = max(now - self.samples[0][0], 1.0)
-        return sum(n for _, n in self.samples) / span
+        with self._lock:
+            while self.samples and now - self.samples[0][0] > self.window:
+                self.samples.popleft()
+            if not self.samples:
+                return 0.0
+            span = max(now - self.samples[0][0], 1.0)
+            return sum(n for _, n in self.samples) / span
 
 
 class EdgeRun:
@@ -136,7 +142,9 @@ class EdgeRun:
             log.info("journal: dropped a torn last record (%d bytes) left by an interrupted run",
                      self.journal.dropped_tail)
         self.dest = Destination(opts.dest, opts.storage_options)
+        # guards what the encoder, shipper and status threads share: blocks, shipped, deleted, taken, stats
         self._cond = threading.Condition()
+        self._status_lock = threading.Lock()  # one writer of status.json at a time
         self._stop = threading.Event()  # ends the shipper thread
         self._halt = threading.Event()  # ends run() early (stop())
         self._fatal: BaseException | None = None
@@ -192,37 +200,85 @@ class EdgeRun:
 
     # -- status --------------------------------------------------------------------------------------------
     def status(self) -> dict:
-        shipped = set(self.shipped)  # a copy: the shipper thread adds to it
-        raw = sum(r["raw_bytes"] for r in self.blocks.values())
-        coded = sum(c["bytes"] for r in self.blocks.values() for c in r["chunks"])
-        spooled = self._spooled_bytes(shipped)
-        return dict(self.stats, acq_dir=os.path.abspath(self.opts.acq_dir), dest=self.opts.dest,
+        """The run's state now; safe to call from any thread while the encoder and shipper work."""
+        with self._cond:  # copies taken under the lock every mutation of them holds
+            blocks = dict(self.blocks)
+            shipped = set(self.shipped)
+            stats = dict(self.stats, late_files=list(self.stats["late_files"]))
+            taken = len(self.taken)
+            finished = self.finished
+        raw = sum(r["raw_bytes"] for r in blocks.values())
+        coded = sum(c["bytes"] for r in blocks.values() for c in r["chunks"])
+        spooled = self._spooled_bytes(shipped, blocks)
+        return dict(stats, acq_dir=os.path.abspath(self.opts.acq_dir), dest=self.opts.dest,
                     state_dir=str(self.state), preset=self.opts.preset, updated=_now(),
-                    slices_taken=len(self.taken), slices_shipped=sum(len(self.blocks[k]["files"]) for k in shipped),
-                    blocks_coded=len(self.blocks), blocks_shipped=len(shipped), raw_bytes=raw, coded_bytes=coded,
+                    slices_taken=taken, slices_shipped=sum(len(blocks[k]["files"]) for k in shipped),
+                    blocks_coded=len(blocks), blocks_shipped=len(shipped), raw_bytes=raw, coded_bytes=coded,
                     ratio=raw / coded if coded else None, spool_bytes=spooled, spool_budget=self.opts.spool_budget,
                     in_MBps=self.in_rate.per_second() / 1e6, out_MBps=self.out_rate.per_second() / 1e6,
-                    finished=self.finished)
+                    finished=finished)
 
-    def _spooled_bytes(self, shipped: set) -> int:
+    def _spooled_bytes(self, shipped: set, blocks: dict | None = None) -> int:
         """Bytes of coded blocks waiting in the spool."""
-        return sum(c["bytes"] for k, r in self.blocks.items() if k not in shipped for c in r["chunks"])
+        blocks = self.blocks if blocks is None else blocks
+        return sum(c["bytes"] for k, r in blocks.items() if k not in shipped for c in r["chunks"])
 
-    def write_status(self):
-        tmp = self.state / (STATUS_FILE + ".tmp")
-        tmp.write_text(json.dumps(self.status(), indent=1))
-        os.replace(tmp, self.state / STATUS_FILE)
+    def _set_stats(self, **kw):
+        with self._cond:
+            self.stats.update(kw)
+
+    def write_status(self) -> dict:
+        """Write the status to ``status.json`` atomically (a reader never sees half of it); return it."""
+        with self._status_lock:  # computed under the lock too: the last file written is the newest status
+            st = self.status()
+            tmp = self.state / (STATUS_FILE + ".tmp")
+            tmp.write_text(json.dumps(st, indent=1))
+            os.replace(tmp, self.state / STATUS_FILE)
+        return st
+
+    def _status_loop(self, on_tick, stop: threading.Event):
+        """The status thread: refresh status.json and call ``on_tick`` every STATUS_INTERVAL seconds,
+        whatever the encoder is doing (training one block can take minutes)."""
+        failed = None
+        while True:
+            try:
+                st = self.write_status()
+                if on_tick is not None:
+                    on_tick(st)
+                failed = None
+            except Exception as exc:  # a full disk under --state, a broken terminal: keep the run going
+                if repr(exc) != failed:
+                    log.warning("cannot refresh the status (%s: %s)", type(exc).__name__, exc)
+                    failed = repr(exc)
+            if stop.wait(STATUS_INTERVAL):
+                return
 
     # -- the encoder (caller's thread) -------------------------------------------------------------------
     def run(self, on_tick=None) -> dict:
         """Ship the acquisition until it ends (finish marker or idle timeout); returns the final status.
 
-        ``on_tick(status)`` is called about twice a second (a live status line)."""
-        o = self.opts
+        ``on_tick(status)`` is called about twice a second (a live status line), from a status thread
+        that also refreshes ``status.json``, so neither waits for a block being coded."""
         if self.finished:
             log.info("this acquisition was already finished and shipped (%d slices)", len(self.taken))
             self.write_status()
             return self.status()
+        stop_status = threading.Event()
+        ticker = threading.Thread(target=self._status_loop, args=(on_tick, stop_status), name="voxcodec-edge-status",
+                                  daemon=True)
+        ticker.start()
+        try:
+            return self._encode()
+        finally:
+            stop_status.set()
+            ticker.join(timeout=30)
+            try:
+                self.write_status()
+            except OSError:
+                pass
+
+    def _encode(self) -> dict:
+        o = self.opts
         try:  # a DEST that belongs to something else is refused before any work; an unreachable one is retried
             self._check_dest_owner()
         except DestinationError:
@@ -236,26 +292,20 @@ class EdgeRun:
         shipper.start()
         buffer: list[tuple[dict, np.ndarray]] = []
         last_new = time.monotonic()
-        last_tick = 0.0
         unreadable: dict[str, float] = {}
         try:
             while not self._halt.is_set():
                 self._check_fatal()
-                if time.monotonic() - last_tick >= 0.5:
-                    last_tick = time.monotonic()
-                    self.write_status()
-                    if on_tick is not None:
-                        on_tick(self.status())
                 if self._spool_full():
                     watcher.wait(o.scan_interval)
                     continue
                 files, late, pending = watcher.ready(self.taken, self.last_key)
-                self.stats["pending_files"] = pending
-                for name in late:
-                    if name not in self.stats["late_files"]:
-                        self.stats["late_files"].append(name)
-                        log.warning("%s arrived after later slices were taken; it is left in ACQ_DIR, not shipped",
-                                    name)
+                with self._cond:
+                    self.stats["pending_files"] = pending
+                    new_late = [name for name in late if name not in self.stats["late_files"]]
+                    self.stats["late_files"].extend(new_late)
+                for name in new_late:
+                    log.warning("%s arrived after later slices were taken; it is left in ACQ_DIR, not shipped", name)
                 took = 0
                 for path in files:
                     arr = self._read_slice(path, unreadable)
@@ -264,17 +314,18 @@ class EdgeRun:
                     st = path.stat()
                     buffer.append(({"name": path.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
                                     "crc32": zlib.crc32(np.ascontiguousarray(arr).tobytes())}, arr))
-                    self.taken.add(path.name)
+                    with self._cond:
+                        self.taken.add(path.name)
                     self.last_key = natural_key(path.name)
                     watcher.forget(path.name)
                     self.in_rate.add(arr.nbytes)
                     last_new = time.monotonic()
                     took += 1
-                    self.stats["buffered_slices"] = len(buffer)
+                    self._set_stats(buffered_slices=len(buffer))
                     if len(buffer) == self.layout.chunks[0]:
                         self._code_block(buffer)
                         buffer = []
-                        self.stats["buffered_slices"] = 0
+                        self._set_stats(buffered_slices=0)
                         if self._spool_full():
                             break
                 if took:
@@ -289,8 +340,8 @@ class EdgeRun:
                     if buffer:
                         self._code_block(buffer)
                         buffer = []
-                        self.stats["buffered_slices"] = 0
-                    self._finish(on_tick)
+                        self._set_stats(buffered_slices=0)
+                    self._finish()
                     return self.status()
                 watcher.wait(o.scan_interval)
             log.info("stopped before the acquisition ended; run again to resume")
@@ -301,10 +352,6 @@ class EdgeRun:
                 self._cond.notify_all()
             watcher.stop()
             shipper.join(timeout=30)
-            try:
-                self.write_status()
-            except OSError:
-                pass
 
     def stop(self):
         """Make :meth:`run` return soon (from another thread); the run resumes when started again."""
@@ -347,7 +394,9 @@ class EdgeRun:
 
     def _spool_full(self) -> bool:
         """Wait (return True) while the spool is over its budget or its disk is nearly full."""
-        spooled = self._spooled_bytes(set(self.shipped))
+        with self._cond:
+            shipped = set(self.shipped)
+        spooled = self._spooled_bytes(shipped)
         last = max((sum(c["bytes"] for c in r["chunks"]) for r in self.blocks.values()), default=0)
         free = shutil.disk_usage(self.spool).free
         if spooled and spooled + last > self.opts.spool_budget:
@@ -359,12 +408,12 @@ class EdgeRun:
         else:
             if self.stats["message"].startswith(("spool budget", "the disk of")):
                 log.info("spool has room again: compression resumes")
-                self.stats["message"] = ""
+                self._set_stats(message="")
             return False
         if self.stats["message"] != msg:
             if not self.stats["message"].startswith(msg[:12]):
                 log.warning(msg)
-            self.stats["message"] = msg
+            self._set_stats(message=msg)
         return True
 
     def _code_block(self, buffer):
@@ -407,11 +456,11 @@ class EdgeRun:
                 msg = f"no space left for the spool in {self.spool}: waiting for space (free some, or ship it)"
                 if self.stats["message"] != msg:
                     log.warning(msg)
-                    self.stats["message"] = msg
+                    self._set_stats(message=msg)
                 self._check_fatal()
                 time.sleep(5)
 
-    def _finish(self, on_tick):
+    def _finish(self):
         """Wait until every block is shipped (and verified), then mark the array complete."""
         while not self._halt.is_set():
             self._check_fatal()
@@ -419,9 +468,6 @@ class EdgeRun:
                 if set(self.blocks) <= self.shipped and (not self.opts.delete_source or set(self.blocks) <= self.deleted):
                     break
                 self._cond.wait(0.5)
-            self.write_status()
-            if on_tick is not None:
-                on_tick(self.status())
         else:
             return  # stop() while waiting: the next start ships the rest
         backoff = 1.0
@@ -438,7 +484,8 @@ class EdgeRun:
                 backoff = min(2 * backoff, MAX_BACKOFF)
         self.journal.append({"event": "finished", "slices": len(self.taken), "blocks": len(self.blocks),
                              "at": _now()})
-        self.finished = True
+        with self._cond:
+            self.finished = True
         self._clean_spool()
         self.write_status()
 
@@ -459,7 +506,7 @@ class EdgeRun:
                     self._delete_sources(todel[0])
                 if self.stats["link"] != "ok":
                     log.info("DEST reachable again: shipping resumes")
-                self.stats["link"] = "ok"
+                self._set_stats(link="ok")
                 backoff = 1.0
             except (DestinationError, EdgeError) as exc:
                 self._fatal = exc
@@ -472,8 +519,9 @@ class EdgeRun:
                 self._cond.notify_all()
 
     def _link_down(self, exc, backoff):
-        first = self.stats["link"] == "ok"
-        self.stats["link"] = f"down ({type(exc).__name__}: {exc}); retrying in {backoff:.0f} s"
+        with self._cond:  # called from the shipper and from the encoder (first contact, final metadata)
+            first = self.stats["link"] == "ok"
+            self.stats["link"] = f"down ({type(exc).__name__}: {exc}); retrying in {backoff:.0f} s"
         if first:
             log.warning("cannot write to DEST (%s: %s): retrying with backoff, compressing into the spool meanwhile",
                         type(exc).__name__, exc)
@@ -529,11 +577,15 @@ class EdgeRun:
             "run_id": self.run_id, "source": os.path.abspath(self.opts.acq_dir), "pattern": self.opts.pattern,
             "preset": self.opts.preset, "slices": depth, "complete": complete, "slice_files": names,
             "voxel_size": self.voxel_size, "voxel_unit": self.voxel_unit if self.voxel_size else None,
-            "late_files": list(self.stats["late_files"]), "updated": _now(), "encoder": f"voxcodec {__version__}"}}
+            "late_files": self._late_files(), "updated": _now(), "encoder": f"voxcodec {__version__}"}}
         if self.layout is None:  # finished before any slice arrived: nothing to write
             return
         self.dest.put("zarr.json", self.layout.metadata(depth, attrs))
         self._owner_checked = True
+
+    def _late_files(self) -> list:
+        with self._cond:
+            return list(self.stats["late_files"])
 
     def _delete_sources(self, k: int):
         """Decode block ``k`` as read back from DEST; delete its source files if every slice matches."""
