@@ -3,12 +3,18 @@
 Decoding needs numpy and constriction only (no torch): the block index (or, for an interrupted
 stream, a scan of the block records) says where each block lies; a block is decoded by
 :func:`voxcodec.core.block.decode_block` and checked against its CRC-32s.
+
+A :class:`Decoder` is array-like (``shape``, ``dtype``, ``ndim``, ``size``, numpy basic indexing,
+``__array__``) and may be shared between threads, so ``dask.array.from_array(Decoder(path))`` and
+napari read a stream lazily: each read decodes only the blocks that hold requested voxels.
 """
 
 from __future__ import annotations
 
 import io
+import operator
 import os
+import threading
 import zlib
 
 import numpy as np
@@ -26,12 +32,19 @@ class Decoder:
     ``salvage=True`` reads a stream whose end is missing (an interrupted write) by scanning its
     complete blocks; their checksums are still verified.  ``batch`` caps the voxels per inference
     call (memory only; the result never depends on it).
+
+    Array-like: ``dec[z, y, x]`` takes numpy basic indices (ints, slices with any step, ``...``) and
+    decodes only the blocks holding the requested voxels; ``np.asarray(dec)`` decodes the whole
+    volume.  Unlike numpy, ``nbytes`` (alias ``stream_bytes``) is the size of the *stream* and
+    ``len(dec)`` the number of blocks.  One Decoder may be read from several threads at once: every
+    file access is a single locked seek+read, decoding runs outside the lock.
     """
 
     def __init__(self, source, *, salvage: bool = False, batch: int | None = None,
                  shared_model: BlockModel | None = None):
         self.batch = batch
         self.shared_model = shared_model
+        self._lock = threading.Lock()  # one seek+read pair on self._f at a time (see _read_at)
         if isinstance(source, (bytes, bytearray, memoryview)):
             self._f = io.BytesIO(bytes(source))
         elif isinstance(source, (str, os.PathLike)):
@@ -98,24 +111,51 @@ class Decoder:
             z = z0 + depth
         return (z, h, w), keep
 
+    # -- array-like attributes (``shape`` and ``dtype`` are set by _open) --------------------------
+
+    ndim = 3
+
+    @property
+    def size(self) -> int:
+        """Number of voxels (as numpy's ``size``)."""
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def stream_bytes(self) -> int:
+        """Size of the ``.vxc`` stream in bytes (the same as ``nbytes``, which is NOT the decoded size)."""
+        return self.nbytes
+
     def __len__(self):
+        """The number of blocks (not ``shape[0]`` as for a numpy array)."""
         return len(self.index)
 
-    def block_header(self, i: int) -> BlockHeader:
+    # -- file access ---------------------------------------------------------------------------------
+
+    def _read_at(self, offset: int, n: int) -> bytes:
+        """Read ``n`` bytes at ``offset``: the only way blocks are read, atomic under threads."""
+        with self._lock:
+            self._f.seek(offset)
+            return self._f.read(n)
+
+    def _check_header(self, raw: bytes, i: int) -> BlockHeader:
         e = self.index[i]
-        self._f.seek(e.offset)
-        hd = BlockHeader.unpack(self._f.read(HEADER_SIZE), i)
+        hd = BlockHeader.unpack(raw, i)
         if (hd.z0, hd.depth, hd.y0, hd.x0, hd.h, hd.w) != (e.z0, e.depth, e.y0, e.x0, e.h, e.w) or \
                 HEADER_SIZE + hd.model_len + hd.payload_len != e.length:
             raise CorruptStreamError("block header disagrees with the block index", i)
         return hd
 
+    def block_header(self, i: int) -> BlockHeader:
+        return self._check_header(self._read_at(self.index[i].offset, HEADER_SIZE), i)
+
     def read_block(self, i: int) -> np.ndarray:
         """Decode block ``i`` (depth, h, w) and check its checksums."""
         if not 0 <= i < len(self.index):
             raise IndexError(f"block {i} out of range (the stream has {len(self.index)} blocks)")
-        hd = self.block_header(i)
-        body = self._f.read(hd.model_len + hd.payload_len)
+        e = self.index[i]
+        raw = self._read_at(e.offset, max(e.length, HEADER_SIZE))  # header, model and payload in one read
+        hd = self._check_header(raw[:HEADER_SIZE], i)
+        body = raw[HEADER_SIZE:HEADER_SIZE + hd.model_len + hd.payload_len]
         if len(body) < hd.model_len + hd.payload_len:
             raise TruncatedStreamError("block data is cut short", i)
         if zlib.crc32(body) != hd.data_crc:
@@ -151,32 +191,65 @@ class Decoder:
             raise UnsupportedError(f"this stream needs the shared model {want}, not {self.shared_model.id}")
         return self.shared_model
 
+    # -- reading regions -----------------------------------------------------------------------------
+
     def blocks_in(self, z0: int, z1: int) -> list[int]:
         return [i for i, e in enumerate(self.index) if e.z0 < z1 and e.z0 + e.depth > z0]
+
+    def blocks_in_box(self, z0: int, z1: int, y0: int = 0, y1: int | None = None, x0: int = 0,
+                      x1: int | None = None) -> list[int]:
+        """The blocks that intersect the box ``[z0, z1) x [y0, y1) x [x0, x1)`` (None: to the end)."""
+        y1 = self.shape[1] if y1 is None else y1
+        x1 = self.shape[2] if x1 is None else x1
+        return [i for i, e in enumerate(self.index) if e.z0 < z1 and e.z0 + e.depth > z0
+                and e.y0 < y1 and e.y0 + e.h > y0 and e.x0 < x1 and e.x0 + e.w > x0]
 
     def read(self, z0: int = 0, z1: int | None = None, progress=None) -> np.ndarray:
         """Decode slices ``z0:z1`` (default: the whole volume), decoding only the blocks they touch."""
         z1 = self.shape[0] if z1 is None else z1
         z0, z1, _ = slice(z0, z1).indices(self.shape[0])
-        out = np.empty((max(z1 - z0, 0), *self.shape[1:]), self.dtype)
-        for i in self.blocks_in(z0, z1):
-            e = self.index[i]
-            blk = self.read_block(i)
-            a, b = max(z0, e.z0), min(z1, e.z0 + e.depth)
-            out[a - z0:b - z0, e.y0:e.y0 + e.h, e.x0:e.x0 + e.w] = blk[a - e.z0:b - e.z0]
+        return self._read_ranges((range(z0, max(z0, z1)), range(self.shape[1]), range(self.shape[2])), progress)
+
+    def _read_ranges(self, ranges, progress=None) -> np.ndarray:
+        """The voxels at ``ranges`` (one ``range`` of in-bounds indices per axis, any step), as a new
+        array of shape ``[len(r) for r in ranges]``.  Only blocks holding requested voxels are decoded;
+        raises CorruptStreamError if the blocks do not cover every requested voxel."""
+        shape = tuple(len(r) for r in ranges)
+        total = int(np.prod(shape, dtype=np.int64))
+        if total == 0:
+            return np.zeros(shape, self.dtype)
+        out = np.empty(shape, self.dtype)
+        filled = 0
+        for i, e in enumerate(self.index):
+            sel = [_axis_overlap(r, b0, b0 + n)
+                   for r, b0, n in zip(ranges, (e.z0, e.y0, e.x0), (e.depth, e.h, e.w))]
+            if None in sel:
+                continue
+            blk = self.read_block(i)  # outside any lock: decoding is the slow part
+            dst = tuple(d for d, _ in sel)
+            out[dst] = blk[tuple(s for _, s in sel)]
+            filled += int(np.prod([d.stop - d.start for d in dst]))
             if progress is not None:
                 progress(e)
+        if filled != total:
+            raise CorruptStreamError(f"the block index does not cover the requested region ({filled} of {total} "
+                                     "voxels are in its blocks): the stream is damaged")
         return out
 
     def __getitem__(self, key):
-        if isinstance(key, slice) and key.step in (None, 1):
-            return self.read(*slice(key.start, key.stop).indices(self.shape[0])[:2])
-        if isinstance(key, (int, np.integer)):
-            z = int(key) + (self.shape[0] if key < 0 else 0)
-            if not 0 <= z < self.shape[0]:
-                raise IndexError(f"slice {key} out of range for depth {self.shape[0]}")
-            return self.read(z, z + 1)[0]
-        raise TypeError("index a Decoder with an int or a z-slice with step 1")
+        """numpy basic indexing over (z, y, x): ints, slices (any step) and ``...``."""
+        ranges, keep, ellipsis = _basic_index(key, self.shape)
+        out = self._read_ranges(ranges)
+        if all(keep):
+            return out
+        # ints drop their axis; as in numpy, three ints give a scalar, and with '...' a 0-d array
+        return out[tuple(slice(None) if k else 0 for k in keep) + ((Ellipsis,) if ellipsis else ())]
+
+    def __array__(self, dtype=None, copy=None):
+        if copy is False:
+            raise ValueError("a Decoder cannot give its voxels without decoding them into a new array (copy=False)")
+        out = self.read()
+        return out if dtype is None else out.astype(dtype, copy=False)
 
     def close(self):
         self._f.close()
@@ -192,3 +265,58 @@ def decode(data, *, shared_model: BlockModel | None = None) -> np.ndarray:
     """Decode a whole ``.vxc`` stream (bytes or a path) into a numpy array."""
     with Decoder(data, shared_model=shared_model) as dec:
         return dec.read()
+
+
+def _axis_overlap(r: range, b0: int, b1: int):
+    """For the selection ``r`` on one axis and a block spanning ``[b0, b1)`` on it: ``(dst, src)``
+    slices (positions in the result, positions in the block) of the selected indices inside the block,
+    or None if there are none."""
+    n, step = len(r), r.step
+    if step > 0:  # k-th selected index: r.start + k * step; want b0 <= it < b1
+        k0 = max(0, -((r.start - b0) // step))
+        k1 = min(n, -((r.start - b1) // step))
+    else:
+        k0 = max(0, (r.start - b1) // -step + 1)
+        k1 = min(n, (r.start - b0) // -step + 1)
+    if k0 >= k1:
+        return None
+    first, last = r[k0] - b0, r[k1 - 1] - b0
+    stop = last + (1 if step > 0 else -1)
+    return slice(k0, k1), slice(first, None if stop < 0 else stop, step)
+
+
+def _basic_index(key, shape):
+    """Normalise a numpy basic index over ``shape``: one ``range`` per axis, whether each axis is kept
+    and whether the index held an ellipsis."""
+    key = key if isinstance(key, tuple) else (key,)
+    found = [j for j, k in enumerate(key) if k is Ellipsis]
+    if len(found) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    if found:
+        at = found[0]
+        fill = len(shape) - (len(key) - 1)
+        if fill < 0:
+            raise IndexError(f"too many indices for a {len(shape)}-dimensional Decoder: {len(key) - 1} were indexed")
+        key = key[:at] + (slice(None),) * fill + key[at + 1:]
+    if len(key) > len(shape):
+        raise IndexError(f"too many indices for a {len(shape)}-dimensional Decoder: {len(key)} were indexed")
+    key = key + (slice(None),) * (len(shape) - len(key))
+    ranges, keep = [], []
+    for axis, (k, n) in enumerate(zip(key, shape)):
+        if isinstance(k, slice):
+            ranges.append(range(*k.indices(n)))
+            keep.append(True)
+            continue
+        try:
+            if isinstance(k, (bool, np.bool_)) or (isinstance(k, np.ndarray) and k.dtype == bool):
+                raise TypeError
+            i = operator.index(k)
+        except TypeError:
+            raise TypeError(f"a Decoder takes only basic indices (ints, slices, '...'), not {type(k).__name__} "
+                            f"{k!r}; read the region with a slice first, then index the numpy array") from None
+        if not -n <= i < n:
+            raise IndexError(f"index {i} is out of bounds for axis {axis} with size {n}")
+        i += n if i < 0 else 0
+        ranges.append(range(i, i + 1))
+        keep.append(False)
+    return tuple(ranges), tuple(keep), bool(found)
