@@ -275,3 +275,25 @@ def test_threads_share_one_path_backed_decoder(thin):
     dec.close()
     assert not errors, errors[:5]
     assert not bad, bad[:5]
+
+
+def test_decoder_pickles_for_process_schedulers(tmp_path):
+    import pickle
+
+    import dask
+    import dask.array as da
+
+    vol = voxcodec.sample_volume()[:10, :64, :64]
+    path = tmp_path / "v.vxc"
+    path.write_bytes(voxcodec.encode(vol, block_depth=5, train="never"))
+    for source in (str(path), path.read_bytes()):
+        with voxcodec.Decoder(source) as dec:
+            copy = pickle.loads(pickle.dumps(dec))
+            np.testing.assert_array_equal(copy[2:7, 5:60], vol[2:7, 5:60])
+            copy.close()
+            lazy = da.from_array(dec, chunks=(5, 64, 64))
+            assert lazy.name == da.from_array(dec, chunks=(5, 64, 64)).name  # a stable dask name
+            with dask.config.set(scheduler="processes", num_workers=2):
+                np.testing.assert_array_equal(lazy.compute(), vol)
+    with open(path, "rb") as f, voxcodec.Decoder(f) as dec, pytest.raises(TypeError, match="by path"):
+        pickle.dumps(dec)

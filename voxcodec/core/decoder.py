@@ -37,7 +37,9 @@ class Decoder:
     decodes only the blocks holding the requested voxels; ``np.asarray(dec)`` decodes the whole
     volume.  Unlike numpy, ``nbytes`` (alias ``stream_bytes``) is the size of the *stream* and
     ``len(dec)`` the number of blocks.  One Decoder may be read from several threads at once: every
-    file access is a single locked seek+read, decoding runs outside the lock.
+    file access is a single locked seek+read, decoding runs outside the lock.  A Decoder of a path
+    or of bytes pickles (the copy reopens the path), so dask's process and distributed schedulers
+    can ship it to their workers.
     """
 
     def __init__(self, source, *, salvage: bool = False, batch: int | None = None,
@@ -45,10 +47,14 @@ class Decoder:
         self.batch = batch
         self.shared_model = shared_model
         self._lock = threading.Lock()  # one seek+read pair on self._f at a time (see _read_at)
+        self._salvage = salvage
+        self._source = None  # what a pickled copy reopens: a path, or the stream's bytes
         if isinstance(source, (bytes, bytearray, memoryview)):
             self._f = io.BytesIO(bytes(source))
+            self._source = self._f.getvalue()
         elif isinstance(source, (str, os.PathLike)):
             self._f = open(source, "rb")
+            self._source = os.path.abspath(source)
         else:
             self._f = source
         try:
@@ -251,6 +257,16 @@ class Decoder:
         out = self.read()
         return out if dtype is None else out.astype(dtype, copy=False)
 
+    def __reduce__(self):
+        if self._source is None:
+            raise TypeError("a Decoder of an open file object cannot be pickled: open it by path instead")
+        return (_reopen, (self._source, self._salvage, self.batch, self.shared_model))
+
+    def __dask_tokenize__(self):
+        """dask's name for arrays read from this stream: its location, size and block index checksum."""
+        return ("voxcodec.Decoder", self._source if isinstance(self._source, str) else id(self), self.nbytes,
+                self._salvage, tuple((e.offset, e.length) for e in self.index))
+
     def close(self):
         self._f.close()
 
@@ -259,6 +275,10 @@ class Decoder:
 
     def __exit__(self, *_):
         self.close()
+
+
+def _reopen(source, salvage, batch, shared_model):
+    return Decoder(source, salvage=salvage, batch=batch, shared_model=shared_model)
 
 
 def decode(data, *, shared_model: BlockModel | None = None) -> np.ndarray:
