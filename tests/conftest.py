@@ -2,10 +2,15 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
+# One compute thread per test process (and per process a test starts): N processes on N cores never
+# oversubscribe, so the suite behaves the same on a busy machine. Set before numpy or torch load.
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-from voxcodec.storage.volume_io import sample_volume
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from voxcodec.storage.volume_io import sample_volume  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

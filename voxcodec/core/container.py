@@ -150,7 +150,7 @@ def read_index(f, file_size: int) -> tuple[list[int], list[IndexEntry]]:
     if end != END_MAGIC:
         raise TruncatedStreamError(
             "stream is cut short or was not closed: no block index at its end "
-            "(an interrupted write? `voxcodec verify --salvage` recovers the complete blocks)")
+            "(an interrupted write? `voxcodec decode --salvage` recovers its complete blocks)")
     if offset + 12 > file_size - _TRAILER.size:
         raise CorruptStreamError("block index offset points outside the stream")
     f.seek(offset)
