@@ -174,6 +174,8 @@ class Encoder:
         self._layer_states: dict = {}  # checkpointed training state of the last layers (see resume.save_state)
         part = _resume.load_partial(self._path, self.meta) if resume else None
         if part is None:
+            if self._checkpoint:
+                _resume.remove_state(self._path)  # a checkpoint of an earlier run does not belong to this one
             self._f = open(file, "wb") if self._own else (file if file is not None else io.BytesIO())
             self._write(pack_file_header(self.meta))
         else:
