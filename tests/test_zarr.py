@@ -158,3 +158,36 @@ def test_bad_dtype_and_damaged_chunks(tmp_path):
             c.decode(clean[:len(clean) // 2])
     with pytest.raises(ValueError, match="unknown preset"):
         vz.VoxCodec(preset="turbo")
+
+
+@pytest.mark.parametrize("codec", [vz.VoxCodec(preset="fast"), vz.PngCodec(), vz.JpegXlCodec()],
+                         ids=["voxcodec", "png", "jpegxl"])
+def test_a_chunk_of_another_dtype_is_refused_not_cast(tmp_path, sample, codec):
+    """A uint16 chunk file found in a uint8 array used to come back as v % 256."""
+    from voxcodec import CorruptStreamError
+
+    vol8 = np.ascontiguousarray(sample[:4, :16, :16])
+    vol16 = vol8.astype(np.uint16) * 300
+    a8 = zarr.create_array(str(tmp_path / "u8.zarr"), shape=vol8.shape, chunks=vol8.shape, dtype="uint8",
+                           serializer=codec, compressors=None)
+    a8[...] = vol8
+    a16 = zarr.create_array(str(tmp_path / "u16.zarr"), shape=vol16.shape, chunks=vol16.shape, dtype="uint16",
+                            serializer=codec, compressors=None)
+    a16[...] = vol16
+    (tmp_path / "u8.zarr" / "c" / "0" / "0" / "0").write_bytes((tmp_path / "u16.zarr" / "c" / "0" / "0" / "0")
+                                                                .read_bytes())
+    with pytest.raises(CorruptStreamError, match="holds uint16 voxels but the array is uint8"):
+        zarr.open_array(str(tmp_path / "u8.zarr"))[...]
+
+
+def test_a_chunk_knows_its_grid_position(sample):
+    from voxcodec import CorruptStreamError
+    from voxcodec.storage.chunks import decode_chunk, encode_chunk
+
+    a, b = sample[:4, :16, :16], sample[4:8, :16, :16]
+    ca = encode_chunk(a, preset="fast", position=(0, 0, 0))
+    cb = encode_chunk(b, preset="fast", position=(1, 0, 0))
+    np.testing.assert_array_equal(decode_chunk(cb, shape=b.shape, dtype="uint8", position=(1, 0, 0)), b)
+    with pytest.raises(CorruptStreamError, match=r"written for grid position \(0, 0, 0\) was found at \(1, 0, 0\)"):
+        decode_chunk(ca, shape=a.shape, dtype="uint8", position=(1, 0, 0))
+    np.testing.assert_array_equal(decode_chunk(ca), a)  # a reader that does not know the position still reads it

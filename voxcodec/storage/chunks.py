@@ -44,21 +44,46 @@ def cached_model(text: str | None) -> BlockModel | None:
 
 
 def encode_chunk(arr, *, preset: str = "default", model: str | None = None, banks: dict | None = None,
-                 device: str = "cpu") -> bytes:
+                 device: str = "cpu", position=None) -> bytes:
     """One chunk as one block. ``banks`` carries training state from chunk to chunk (see
-    :class:`~voxcodec.core.codec.Encoder`): successive chunks of one tile position fine-tune from the
-    previous chunk's weights. The bytes do not depend on it for decoding."""
+    :class:`~voxcodec.core.encoder.Encoder`): successive chunks of one tile position fine-tune from the
+    previous chunk's weights. The bytes do not depend on it for decoding. ``position``, the chunk's
+    index in the array's chunk grid where the writer knows it, is recorded and checked on decoding."""
     arr = np.asarray(arr)
     check_dtype(arr.dtype)
     vol = np.ascontiguousarray(as_volume(arr))
+    meta = {"chunk_shape": list(arr.shape)}
+    if position is not None:
+        meta["chunk_position"] = [int(i) for i in position]
     return _encode(vol, preset=preset, block_depth=max(vol.shape[0], 1), shared_model=cached_model(model),
-                   metadata={"chunk_shape": list(arr.shape)}, banks=banks, device=device)
+                   metadata=meta, banks=banks, device=device)
 
 
-def decode_chunk(data: bytes, *, shape=None, dtype=None, model: str | None = None) -> np.ndarray:
+def check_chunk_dtype(stored: np.dtype, wanted, what: str = "chunk"):
+    """A chunk's voxels are of the array's type, or the chunk belongs elsewhere (never cast silently)."""
+    if wanted is None:
+        return
+    wanted = np.dtype(wanted)
+    if (stored.kind, stored.itemsize) != (wanted.kind, wanted.itemsize):
+        raise CorruptStreamError(f"the {what} holds {stored.name} voxels but the array is {wanted.name}: "
+                                 "it was written for another array")
+
+
+def decode_chunk(data: bytes, *, shape=None, dtype=None, model: str | None = None, position=None) -> np.ndarray:
+    """Decode a chunk of ``shape`` and ``dtype`` (as the array declares them; None: as stored).
+    ``position``, where known, must match the grid index the chunk was written for, if it has one.
+    zarr does not tell its codecs where a chunk lies: there only shape and dtype are checked."""
     with Decoder(data, shared_model=cached_model(model)) as dec:
+        check_chunk_dtype(dec.dtype, dtype)
+        meta = dec.meta.get("metadata", {})
+        written_at = meta.get("chunk_position") if isinstance(meta, dict) else None
+        if position is not None and written_at is not None and list(written_at) != [int(i) for i in position]:
+            raise CorruptStreamError(f"chunk written for grid position {tuple(written_at)} was found at "
+                                     f"{tuple(int(i) for i in position)}: chunks were moved or swapped")
         vol = dec.read()
-        stored = dec.meta.get("metadata", {}).get("chunk_shape")
+        stored = meta.get("chunk_shape") if isinstance(meta, dict) else None
+    if shape is None and not isinstance(stored, list):
+        raise CorruptStreamError("chunk does not record its shape")
     shape = tuple(stored if shape is None else shape)
     if int(np.prod(shape)) != vol.size:
         raise CorruptStreamError(f"chunk holds {vol.size} voxels, expected shape {shape}")
@@ -116,6 +141,7 @@ def decode_slices(data: bytes, name: str, *, shape=None, dtype=None) -> np.ndarr
     except struct.error:
         raise CorruptStreamError(f"voxcodec_{name} chunk header is cut short") from None
     dt = np.dtype(dts.decode())
+    check_chunk_dtype(dt, dtype, f"voxcodec_{name} chunk")
     shape = tuple(stored if shape is None else shape)
     _, dec = _image_codec(name)
     slices = []
