@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.util
 import json
@@ -12,10 +11,17 @@ import re
 import signal
 import sys
 import time
+import traceback
 from pathlib import Path
+
+import click
 
 from voxcodec.errors import VoxcodecError
 from voxcodec.core.presets import PRESETS
+
+PROG = "voxcodec-edge"
+USAGE = ("ACQ_DIR DEST [options]", "status [--state DIR] [--json]")
+INSTALL_HINT = 'pip install -e ".[edge]" in a voxcodec checkout'
 
 DESCRIPTION = """\
 Watch ACQ_DIR while a microscope writes one image per slice into it, compress every block of
@@ -23,7 +29,8 @@ slices as soon as it is complete (a small network trained at the edge, lossless)
 zarr v3 array at DEST that grows in z. DEST is a local or mounted path, sftp://user@host/path or
 s3://bucket/path (any fsspec URL). The data centre reads it with plain zarr:
 
-    zarr.open_array("DEST")[:]      (pip install voxcodec[zarr] registers the codec)
+    zarr.open_array("DEST")[:]      (voxcodec installed there registers the codec:
+                                     pip install -e ".[zarr]" in a voxcodec checkout)
 
 Slice files are taken in natural name order once complete: renamed into place, closed by their
 writer, or (network shares, --poll) unchanged for --settle seconds. Partial files are never read.
@@ -42,9 +49,11 @@ examples:
   voxcodec-edge /acq/run42 s3://em-bucket/run42.zarr --storage-option endpoint_url=https://s3.example.org
   voxcodec-edge status                      # every run on this machine
   voxcodec-edge status --state DIR          # one run, from another terminal
+  voxcodec-edge status --help               # the status command's options (--json)
 
-Exit status: 0 the acquisition is shipped, 1 a verification failed, 2 bad usage or input,
-130 stopped (Ctrl-C or SIGTERM; run the same command again to resume).
+Exit status: 0 the acquisition is shipped, 1 a verification failed (or an unexpected error),
+2 bad usage or input, 130 stopped (Ctrl-C or SIGTERM; run the same command again to resume).
+Errors are one line on stderr; --debug adds the traceback.
 """
 
 
@@ -60,17 +69,19 @@ def default_state_dir(acq_dir: str, dest: str) -> Path:
 
 
 def _size(s: str) -> int:
+    """A size like 500MB, 8GB or 2GiB in bytes (ValueError if it is not one)."""
     m = re.fullmatch(r"\s*([\d.]+)\s*([kKmMgGtT]?)(i?)[bB]?\s*", s)
     if not m:
-        raise argparse.ArgumentTypeError(f"a size like 500MB, 8GB or 2GiB, got {s!r}")
+        raise ValueError(f"a size like 500MB, 8GB or 2GiB, got {s!r}")
     scale = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}[m.group(2).lower()]
     return int(float(m.group(1)) * (1024 if m.group(3) else 1000) ** scale)
 
 
 def _option(s: str):
+    """A --storage-option KEY=VALUE as (key, value), the value converted (ValueError if malformed)."""
     key, sep, value = s.partition("=")
     if not sep or not key:
-        raise argparse.ArgumentTypeError(f"--storage-option wants KEY=VALUE, got {s!r}")
+        raise ValueError(f"--storage-option wants KEY=VALUE, got {s!r}")
     if key in ("key_filename", "client_keys"):
         value = os.path.expanduser(value)
     if key == "client_keys":  # asyncssh (sshfs) wants a list of key files
@@ -83,51 +94,157 @@ def _option(s: str):
     return key, {"true": True, "false": False, "none": None}.get(value.lower(), value)
 
 
-def run_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="voxcodec-edge", description=DESCRIPTION, epilog=EPILOG,
-                                usage="%(prog)s ACQ_DIR DEST [options]\n       %(prog)s status [--state DIR] [--json]",
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("acq_dir", metavar="ACQ_DIR", help="the folder the microscope writes slice images into")
-    p.add_argument("dest", metavar="DEST", help="the zarr array to write: a path, sftp://..., s3://... (fsspec URL)")
-    p.add_argument("--pattern", default="*.tif", help='slice files to take, a shell pattern on the name (default "*.tif")')
-    p.add_argument("--block-depth", type=int, metavar="N",
-                   help="slices per block = the chunk depth of the zarr array (default: about 16 Mi voxels per block)")
-    p.add_argument("--preset", choices=list(PRESETS), default="default",
-                   help="speed / size trade-off of the codec (default: default)")
-    p.add_argument("--state", metavar="DIR", help="journal, spool and status of this run "
-                   f"(default: {default_state_root()}/<ACQ_DIR name>-<hash>)")
-    p.add_argument("--exit-when-idle", type=float, metavar="SECONDS",
-                   help="end the acquisition after this long without a new slice (default: wait for the marker)")
-    p.add_argument("--finish-marker", default="finish", metavar="NAME",
-                   help="a file of this name in ACQ_DIR ends the acquisition (default: finish)")
-    p.add_argument("--delete-source-after-verify", action="store_true",
-                   help="delete each slice file once its block was read back from DEST and decoded to the same voxels")
-    p.add_argument("--spool-budget", type=_size, default=_size("8GB"), metavar="SIZE",
-                   help="most compressed data kept locally while DEST is unreachable (default 8GB); "
-                        "compression pauses when it is full and slices wait in ACQ_DIR")
-    p.add_argument("--poll", action="store_true",
-                   help="poll ACQ_DIR instead of inotify events (network shares, where events do not arrive)")
-    p.add_argument("--settle", type=float, default=2.0, metavar="SECONDS",
-                   help="a file with no close/rename event counts as complete once unchanged this long (default 2)")
-    p.add_argument("--voxel-size", type=float, nargs=3, metavar=("Z", "Y", "X"),
-                   help="voxel size, stored in the array's attributes")
-    p.add_argument("--voxel-unit", default="nanometer", help="unit of --voxel-size (default nanometer)")
-    p.add_argument("--storage-option", type=_option, action="append", default=[], metavar="KEY=VALUE",
-                   help="fsspec option for DEST, repeatable: client_keys=~/.ssh/id_ed25519 (sftp), endpoint_url=... (s3)")
-    p.add_argument("--device", default="auto", help="training device: auto (GPU when present), cpu, cuda")
-    p.add_argument("--tile", type=int, default=2048, metavar="N",
-                   help="largest in-plane chunk side; larger slices are split into chunks (default 2048)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no status line, warnings only")
-    p.add_argument("-v", "--verbose", action="store_true", help="log every block")
-    return p
+class _Converted(click.ParamType):
+    """A click type from a function that raises ValueError on bad input."""
+
+    def __init__(self, name: str, fn):
+        self.name, self.fn = name, fn
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value  # already converted
+        try:
+            return self.fn(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
-def status_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="voxcodec-edge status",
-                                description="Show the state of voxcodec-edge runs (from another terminal).")
-    p.add_argument("--state", metavar="DIR", help=f"one run's --state (default: every run in {default_state_root()})")
-    p.add_argument("--json", action="store_true", help="print the status as JSON")
-    return p
+SIZE = _Converted("size", _size)
+STORAGE_OPTION = _Converted("key=value", _option)
+
+
+def _expand_prefixes(args: list[str], command: click.Command) -> list[str]:
+    """Long options may be shortened to any unambiguous prefix (--delete-source, --exit-when), as
+    they could be when this tool parsed its arguments with argparse."""
+    longs = {o for p in command.params if isinstance(p, click.Option) for o in (*p.opts, *p.secondary_opts)
+             if o.startswith("--")}
+    out = list(args)
+    for i, tok in enumerate(out):
+        if tok == "--":
+            break
+        name, eq, value = tok.partition("=")
+        if name.startswith("--") and name not in longs:
+            hits = sorted(o for o in longs if o.startswith(name))
+            if len(hits) == 1:
+                out[i] = hits[0] + eq + value
+            elif len(hits) > 1:
+                raise click.UsageError(f"ambiguous option: {name} could match {', '.join(hits)}")
+    return out
+
+
+class EdgeCommand(click.Command):
+    """``voxcodec-edge ACQ_DIR DEST [options]``, or ``voxcodec-edge status ...`` when the first
+    argument is ``status``. Help text is shown as written (paragraphs, examples); errors are one line
+    on stderr and come back as exit codes (see EPILOG)."""
+
+    def __init__(self, *args, usage=(), arguments=(), subcommands=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.usage_lines, self.arguments, self.subcommands = usage, arguments, dict(subcommands or {})
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        args = sys.argv[1:] if args is None else list(args)
+        prog = prog_name or PROG
+        cmd = self
+        if args[:1] and args[0] in self.subcommands:
+            cmd, prog, args = self.subcommands[args[0]], f"{prog} {args[0]}", args[1:]
+        try:
+            # the base class's main (not this override again, for a subcommand); exit codes come back as values
+            rc = click.Command.main(cmd, args, prog_name=prog, complete_var=complete_var, standalone_mode=False,
+                                    **extra)
+        except click.ClickException as exc:  # bad usage: one line, not click's usage block
+            hint = f" (see {prog} --help)" if isinstance(exc, click.UsageError) else ""
+            click.echo(f"{prog}: error: {exc.format_message()}{hint}", err=True)
+            rc = exc.exit_code
+        except click.Abort:  # Ctrl-C before the run started
+            click.echo(f"{prog}: stopped", err=True)
+            rc = 130
+        except BrokenPipeError:  # stdout closed early (voxcodec-edge status | head): no more output, no error
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            rc = 1
+        rc = 0 if rc is None else rc
+        if standalone_mode:
+            sys.exit(rc)
+        return rc
+
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, _expand_prefixes(args, self))
+
+    def format_usage(self, ctx, formatter):
+        if not self.usage_lines:
+            return super().format_usage(ctx, formatter)
+        root = ctx.command_path
+        lines = [f"{root} {u}" for u in self.usage_lines]
+        formatter.write("Usage: " + "\n       ".join(lines) + "\n")
+
+    def format_help_text(self, ctx, formatter):  # as written, like argparse's RawDescriptionHelpFormatter
+        if self.help:
+            formatter.write_paragraph()
+            formatter.write(self.help.rstrip("\n") + "\n")
+
+    def format_options(self, ctx, formatter):
+        if self.arguments:
+            with formatter.section("Arguments"):
+                formatter.write_dl(self.arguments)
+        super().format_options(ctx, formatter)
+
+    def format_epilog(self, ctx, formatter):
+        if self.epilog:
+            formatter.write_paragraph()
+            formatter.write(self.epilog.rstrip("\n") + "\n")
+
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+DEBUG_HELP = "on an error, show the traceback too (errors are one line otherwise)"
+
+
+def _fail(prog: str, exc: BaseException, debug: bool, *, with_type: bool):
+    """Report an error on one line of stderr (the traceback first with --debug)."""
+    if debug:
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    text = f"{type(exc).__name__}: {exc}" if with_type else str(exc)
+    hint = "" if debug else " (--debug shows the traceback)" if with_type else ""
+    print(f"{prog}: error: {text}{hint}", file=sys.stderr)
+
+
+@click.command("status", cls=EdgeCommand, context_settings=CONTEXT, usage=("[--state DIR] [--json] [--debug]",),
+               help="Show the state of voxcodec-edge runs (from another terminal).")
+@click.option("--state", metavar="DIR", help=f"one run's --state (default: every run in {default_state_root()})")
+@click.option("--json", "as_json", is_flag=True, help="print the status as JSON")
+@click.option("--debug", is_flag=True, help=DEBUG_HELP)
+@click.pass_context
+def status_command(ctx, state, as_json, debug):
+    try:
+        rc = _status(state, as_json)
+    except BrokenPipeError:
+        raise
+    except Exception as exc:  # a bug, or a status.json of another version: one line, exit 1 as an uncaught error
+        _fail(ctx.command_path, exc, debug, with_type=True)
+        rc = 1
+    ctx.exit(rc)
+
+
+def _status(state, as_json) -> int:
+    from voxcodec.edge import read_status
+
+    dirs = [Path(state)] if state else sorted(
+        p for p in default_state_root().glob("*") if (p / "status.json").exists())
+    if not dirs:
+        print(f"no voxcodec-edge runs in {default_state_root()}", file=sys.stderr)
+        return 2 if state else 0
+    out = []
+    for d in dirs:
+        try:
+            out.append(read_status(d))
+        except (VoxcodecError, OSError, ValueError) as exc:
+            print(f"voxcodec-edge status: {exc}", file=sys.stderr)
+            return 2
+    if as_json:
+        print(json.dumps(out[0] if state else out, indent=1))
+    else:
+        print("\n\n".join(describe(st) for st in out))
+    return 0
 
 
 def status_line(st: dict) -> str:
@@ -159,29 +276,6 @@ def describe(st: dict) -> str:
     if st.get("late_files"):
         lines.append(f"  late:    {len(st['late_files'])} file(s) arrived out of order and were not shipped")
     return "\n".join(lines)
-
-
-def status_main(argv) -> int:
-    from voxcodec.edge import read_status
-
-    args = status_parser().parse_args(argv)
-    dirs = [Path(args.state)] if args.state else sorted(
-        p for p in default_state_root().glob("*") if (p / "status.json").exists())
-    if not dirs:
-        print(f"no voxcodec-edge runs in {default_state_root()}", file=sys.stderr)
-        return 2 if args.state else 0
-    out = []
-    for d in dirs:
-        try:
-            out.append(read_status(d))
-        except (VoxcodecError, OSError, ValueError) as exc:
-            print(f"voxcodec-edge status: {exc}", file=sys.stderr)
-            return 2
-    if args.json:
-        print(json.dumps(out[0] if args.state else out, indent=1))
-    else:
-        print("\n\n".join(describe(st) for st in out))
-    return 0
 
 
 class StatusLine(logging.Handler):
@@ -228,63 +322,125 @@ def _stop_on_sigterm(signum, frame):
     raise KeyboardInterrupt
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["status"]:
-        return status_main(argv[1:])
-    args = run_parser().parse_args(argv)
+@click.command(PROG, cls=EdgeCommand, context_settings=CONTEXT, help=DESCRIPTION, epilog=EPILOG, usage=USAGE,
+               subcommands={"status": status_command},
+               arguments=[("ACQ_DIR", "the folder the microscope writes slice images into"),
+                          ("DEST", "the zarr array to write: a path, sftp://..., s3://... (fsspec URL)")])
+@click.argument("acq_dir", metavar="ACQ_DIR")
+@click.argument("dest", metavar="DEST")
+@click.option("--pattern", default="*.tif", help='slice files to take, a shell pattern on the name (default "*.tif")')
+@click.option("--block-depth", type=int, metavar="N",
+              help="slices per block = the chunk depth of the zarr array (default: about 16 Mi voxels per block)")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="default",
+              help="speed / size trade-off of the codec (default: default)")
+@click.option("--state", metavar="DIR",
+              help=f"journal, spool and status of this run (default: {default_state_root()}/<ACQ_DIR name>-<hash>)")
+@click.option("--exit-when-idle", type=float, metavar="SECONDS",
+              help="end the acquisition after this long without a new slice (default: wait for the marker)")
+@click.option("--finish-marker", default="finish", metavar="NAME",
+              help="a file of this name in ACQ_DIR ends the acquisition (default: finish)")
+@click.option("--delete-source-after-verify", is_flag=True,
+              help="delete each slice file once its block was read back from DEST and decoded to the same voxels")
+@click.option("--spool-budget", type=SIZE, default="8GB", metavar="SIZE",
+              help="most compressed data kept locally while DEST is unreachable (default 8GB); "
+                   "compression pauses when it is full and slices wait in ACQ_DIR")
+@click.option("--poll", is_flag=True,
+              help="poll ACQ_DIR instead of inotify events (network shares, where events do not arrive)")
+@click.option("--settle", type=float, default=2.0, metavar="SECONDS",
+              help="a file with no close/rename event counts as complete once unchanged this long (default 2)")
+@click.option("--voxel-size", type=float, nargs=3, metavar="Z Y X", default=None,
+              help="voxel size, stored in the array's attributes")
+@click.option("--voxel-unit", default="nanometer", metavar="VOXEL_UNIT",
+              help="unit of --voxel-size (default nanometer)")
+@click.option("--storage-option", type=STORAGE_OPTION, multiple=True, metavar="KEY=VALUE",
+              help="fsspec option for DEST, repeatable: client_keys=~/.ssh/id_ed25519 (sftp), endpoint_url=... (s3)")
+@click.option("--device", default="auto", metavar="DEVICE",
+              help="training device: auto (GPU when present), cpu, cuda")
+@click.option("--tile", type=int, default=2048, metavar="N",
+              help="largest in-plane chunk side; larger slices are split into chunks (default 2048)")
+@click.option("-q", "--quiet", is_flag=True, help="no status line, warnings only")
+@click.option("-v", "--verbose", is_flag=True, help="log every block")
+@click.option("--debug", is_flag=True, help=DEBUG_HELP)
+@click.pass_context
+def cli(ctx, debug, **args):
+    try:
+        rc = _run(**args)
+    except Exception as exc:  # not an error of the run (those are handled in _run): a bug or the system
+        _fail(PROG, exc, debug, with_type=True)
+        rc = 1  # as an uncaught exception
+    else:
+        if isinstance(rc, BaseException):  # an error the run reported: exit 1 if a verification failed, else 2
+            from voxcodec.edge import VerifyError
 
+            _fail(PROG, rc, debug, with_type=False)
+            rc = 1 if isinstance(rc, VerifyError) else 2
+    ctx.exit(rc)
+
+
+def _run(acq_dir, dest, pattern, block_depth, preset, state, exit_when_idle, finish_marker,
+         delete_source_after_verify, spool_budget, poll, settle, voxel_size, voxel_unit, storage_option, device, tile,
+         quiet, verbose):
+    """Run one acquisition; returns the exit code, or the VoxcodecError that ended it."""
     missing = [m for m in ("zarr", "fsspec") if importlib.util.find_spec(m) is None]
     if missing:
-        print(f"voxcodec-edge: {', '.join(missing)} missing: pip install 'voxcodec[edge]'", file=sys.stderr)
+        print(f"{PROG}: {', '.join(missing)} missing: {INSTALL_HINT}", file=sys.stderr)
         return 2
     from voxcodec.edge import EdgeOptions, EdgeRun
 
-    handler = StatusLine(sys.stderr, live=sys.stderr.isatty() and not args.quiet)
+    handler = StatusLine(sys.stderr, live=sys.stderr.isatty() and not quiet)
     logger = logging.getLogger("voxcodec.edge")
+    level = logger.level
     logger.addHandler(handler)
-    logger.setLevel(logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO)
-    device = args.device
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    state = Path(args.state) if args.state else default_state_dir(args.acq_dir, args.dest)
-    opts = EdgeOptions(acq_dir=args.acq_dir, dest=args.dest, state_dir=str(state), pattern=args.pattern,
-                       block_depth=args.block_depth, preset=args.preset, device=device, tile=args.tile,
-                       exit_when_idle=args.exit_when_idle, finish_marker=args.finish_marker,
-                       delete_source=args.delete_source_after_verify, spool_budget=args.spool_budget,
-                       poll=args.poll, settle=args.settle, voxel_size=args.voxel_size, voxel_unit=args.voxel_unit,
-                       storage_options=dict(args.storage_option))
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    last = [0.0]
-
-    def tick(st):
-        if handler.live:
-            handler.show(status_line(st))
-        elif not args.quiet and time.monotonic() - last[0] >= 60:
-            last[0] = time.monotonic()
-            logger.info(status_line(st))
-
+    logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
     try:
-        run = EdgeRun(opts)
-        st = run.run(on_tick=tick)
-    except KeyboardInterrupt:
-        handler.close_line()
-        print(f"voxcodec-edge: stopped; run the same command again to resume (state in {state})", file=sys.stderr)
-        return 130
-    except VoxcodecError as exc:
-        handler.close_line()
-        print(f"voxcodec-edge: error: {exc}", file=sys.stderr)
-        from voxcodec.edge import VerifyError
+        if device == "auto":
+            import torch
 
-        return 1 if isinstance(exc, VerifyError) else 2
-    handler.close_line()
-    if not args.quiet:
-        ratio = f"{st['ratio']:.2f}x" if st.get("ratio") else "-"
-        print(f"voxcodec-edge: done: {st['slices_shipped']} slices in {st['blocks_shipped']} blocks shipped to "
-              f"{args.dest} (ratio {ratio})", file=sys.stderr)
-    return 0
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        state = Path(state) if state else default_state_dir(acq_dir, dest)
+        opts = EdgeOptions(acq_dir=acq_dir, dest=dest, state_dir=str(state), pattern=pattern,
+                           block_depth=block_depth, preset=preset, device=device, tile=tile,
+                           exit_when_idle=exit_when_idle, finish_marker=finish_marker,
+                           delete_source=delete_source_after_verify, spool_budget=spool_budget,
+                           poll=poll, settle=settle, voxel_size=list(voxel_size) if voxel_size else None,
+                           voxel_unit=voxel_unit, storage_options=dict(storage_option))
+        last = [time.monotonic()]  # without a live line: a status line in the log once a minute
+
+        def tick(st):  # from the run's status thread, twice a second
+            if handler.live:
+                handler.show(status_line(st))
+            elif not quiet and time.monotonic() - last[0] >= 60:
+                last[0] = time.monotonic()
+                logger.info(status_line(st))
+
+        previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+        try:
+            run = EdgeRun(opts)
+            st = run.run(on_tick=tick)
+        except KeyboardInterrupt:
+            handler.close_line()
+            print(f"{PROG}: stopped; run the same command again to resume (state in {state})", file=sys.stderr)
+            return 130
+        except VoxcodecError as exc:
+            handler.close_line()
+            return exc
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        handler.close_line()
+        if not quiet:
+            ratio = f"{st['ratio']:.2f}x" if st.get("ratio") else "-"
+            print(f"{PROG}: done: {st['slices_shipped']} slices in {st['blocks_shipped']} blocks shipped to "
+                  f"{dest} (ratio {ratio})", file=sys.stderr)
+        return 0
+    finally:
+        handler.close_line()
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def main(argv=None) -> int:
+    """The ``voxcodec-edge`` console script; returns the exit status."""
+    return cli.main(argv, prog_name=PROG, standalone_mode=False)
 
 
 if __name__ == "__main__":

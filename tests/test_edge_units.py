@@ -167,13 +167,90 @@ def test_idle_timeout_ships_the_partial_last_block(tmp_path, sample):
 
 
 def test_cli_help_and_sizes():
-    from voxcodec_cli.edge import _size, run_parser
+    from click.testing import CliRunner
+
+    from voxcodec_cli.edge import _size, cli
 
     assert _size("8GB") == 8 * 10**9 and _size("2GiB") == 2 * 2**30 and _size("500") == 500
-    text = run_parser().format_help()
+    with pytest.raises(ValueError, match="a size like"):
+        _size("8XB")
+    res = CliRunner().invoke(cli, ["--help"], prog_name="voxcodec-edge")
+    assert res.exit_code == 0
+    text = res.output
     for opt in ("--pattern", "--block-depth", "--preset", "--state", "--exit-when-idle",
-                "--delete-source-after-verify", "--spool-budget", "--poll"):
+                "--delete-source-after-verify", "--spool-budget", "--poll", "--debug", "ACQ_DIR", "DEST"):
         assert opt in text
+    # both forms of the command, and the install route that exists (a checkout, not a published package)
+    assert "voxcodec-edge ACQ_DIR DEST [options]" in text and "voxcodec-edge status [--state DIR] [--json]" in text
+    assert "voxcodec[" not in text and 'pip install -e ".[zarr]"' in text
+    res = CliRunner().invoke(cli, ["status", "--help"], prog_name="voxcodec-edge")
+    assert res.exit_code == 0 and "voxcodec-edge status [--state DIR] [--json]" in res.output and "--json" in res.output
+
+
+def _edge(capsys, *argv):
+    """voxcodec-edge in this process: (exit status, stdout, stderr)."""
+    from voxcodec_cli.edge import main
+
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_cli_errors_are_one_line_with_the_exit_codes_of_the_argparse_version(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    for argv in ([], [acq], [acq, "d.zarr", "--bogus"], [acq, "d.zarr", "--preset", "nope"],
+                 [acq, "d.zarr", "--spool-budget", "8XB"], [acq, "d.zarr", "--storage-option", "novalue"],
+                 [acq, "d.zarr", "--voxel-size", "1", "2"], [acq, "d.zarr", "--s", "1"], ["status", "--bogus"]):
+        rc, out, err = _edge(capsys, *argv)
+        assert rc == 2 and err.count("\n") == 1 and "error:" in err and "Traceback" not in err, (argv, err)
+    # bad input: 2, one line; --debug adds the traceback
+    rc, _, err = _edge(capsys, tmp_path / "missing", "d.zarr", "--state", tmp_path / "s")
+    assert rc == 2 and err == f"voxcodec-edge: error: ACQ_DIR {tmp_path / 'missing'} is not a folder\n"
+    assert not (tmp_path / "s").exists()
+    rc, _, err = _edge(capsys, tmp_path / "missing", "d.zarr", "--state", tmp_path / "s", "--debug")
+    assert rc == 2 and "Traceback" in err and err.endswith("is not a folder\n")
+    # an error nobody planned for: exit 1 as an uncaught exception was, but one line
+    (tmp_path / "file").write_text("")
+    rc, _, err = _edge(capsys, acq, "d.zarr", "--state", tmp_path / "file" / "sub")
+    assert rc == 1 and err.count("\n") == 1 and "NotADirectoryError" in err and "--debug" in err
+    # the status command
+    rc, out, err = _edge(capsys, "status")
+    assert rc == 0 and out == "" and "no voxcodec-edge runs in" in err
+    rc, out, err = _edge(capsys, "status", "--state", tmp_path / "nothing", "--json")
+    assert rc == 2 and err == f"voxcodec-edge status: no voxcodec-edge status in {tmp_path / 'nothing'}\n"
+    rc, out, _ = _edge(capsys, "-h")
+    assert rc == 0 and "Usage: voxcodec-edge ACQ_DIR DEST [options]" in out
+
+
+def test_cli_run_and_status_in_process(tmp_path, sample, capsys, monkeypatch):
+    """A whole run through main(): options (one given as a prefix, as argparse allowed), exit 0, the
+    status command on its state, and a second start of the finished run."""
+    import json
+
+    import zarr
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    vol = np.ascontiguousarray(sample[:5, :32, :32])
+    _slices(tmp_path / "acq", vol)
+    dest = tmp_path / "dest.zarr"
+    argv = [tmp_path / "acq", dest, "--block-depth", "4", "--preset", "fast", "--settle", "0",
+            "--exit-when-idle", "0.5", "--delete-source", "--voxel-size", "4", "4", "8"]
+    rc, _, err = _edge(capsys, *argv)
+    assert rc == 0, err
+    assert "done: 5 slices in 2 blocks shipped" in err
+    arr = zarr.open_array(str(dest), mode="r")
+    assert np.array_equal(arr[:], vol) and arr.attrs["voxcodec_edge"]["voxel_size"] == [4, 4, 8]
+    assert not list((tmp_path / "acq").glob("*.tif"))  # --delete-source-after-verify, abbreviated
+    rc, out, _ = _edge(capsys, "status", "--json")
+    (st,) = json.loads(out)
+    assert rc == 0 and st["finished"] and st["slices_shipped"] == 5 and st["running"] is False
+    assert st["state_dir"].startswith(str(tmp_path / "xdg" / "voxcodec-edge"))
+    rc, out, _ = _edge(capsys, "status", "--state", st["state_dir"])
+    assert rc == 0 and "finished" in out and "5 shipped" in out
+    rc, _, err = _edge(capsys, *argv)
+    assert rc == 0 and "already finished" in err
 
 
 def test_sources_are_kept_when_dest_changed_after_shipping(tmp_path, sample):
