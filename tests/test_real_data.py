@@ -1,5 +1,6 @@
 """The real EM volumes in ../shared/data: every one round-trips bit-exactly through the CLI and
-codes below PNG (each slice alone, zlib level 9). Skipped where the data is not present."""
+codes below PNG (each slice alone, zlib level 9), with the fast preset (the benchmarks in bench/ measure
+every preset). Skipped where the data is not present."""
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ def test_cli_roundtrip_is_exact_and_beats_png(path, tmp_path):
     import imagecodecs
 
     vxc, back = tmp_path / "v.vxc", tmp_path / "back.tif"
-    voxcodec_cmd("encode", str(path), "-o", str(vxc), "-q")
+    voxcodec_cmd("encode", str(path), "-o", str(vxc), "--preset", "fast", "-q")  # the presets differ in training only
     voxcodec_cmd("decode", str(vxc), "-o", str(back), "-q")
     original = tifffile.imread(path)
     decoded = tifffile.imread(back)
