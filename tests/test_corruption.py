@@ -89,7 +89,7 @@ def test_salvage_recovers_complete_blocks(em_u8, em_stream):
 def test_not_a_vxc_stream():
     with pytest.raises(CorruptStreamError, match="not a voxcodec"):
         voxcodec.decode(b"GIF89a" + bytes(100))
-    with pytest.raises(CorruptStreamError, match="not a voxcodec"):
+    with pytest.raises(CorruptStreamError, match="the file is empty"):
         voxcodec.decode(b"")
 
 

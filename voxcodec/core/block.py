@@ -306,26 +306,44 @@ def decode_block(payload: bytes, model: BlockModel, shape, lo: int, hi: int, cen
     """Decode a block payload into an array of ``shape`` (depth, H, W).
 
     ``batch`` bounds how many voxels one inference call handles (memory only: any value gives the
-    same voxels)."""
+    same voxels).  The arguments come from a checked block header (see
+    :meth:`voxcodec.core.container.BlockHeader.check`): ``0 <= lo < hi <= dtype max``, centre and
+    shift as the encoder derives them.  A damaged payload raises CorruptStreamError naming the block,
+    including a panic of the range coder (a ``BaseException`` in constriction)."""
+    try:
+        return _decode_block(payload, model, shape, lo, hi, centre, shift, dtype, block_index, out, batch)
+    except CorruptStreamError:
+        raise
+    except (ValueError, RuntimeError, AssertionError) as exc:
+        raise CorruptStreamError(f"entropy decoding failed: {exc}", block_index) from None
+    except BaseException as exc:  # constriction's pyo3_runtime.PanicException derives from BaseException
+        if type(exc).__name__ != "PanicException":
+            raise  # KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError...: not ours to hide
+        raise CorruptStreamError(f"entropy decoding failed (the range coder panicked: {exc})", block_index) from None
+
+
+def _decode_block(payload, model, shape, lo, hi, centre, shift, dtype, block_index, out, batch):
     d, h, w = shape
     cfg = model.config
     pad = ctx.pad_width(cfg.levels)
     passes = ctx.schedule(cfg.levels, cfg.neighbours)
     if len(payload) % 4:
         raise CorruptStreamError("payload length is not a multiple of 4", block_index)
+    if not 0 <= lo < hi <= np.iinfo(dtype).max:
+        raise CorruptStreamError(f"value range {lo}..{hi} of a coded block", block_index)
     words = np.frombuffer(payload, np.uint32)
     if words.size == 0:
         words = np.zeros(1, np.uint32)  # constriction needs at least one word to start a decoder
     decoder = RangeDecoder(words)
     tables = _tables(cfg, lo, hi)
-    out = np.empty(shape, dtype) if out is None else out
+    out = np.zeros(shape, dtype) if out is None else out  # every voxel is written below, or we raise
     prev = np.zeros((1, h + 2 * pad, w + 2 * pad), np.float32)
     for z in range(d):
         cur = np.zeros_like(prev)
         slice_out = out[z:z + 1]
         inter = model.inter is not None and z > 0
         try:
-            kind, values = palette.decode(decoder, lo, hi)
+            kind, values = palette.decode(decoder, lo, hi, h * w)
         except (ValueError, RuntimeError, AssertionError) as exc:
             raise CorruptStreamError(f"entropy decoding failed in slice {z}: {exc}", block_index) from None
         if kind == palette.CONSTANT:

@@ -2,6 +2,13 @@
 
 See ``docs/format.md`` for the byte layout.  Everything is little-endian.  The container can be
 written while streaming (the block index comes last) and every part carries a CRC-32.
+
+Reading checks every field against the limits below (documented in ``docs/format.md``, "Limits")
+before anything is allocated or looped over: a damaged or crafted stream raises
+:class:`~voxcodec.errors.CorruptStreamError` naming the field (and the block), never a MemoryError,
+a hang or wrong voxels.  The block layout is fully determined by the file header (slice shape,
+block depth, tile) and the volume's depth: block ``i`` of a stream is tile ``i % n_tiles`` (row-major)
+of z-layer ``i // n_tiles``, and the records follow each other in that order.
 """
 
 from __future__ import annotations
@@ -27,9 +34,31 @@ _TRAILER = struct.Struct("<Q8s")
 FLAG_CONSTANT = 1
 FLAG_INTER = 2
 FLAG_SHARED = 4  # the block is coded with the stream's shared model (held outside the stream)
+KNOWN_FLAGS = FLAG_CONSTANT | FLAG_INTER | FLAG_SHARED
 
 #: the voxel types a stream can hold
 DTYPES = (np.dtype("uint8"), np.dtype("uint16"))
+#: how the file header spells them
+DTYPE_NAMES = {"|u1": np.dtype("uint8"), "<u2": np.dtype("uint16")}
+
+# -- limits (docs/format.md, "Limits"): a stream beyond them is refused before any allocation ----------
+#: y and x extent of a slice
+MAX_SLICE_DIM = 1 << 20
+#: z extent of a volume
+MAX_SLICES = 1 << 31
+#: voxels in one slice of one block (tile height x tile width): bounds a block's working memory
+#: (about 50 bytes per voxel of a slice while it decodes)
+MAX_TILE_VOXELS = 1 << 26
+#: voxels in one block (block depth x tile height x tile width)
+MAX_BLOCK_VOXELS = 1 << 31
+#: bytes of the file header's JSON
+MAX_HEADER_JSON = 1 << 24
+#: the last bytes searched for the end of a stream followed by other bytes (only to word the error)
+TAIL_SEARCH = 1 << 24
+#: a non-constant block's payload holds at least log2(3) > 1.58 bits per slice (each slice starts with
+#: its kind, uniform over 3); the range coder's 64-bit state may keep up to PAYLOAD_SLACK_BITS unwritten
+MIN_SLICE_BITS_X100 = 158
+PAYLOAD_SLACK_BITS = 64
 
 
 def check_dtype(dtype) -> np.dtype:
@@ -38,6 +67,102 @@ def check_dtype(dtype) -> np.dtype:
         raise UnsupportedError(f"dtype {dt} is not supported: voxcodec codes uint8 and uint16 volumes "
                                "(convert with arr.astype(np.uint16) if the values fit)")
     return dt.newbyteorder("=")
+
+
+def _show(v, limit: int = 40) -> str:
+    s = repr(v)
+    return s if len(s) <= limit else s[:limit] + "..."
+
+
+def check_int(v, what: str, lo: int, hi: int, block: int | None = None) -> int:
+    """``v`` must be an integer (not a bool) in ``lo..hi``; else CorruptStreamError naming ``what``."""
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise CorruptStreamError(f"{what} is {_show(v)}, not an integer", block)
+    v = int(v)
+    if not lo <= v <= hi:
+        raise CorruptStreamError(f"{what} is {v}, outside {lo}..{hi}", block)
+    return v
+
+
+def centre_shift(lo: int, hi: int) -> tuple[int, int]:
+    """The block centre and input shift the encoder derives from a block's value range (as
+    ``voxcodec.core.block.value_range``): ``(x - centre) >> shift`` lies in [-128, 127]."""
+    shift = 0
+    while (hi - lo) >> shift > 255:
+        shift += 1
+    return lo + ((((hi - lo) >> shift) + 1) // 2 << shift), shift
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the blocks of a stream lie, from its file header: z-layers of ``block_depth`` slices (the
+    last may be shallower), each cut into tiles of ``tile`` (smaller on the bottom and right edges)."""
+
+    dtype: np.dtype
+    slice_shape: tuple[int, int]
+    block_depth: int
+    tile: tuple[int, int]
+
+    @property
+    def tiles_x(self) -> int:
+        return -(-self.slice_shape[1] // self.tile[1])
+
+    @property
+    def n_tiles(self) -> int:
+        return -(-self.slice_shape[0] // self.tile[0]) * self.tiles_x
+
+    @property
+    def max_value(self) -> int:
+        return int(np.iinfo(self.dtype).max)
+
+    def tile_rect(self, t: int) -> tuple[int, int, int, int]:
+        """``(y0, x0, h, w)`` of tile ``t`` (row-major)."""
+        (h, w), (th, tw) = self.slice_shape, self.tile
+        ty, tx = divmod(t, self.tiles_x)
+        y0, x0 = ty * th, tx * tw
+        return y0, x0, min(th, h - y0), min(tw, w - x0)
+
+    def block_number(self, z0: int, y0: int, x0: int) -> int:
+        """The index of the block starting at ``(z0, y0, x0)`` (its place in the stream)."""
+        return (z0 // self.block_depth) * self.n_tiles + (y0 // self.tile[0]) * self.tiles_x + x0 // self.tile[1]
+
+    def n_layers(self, z: int) -> int:
+        return -(-z // self.block_depth)
+
+    def block(self, i: int, z: int) -> tuple[int, int, int, int, int, int]:
+        """``(z0, depth, y0, x0, h, w)`` of block ``i`` of a volume ``z`` slices deep."""
+        layer, t = divmod(i, self.n_tiles)
+        z0 = layer * self.block_depth
+        y0, x0, h, w = self.tile_rect(t)
+        return z0, min(self.block_depth, z - z0), y0, x0, h, w
+
+
+def layout_from_meta(meta) -> Layout:
+    """Check the file header's ``dtype``, ``slice_shape``, ``block_depth`` and ``tile`` against the limits."""
+    if not isinstance(meta, dict):
+        raise CorruptStreamError(f"file header is malformed: its JSON is a {type(meta).__name__}, not an object")
+    for key in ("dtype", "slice_shape", "block_depth", "tile", "model"):
+        if key not in meta:
+            raise CorruptStreamError(f"file header is malformed: field {key} is missing")
+    dt = meta["dtype"]
+    if not isinstance(dt, str) or dt not in DTYPE_NAMES:
+        raise CorruptStreamError(f"file header field dtype is {_show(dt)}, not one of {', '.join(DTYPE_NAMES)}")
+
+    def pair(key, hi):
+        v = meta[key]
+        if not isinstance(v, list) or len(v) != 2:
+            raise CorruptStreamError(f"file header field {key} is {_show(v)}, not a list of two integers")
+        return tuple(check_int(s, f"file header field {key}", 1, hi) for s in v)
+
+    h, w = pair("slice_shape", MAX_SLICE_DIM)
+    th, tw = pair("tile", MAX_SLICE_DIM)
+    if th > h or tw > w:
+        raise CorruptStreamError(f"file header field tile is {[th, tw]}, larger than the slice {[h, w]}")
+    if th * tw > MAX_TILE_VOXELS:
+        raise CorruptStreamError(f"file header field tile is {[th, tw]}: {th * tw} voxels per tile slice, over "
+                                 f"the limit of {MAX_TILE_VOXELS}")
+    depth = check_int(meta["block_depth"], "file header field block_depth", 1, MAX_BLOCK_VOXELS // (th * tw))
+    return Layout(DTYPE_NAMES[dt], (h, w), depth, (th, tw))
 
 
 @dataclass
@@ -80,10 +205,50 @@ class BlockHeader:
             raise CorruptStreamError("no block marker where a block should start", where)
         if zlib.crc32(body) != crc:
             raise CorruptStreamError("block header checksum mismatch", where)
-        (_, index, z0, depth, y0, x0, h, w, _, lo, hi, centre, shift, flags, _, model_len, payload_len,
+        (_, index, z0, depth, y0, x0, h, w, reserved, lo, hi, centre, shift, flags, reserved2, model_len, payload_len,
          data_crc, voxel_crc) = fields
+        if reserved or reserved2:
+            raise CorruptStreamError(f"block header reserved fields are {reserved}, {reserved2}, not 0", where)
         return cls(index, z0, depth, y0, x0, h, w, lo, hi, centre, shift, flags, model_len, payload_len,
                    data_crc, voxel_crc)
+
+    @property
+    def geometry(self) -> tuple[int, int, int, int, int, int]:
+        return (self.z0, self.depth, self.y0, self.x0, self.h, self.w)
+
+    def check(self, i: int, layout: Layout, number: int | None = None):
+        """Check the fields against ``layout``: the index field (``number``, the block's place in the
+        stream, default ``i``), value range, centre and shift, flags, section lengths.  (The caller
+        checks the geometry against the block index or the layout.)  Errors name block ``i``."""
+        number = i if number is None else number
+        if self.index != number:
+            raise CorruptStreamError(f"block header field index is {self.index}: this record is not block "
+                                     f"{number}", i)
+        top = layout.max_value
+        if not 0 <= self.lo <= self.hi <= top:
+            raise CorruptStreamError(f"block header fields lo, hi are {self.lo}, {self.hi}: not a value range "
+                                     f"within 0..{top}", i)
+        if (self.centre, self.shift) != centre_shift(self.lo, self.hi):
+            raise CorruptStreamError(f"block header fields centre, shift are {self.centre}, {self.shift}: they do not "
+                                     f"follow from the value range {self.lo}..{self.hi}", i)
+        if self.flags & ~KNOWN_FLAGS:
+            raise CorruptStreamError(f"block header field flags is {self.flags:#x}: unknown flag bits", i)
+        constant = self.lo == self.hi
+        if bool(self.flags & FLAG_CONSTANT) != constant:
+            raise CorruptStreamError(f"block header field flags is {self.flags:#x}, but the value range "
+                                     f"{self.lo}..{self.hi} is {'' if constant else 'not '}one value", i)
+        if constant:
+            if self.flags != FLAG_CONSTANT or self.model_len or self.payload_len:
+                raise CorruptStreamError("constant block with a model, a payload or other flags", i)
+            return
+        if self.payload_len % 4:
+            raise CorruptStreamError(f"block header field payload_len is {self.payload_len}, not a multiple of 4", i)
+        if self.depth * MIN_SLICE_BITS_X100 > (8 * self.payload_len + PAYLOAD_SLACK_BITS) * 100:
+            raise CorruptStreamError(f"block header field payload_len is {self.payload_len}: too short for "
+                                     f"{self.depth} slices (each costs at least 1.58 bits)", i)
+        if bool(self.flags & FLAG_SHARED) == (self.model_len > 0):
+            raise CorruptStreamError(f"block header field model_len is {self.model_len} with flags "
+                                     f"{self.flags:#x}: a block carries a model unless it uses the shared one", i)
 
 
 HEADER_SIZE = _BLOCK.size + 4
@@ -99,24 +264,47 @@ def pack_file_header(meta: dict) -> bytes:
     return head + struct.pack("<I", zlib.crc32(head))
 
 
-def read_file_header(f) -> tuple[dict, int]:
-    """Parse the file header at the start of ``f``. Returns (meta, size in bytes)."""
+def _json(raw: bytes, what: str):
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, numbers too long, nesting too deep
+        raise CorruptStreamError(f"{what} is malformed: {_show(str(exc), 80)}") from None
+
+
+def read_file_header(f, file_size: int | None = None) -> tuple[dict, int]:
+    """Parse the file header at the start of ``f`` (``file_size`` bytes long, if known).
+    Returns (meta, size in bytes)."""
     raw = f.read(_FILE_HEAD.size)
-    if len(raw) < 8 or raw[:8] != MAGIC:
-        raise CorruptStreamError("not a voxcodec .vxc stream (bad magic bytes)")
+    if not raw:
+        raise CorruptStreamError("the file is empty")
+    if raw[:8] != MAGIC[:len(raw[:8])]:
+        raise CorruptStreamError("not a voxcodec stream (it does not start with the .vxc magic bytes)")
     if len(raw) < _FILE_HEAD.size:
-        raise TruncatedStreamError("file header is cut short")
-    _, version, _, n = _FILE_HEAD.unpack(raw)
+        raise TruncatedStreamError(f"stream is cut short inside its file header ({len(raw)} bytes)")
+    _, version, reserved, n = _FILE_HEAD.unpack(raw)
     if version != FORMAT_VERSION:
-        raise CorruptStreamError(f"format version {version} is not supported (this voxcodec reads {FORMAT_VERSION}); "
-                                 "upgrade voxcodec")
+        if FORMAT_VERSION < version < 256:
+            raise CorruptStreamError(f"format version {version} is not supported (this voxcodec reads "
+                                     f"{FORMAT_VERSION}); upgrade voxcodec")
+        raise CorruptStreamError(f"file header is damaged: its format version field reads {version} (this "
+                                 f"voxcodec reads format version {FORMAT_VERSION})")
+    if n > MAX_HEADER_JSON:
+        raise CorruptStreamError(f"file header is damaged: its JSON length {n} is over the limit of "
+                                 f"{MAX_HEADER_JSON} bytes")
+    if file_size is not None and _FILE_HEAD.size + n + 4 > file_size:
+        raise TruncatedStreamError("stream is cut short inside its file header")
     js = f.read(n)
     crc = f.read(4)
     if len(js) < n or len(crc) < 4:
-        raise TruncatedStreamError("file header is cut short")
+        raise TruncatedStreamError("stream is cut short inside its file header")
     if zlib.crc32(raw + js) != struct.unpack("<I", crc)[0]:
         raise CorruptStreamError("file header checksum mismatch")
-    return json.loads(js), _FILE_HEAD.size + n + 4
+    if reserved:
+        raise CorruptStreamError(f"file header reserved field is {reserved}, not 0")
+    meta = _json(js, "file header JSON")
+    if not isinstance(meta, dict):
+        raise CorruptStreamError(f"file header is malformed: its JSON is a {type(meta).__name__}, not an object")
+    return meta, _FILE_HEAD.size + n + 4
 
 
 @dataclass
@@ -133,6 +321,10 @@ class IndexEntry:
     model_bytes: int
     inter: bool
 
+    @property
+    def geometry(self) -> tuple[int, int, int, int, int, int]:
+        return (self.z0, self.depth, self.y0, self.x0, self.h, self.w)
+
 
 def pack_index(shape, entries: list[IndexEntry], offset: int) -> bytes:
     js = json.dumps({"shape": list(shape), "blocks": [list(asdict(e).values()) for e in entries]},
@@ -141,13 +333,59 @@ def pack_index(shape, entries: list[IndexEntry], offset: int) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body)) + _TRAILER.pack(offset, END_MAGIC)
 
 
-def read_index(f, file_size: int) -> tuple[list[int], list[IndexEntry]]:
-    """Read the block index through the trailer at the end of ``f``."""
+def _trailer_at(f, end: int, file_size: int) -> int | None:
+    """The offset of the block index if a valid index and trailer end at byte ``end``, else None."""
+    if end < _TRAILER.size + 12:
+        return None
+    f.seek(end - _TRAILER.size)
+    offset, magic = _TRAILER.unpack(f.read(_TRAILER.size))
+    if magic != END_MAGIC or offset + 12 > end - _TRAILER.size:
+        return None
+    f.seek(offset)
+    head = f.read(8)
+    if len(head) < 8 or head[:4] != INDEX_MAGIC:
+        return None
+    (n,) = struct.unpack("<I", head[4:])
+    if offset + 8 + n + 4 != end - _TRAILER.size:
+        return None
+    js = f.read(n)
+    crc = f.read(4)
+    if len(js) < n or len(crc) < 4 or zlib.crc32(head + js) != struct.unpack("<I", crc)[0]:
+        return None
+    return offset
+
+
+def _end_before(f, file_size: int) -> int | None:
+    """Where a complete stream ends if other bytes follow it (searching the last TAIL_SEARCH bytes)."""
+    start = max(0, file_size - TAIL_SEARCH)
+    f.seek(start)
+    tail = f.read(file_size - start)
+    at, tries = len(tail), 0
+    while tries < 64:
+        at = tail.rfind(END_MAGIC, 0, at + len(END_MAGIC) - 1)
+        if at < 0:
+            return None
+        tries += 1
+        end = start + at + len(END_MAGIC)
+        if end < file_size and _trailer_at(f, end, file_size) is not None:
+            return end
+    return None
+
+
+def read_index(f, file_size: int) -> tuple[list[int], list[IndexEntry], int]:
+    """Read the block index through the trailer at the end of ``f``.
+
+    Returns ``(shape, entries, offset of the index)``, with every field of the right type and range
+    for its own sake; :func:`check_index` checks that the blocks tile the volume."""
     if file_size < _TRAILER.size:
         raise TruncatedStreamError("stream is cut short: no block index at its end")
     f.seek(file_size - _TRAILER.size)
     offset, end = _TRAILER.unpack(f.read(_TRAILER.size))
     if end != END_MAGIC:
+        stream_end = _end_before(f, file_size)
+        if stream_end is not None:
+            raise CorruptStreamError(f"{file_size - stream_end} bytes after the end of the stream (it ends at byte "
+                                     f"{stream_end} of {file_size}): cut them off, or find out what wrote them")
         raise TruncatedStreamError(
             "stream is cut short or was not closed: no block index at its end "
             "(an interrupted write? `voxcodec decode --salvage` recovers its complete blocks)")
@@ -158,9 +396,68 @@ def read_index(f, file_size: int) -> tuple[list[int], list[IndexEntry]]:
     if head[:4] != INDEX_MAGIC:
         raise CorruptStreamError("block index marker missing")
     (n,) = struct.unpack("<I", head[4:])
+    if offset + 8 + n + 4 != file_size - _TRAILER.size:
+        raise CorruptStreamError(f"block index length {n} does not reach the trailer")
     js = f.read(n)
     crc = f.read(4)
     if len(js) < n or len(crc) < 4 or zlib.crc32(head + js) != struct.unpack("<I", crc)[0]:
         raise CorruptStreamError("block index checksum mismatch")
-    d = json.loads(js)
-    return d["shape"], [IndexEntry(*e) for e in d["blocks"]]
+    d = _json(js, "block index")
+    if not isinstance(d, dict) or not isinstance(d.get("shape"), list) or not isinstance(d.get("blocks"), list):
+        raise CorruptStreamError("block index is malformed: it needs a shape and a list of blocks")
+    shape = d["shape"]
+    if len(shape) != 3:
+        raise CorruptStreamError(f"block index field shape is {_show(shape)}, not three integers")
+    shape = [check_int(shape[0], "block index field shape[0] (z)", 0, MAX_SLICES),
+             check_int(shape[1], "block index field shape[1] (y)", 1, MAX_SLICE_DIM),
+             check_int(shape[2], "block index field shape[2] (x)", 1, MAX_SLICE_DIM)]
+    entries = []
+    names = list(IndexEntry.__dataclass_fields__)
+    for i, e in enumerate(d["blocks"]):
+        if not isinstance(e, list) or len(e) != len(names):
+            raise CorruptStreamError(f"block index entry is {_show(e)}, not a list of {len(names)} fields", i)
+        vals = [check_int(v, f"block index field {k}", 0, file_size if k in ("offset", "length") else
+                          (8 * file_size if k == "bits" else 0xFFFFFFFF), i) for k, v in zip(names[:-1], e[:-1])]
+        if not isinstance(e[-1], bool):
+            raise CorruptStreamError(f"block index field inter is {_show(e[-1])}, not true or false", i)
+        entries.append(IndexEntry(*vals, e[-1]))
+    return shape, entries, offset
+
+
+def check_index(layout: Layout, shape, entries: list[IndexEntry], start: int, end: int):
+    """The block index must describe exactly the blocks the encoder writes for a volume of ``shape``:
+    layer after layer of tiles in row-major order, records back to back from ``start`` (the end of the
+    file header) to ``end`` (the block index), each at least a block header long."""
+    z, h, w = shape
+    if (h, w) != layout.slice_shape:
+        raise CorruptStreamError(f"block index field shape is {list(shape)}, but the slices are "
+                                 f"{list(layout.slice_shape)}")
+    want = layout.n_layers(z) * layout.n_tiles
+    if len(entries) != want:
+        raise CorruptStreamError(f"the block index lists {len(entries)} blocks, but a volume of shape {list(shape)} "
+                                 f"in blocks of {layout.block_depth} slices and tiles of {list(layout.tile)} has {want}")
+    pos = start
+    for i, e in enumerate(entries):
+        if e.geometry != layout.block(i, z):
+            raise CorruptStreamError(f"block index entry places the block at z0, depth, y0, x0, h, w = "
+                                     f"{list(e.geometry)}, where block {i} of the volume is {list(layout.block(i, z))}", i)
+        if e.offset != pos:
+            raise CorruptStreamError(f"block index field offset is {e.offset}, but the previous record ends at {pos}", i)
+        if e.length < HEADER_SIZE or e.bits != 8 * e.length or e.model_bytes > e.length - HEADER_SIZE:
+            raise CorruptStreamError(f"block index fields length, bits, model_bytes ({e.length}, {e.bits}, "
+                                     f"{e.model_bytes}) disagree", i)
+        pos += e.length
+        if pos > end:
+            raise CorruptStreamError(f"block index field length is {e.length}: the record runs into the block index", i)
+    if pos != end:
+        raise CorruptStreamError(f"{end - pos} bytes between the last block and the block index")
+
+
+def check_entry(hd: BlockHeader, e: IndexEntry, i: int):
+    """A block header must agree with its index entry."""
+    if hd.geometry != e.geometry:
+        raise CorruptStreamError(f"block header places the block at z0, depth, y0, x0, h, w = {list(hd.geometry)}, "
+                                 f"its index entry at {list(e.geometry)}", i)
+    if HEADER_SIZE + hd.model_len + hd.payload_len != e.length or hd.model_len != e.model_bytes or \
+            bool(hd.flags & FLAG_INTER) != e.inter:
+        raise CorruptStreamError("block header fields model_len, payload_len, flags disagree with the block index", i)

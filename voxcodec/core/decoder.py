@@ -21,8 +21,8 @@ import numpy as np
 
 from ..errors import CorruptStreamError, TruncatedStreamError, UnsupportedError
 from .block import decode_block
-from .container import (FLAG_CONSTANT, FLAG_INTER, FLAG_SHARED, HEADER_SIZE, BlockHeader, IndexEntry, check_dtype,
-                        read_file_header, read_index, voxel_crc)
+from .container import (FLAG_CONSTANT, FLAG_INTER, FLAG_SHARED, HEADER_SIZE, BlockHeader, IndexEntry, check_entry,
+                        check_index, layout_from_meta, read_file_header, read_index, voxel_crc)
 from .network import BlockModel, ModelConfig
 
 
@@ -65,38 +65,57 @@ class Decoder:
             raise
 
     def _open(self, salvage):
+        """Read and check the file header and the block index (or, salvaging, the block records): every
+        field is checked against the limits of docs/format.md before anything is allocated."""
         self._f.seek(0, io.SEEK_END)
         self.nbytes = self._f.tell()
         self._f.seek(0)
-        self.meta, self._header_size = read_file_header(self._f)
-        try:
-            self.dtype = check_dtype(np.dtype(self.meta["dtype"]))
-            self.config = ModelConfig.from_json(self.meta["model"])
-            self.slice_shape = tuple(int(s) for s in self.meta["slice_shape"])
-        except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, CorruptStreamError):
-                raise
-            raise CorruptStreamError(f"file header is malformed: {exc}") from None
+        self.meta, self._header_size = read_file_header(self._f, self.nbytes)
+        self._layout = layout_from_meta(self.meta)
+        self.dtype = self._layout.dtype
+        self.slice_shape = self._layout.slice_shape
+        self.config = ModelConfig.from_json(self.meta["model"], where="file header field model")
+        shared = self.meta.get("shared_model")
+        if shared is not None and not (isinstance(shared, str) and 1 <= len(shared) <= 64):
+            raise CorruptStreamError(f"file header field shared_model is {shared!r:.40}, not a model name")
         self.salvaged = False
         try:
-            shape, self.index = read_index(self._f, self.nbytes)
+            shape, self.index, end = read_index(self._f, self.nbytes)
         except TruncatedStreamError:
             if not salvage:
                 raise
             shape, self.index = self._scan()
             self.salvaged = True
+        else:
+            check_index(self._layout, shape, self.index, self._header_size, end)
         self.shape = tuple(int(s) for s in shape)
 
     def _scan(self):
-        entries, pos, z = [], self._header_size, 0
+        """The complete z-layers of block records of a stream without a block index (salvage).
+
+        Records are read from the end of the file header on, each one checked as the block the encoder
+        writes at that place (its index field, geometry and fields); the scan stops at the first record
+        that is incomplete or does not fit, and only whole layers are kept."""
+        lay = self._layout
+        n_tiles = lay.n_tiles
+        entries, pos, layer_depth = [], self._header_size, lay.block_depth
         while True:
-            self._f.seek(pos)
-            raw = self._f.read(HEADER_SIZE)
+            i = len(entries)
+            layer, t = divmod(i, n_tiles)
+            if t == 0 and layer_depth < lay.block_depth:
+                break  # only the last layer of a volume is shallower than block_depth
+            raw = self._read_at(pos, HEADER_SIZE)
             if len(raw) < HEADER_SIZE:
                 break
             try:
-                hd = BlockHeader.unpack(raw, len(entries))
+                hd = BlockHeader.unpack(raw, i)
+                hd.check(i, lay)
             except CorruptStreamError:
+                break
+            z0, _, y0, x0, h, w = lay.block(i, layer * lay.block_depth + lay.block_depth)
+            if t == 0:
+                layer_depth = hd.depth
+            if hd.geometry != (z0, layer_depth, y0, x0, h, w) or not 1 <= layer_depth <= lay.block_depth:
                 break
             length = HEADER_SIZE + hd.model_len + hd.payload_len
             if pos + length > self.nbytes:
@@ -104,18 +123,9 @@ class Decoder:
             entries.append(IndexEntry(pos, length, hd.z0, hd.depth, hd.y0, hd.x0, hd.h, hd.w, 8 * length,
                                       hd.model_len, bool(hd.flags & FLAG_INTER)))
             pos += length
-        # keep whole z-layers only: every tile of the last layer must be present
-        h, w = self.slice_shape
-        layers: dict = {}
-        for e in entries:
-            layers.setdefault((e.z0, e.depth), []).append(e)
-        keep = []
-        for (z0, depth), es in sorted(layers.items()):
-            if z0 != z or sum(e.h * e.w for e in es) != h * w:
-                break
-            keep += es
-            z = z0 + depth
-        return (z, h, w), keep
+        keep = entries[:len(entries) // n_tiles * n_tiles]  # whole z-layers only
+        z = keep[-1].z0 + keep[-1].depth if keep else 0
+        return (z, *lay.slice_shape), keep
 
     # -- array-like attributes (``shape`` and ``dtype`` are set by _open) --------------------------
 
@@ -144,11 +154,12 @@ class Decoder:
             return self._f.read(n)
 
     def _check_header(self, raw: bytes, i: int) -> BlockHeader:
+        """The header of block ``i``: its checksum, its fields, its index field and geometry as in the
+        block index (whose geometry was checked against the layout when the stream was opened)."""
         e = self.index[i]
         hd = BlockHeader.unpack(raw, i)
-        if (hd.z0, hd.depth, hd.y0, hd.x0, hd.h, hd.w) != (e.z0, e.depth, e.y0, e.x0, e.h, e.w) or \
-                HEADER_SIZE + hd.model_len + hd.payload_len != e.length:
-            raise CorruptStreamError("block header disagrees with the block index", i)
+        hd.check(i, self._layout, self._layout.block_number(e.z0, e.y0, e.x0))
+        check_entry(hd, e, i)
         return hd
 
     def block_header(self, i: int) -> BlockHeader:
@@ -159,16 +170,14 @@ class Decoder:
         if not 0 <= i < len(self.index):
             raise IndexError(f"block {i} out of range (the stream has {len(self.index)} blocks)")
         e = self.index[i]
-        raw = self._read_at(e.offset, max(e.length, HEADER_SIZE))  # header, model and payload in one read
+        raw = self._read_at(e.offset, e.length)  # header, model and payload in one read
+        if len(raw) < e.length:
+            raise TruncatedStreamError("block record is cut short (did the file shrink?)", i)
         hd = self._check_header(raw[:HEADER_SIZE], i)
-        body = raw[HEADER_SIZE:HEADER_SIZE + hd.model_len + hd.payload_len]
-        if len(body) < hd.model_len + hd.payload_len:
-            raise TruncatedStreamError("block data is cut short", i)
+        body = raw[HEADER_SIZE:]
         if zlib.crc32(body) != hd.data_crc:
             raise CorruptStreamError("block data checksum mismatch (the stream is damaged)", i)
         if hd.flags & FLAG_CONSTANT:
-            if hd.lo != hd.hi:
-                raise CorruptStreamError("constant block with a value range", i)
             out = np.full(hd.shape, hd.lo, self.dtype)
         else:
             if hd.flags & FLAG_SHARED:
@@ -195,6 +204,9 @@ class Decoder:
                                    "Decoder(..., shared_model=model)")
         if self.shared_model.id != want:
             raise UnsupportedError(f"this stream needs the shared model {want}, not {self.shared_model.id}")
+        if self.shared_model.config != self.config:
+            raise CorruptStreamError("file header field model differs from the configuration of the shared model "
+                                     f"{want} it names", i)
         return self.shared_model
 
     # -- reading regions -----------------------------------------------------------------------------
@@ -224,7 +236,7 @@ class Decoder:
         total = int(np.prod(shape, dtype=np.int64))
         if total == 0:
             return np.zeros(shape, self.dtype)
-        out = np.empty(shape, self.dtype)
+        out = np.zeros(shape, self.dtype)  # never uninitialised memory, even if a check below failed to fire
         filled = 0
         for i, e in enumerate(self.index):
             sel = [_axis_overlap(r, b0, b0 + n)

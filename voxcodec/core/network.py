@@ -9,9 +9,14 @@ scale bin.  The network is a 1x1-conv stack over gathered context features (a ma
     mu = Wmu a2 + Ws v + Bmu                              value, int8 weights plus a linear skip
     t  = Wsc a2 + Bsc                                     scale bin (clamped to 0..bins-1)
 
-Every product and partial sum is an integer below 2^24 in magnitude (checked in
-:meth:`IntNet.validate`), so the float32 GEMM that computes them is exact whatever the BLAS,
-thread count, summation order or device; shifts, rounding and clamps are done in int64 numpy.
+Every product and partial sum is an integer below 2^24 in magnitude, so the float32 GEMM that
+computes them is exact whatever the BLAS, thread count, summation order or device; shifts, rounding
+and clamps are done in int32 / int64 numpy, with no overflow.  The bounds (checked by
+:meth:`ModelConfig.validate` and :meth:`IntNet.validate`, for every network a stream holds): int8
+weights are in [-128, 127] and every GEMM input (features in [-128, 127], activations in [0, 127])
+has magnitude at most 128, so a sum of n products is at most n * 128 * 128 < 2^24 for n < 1024
+inputs; the output biases ``bmu``, ``bsc`` are at most 2^53 in magnitude, so ``mu`` stays below 2^54
+and ``mu << shift`` (shift <= 8) below 2^62.
 The float model is trained to compute exactly this (quantization-aware training), see
 :mod:`voxcodec.core.training`.
 """
@@ -34,6 +39,11 @@ IN_BITS = 6
 #: lowest scale (in centred value units) and scale step per bin (a factor of sqrt(2))
 SCALE_MIN = 0.35
 EXACT_LIMIT = 2 ** 24
+#: largest magnitude of one product in a GEMM: int8 weight (>= -128) times an input (features >= -128,
+#: activations <= 127)
+MAX_PRODUCT = 128 * 128
+#: largest magnitude of the output biases bmu and bsc (see the module docstring)
+MAX_OUT_BIAS = 2 ** 53
 
 
 def group_of(p: Pass) -> str:
@@ -55,13 +65,36 @@ class ModelConfig:
                 "neighbours": self.neighbours, "act_bits": ACT_BITS, "in_bits": IN_BITS}
 
     @classmethod
-    def from_json(cls, d):
+    def from_json(cls, d, where: str = "model configuration") -> "ModelConfig":
+        """The configuration of a stream's file header (``where`` names it in errors), checked with
+        :meth:`validate`; anything wrong raises CorruptStreamError."""
+        if not isinstance(d, dict):
+            raise CorruptStreamError(f"{where} is {type(d).__name__}, not an object")
         if d.get("act_bits", ACT_BITS) != ACT_BITS or d.get("in_bits", IN_BITS) != IN_BITS:
             raise CorruptStreamError("stream uses fixed-point settings this voxcodec does not know")
-        return cls(levels=int(d["levels"]), hidden=tuple(int(h) for h in d["hidden"]), bins=int(d["bins"]),
-                   neighbours=int(d.get("neighbours", 12)))
+
+        def whole(key, v):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise CorruptStreamError(f"{where}.{key} is {v!r:.40}, not an integer")
+            return v
+
+        try:
+            hidden = d["hidden"]
+            if not isinstance(hidden, list) or len(hidden) != 2:
+                raise CorruptStreamError(f"{where}.hidden is {hidden!r:.40}, not two integers")
+            cfg = cls(levels=whole("levels", d["levels"]), hidden=tuple(whole("hidden", h) for h in hidden),
+                      bins=whole("bins", d["bins"]), neighbours=whole("neighbours", d.get("neighbours", 12)))
+        except KeyError as exc:
+            raise CorruptStreamError(f"{where}.{exc.args[0]} is missing") from None
+        try:
+            cfg.validate()
+        except ValueError as exc:
+            raise CorruptStreamError(f"{where}: {exc}") from None
+        return cfg
 
     def validate(self):
+        """Raise ValueError unless the configuration is one voxcodec codes with: the ranges below keep
+        every network's sums exact (see the module docstring)."""
         if not 0 <= self.levels <= 6:
             raise ValueError(f"levels must be 0..6, got {self.levels}")
         if len(self.hidden) != 2 or not all(1 <= h <= 64 for h in self.hidden):
@@ -70,6 +103,26 @@ class ModelConfig:
             raise ValueError(f"bins must be in 2..64, got {self.bins}")
         if not 4 <= self.neighbours <= 16:
             raise ValueError(f"neighbours must be in 4..16, got {self.neighbours}")
+        # the widest network: a D pass (neighbours + 4 in-slice inputs) with previous-slice inputs
+        f = self.neighbours + 4 + 17
+        if max(f, *self.hidden) * MAX_PRODUCT >= EXACT_LIMIT:  # never with the ranges above
+            raise ValueError(f"networks of {f} inputs and hidden sizes {self.hidden} are too wide for exact "
+                             "float32 inference")
+
+    def raw_model_bytes(self, inter: bool) -> int:
+        """Length of a block's model section once decompressed (1 flag byte, then the networks)."""
+        from .context import schedule
+
+        groups = {}
+        for p in schedule(self.levels, self.neighbours):
+            groups.setdefault(group_of(p), p)
+        h1, h2 = self.hidden
+        n = 1
+        for kind in ((False, True) if inter else (False,)):
+            for p in groups.values():
+                f = n_inputs(p, kind)
+                n += _EXP.size + 16 + h1 * f + h1 * h2 + h2 + f + h2 + 4 * h1 + 4 * h2
+        return n
 
 
 _EXP = struct.Struct("<6B")
@@ -97,13 +150,21 @@ class IntNet:
         return max(emu + ACT_BITS, es + IN_BITS)
 
     def validate(self):
-        """Check the bounds that make float32 GEMM exact."""
+        """Check the bounds that make inference exact (see the module docstring): every GEMM sums at
+        most 1023 products of magnitude <= 128 * 128 (< 2^24), exponents are 1..20, output biases
+        are within +-2^53.  Raises ValueError."""
         h1, f = self.w1.shape
         h2 = self.w2.shape[0]
-        if f * 127 * 128 >= EXACT_LIMIT or h1 * 127 * 127 >= EXACT_LIMIT or (h2 + f) * 127 * 128 >= EXACT_LIMIT:
+        if self.w2.shape != (h2, h1) or self.b1.shape != (h1,) or self.b2.shape != (h2,) or \
+                self.wmu.shape != (h2,) or self.wsc.shape != (h2,) or self.ws.shape != (f,):
+            raise ValueError("network weights have inconsistent shapes")
+        # layer 1 and the linear skip sum f products, layer 2 h1, the outputs h2
+        if max(f, h1, h2) * MAX_PRODUCT >= EXACT_LIMIT:
             raise ValueError("network too wide for exact float32 inference")
-        if not all(1 <= e <= 20 for e in self.e):
+        if len(self.e) != 5 or not all(1 <= e <= 20 for e in self.e):
             raise CorruptStreamError(f"network exponent out of range: {self.e}")
+        if not (abs(int(self.bmu)) <= MAX_OUT_BIAS and abs(int(self.bsc)) <= MAX_OUT_BIAS):
+            raise ValueError(f"network output bias out of range: {self.bmu}, {self.bsc} (at most 2^53)")
 
     def _mats(self):
         """float32 weights, and the hidden biases (rounding half added) as int32 column vectors.
@@ -192,7 +253,9 @@ class IntNet:
 
         if pos + _EXP.size + 16 > len(buf):
             raise CorruptStreamError("model section is too short")
-        e = _EXP.unpack_from(buf, pos)[:5]
+        *e, zero = _EXP.unpack_from(buf, pos)
+        if zero:
+            raise CorruptStreamError("model section is damaged: a network's reserved byte is not 0")
         pos += _EXP.size
         bmu, bsc = struct.unpack_from("<qq", buf, pos)
         pos += 16
@@ -204,7 +267,10 @@ class IntNet:
         b1 = take(h1, "<i4").astype(np.int32)
         b2 = take(h2, "<i4").astype(np.int32)
         net = cls(w1, b1, w2, b2, wmu, ws, bmu, wsc, bsc, tuple(e))
-        net.validate()
+        try:
+            net.validate()
+        except ValueError as exc:
+            raise CorruptStreamError(f"model section is damaged: {exc}") from None
         return net, pos
 
 
@@ -253,7 +319,7 @@ class BlockModel:
         try:
             d = json.loads(text)
             return cls.from_bytes(base64.b64decode(d["weights"]), ModelConfig.from_json(d["config"]))
-        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        except (ValueError, KeyError, TypeError, binascii.Error, RecursionError) as exc:
             if isinstance(exc, CorruptStreamError):
                 raise
             raise CorruptStreamError(f"not a voxcodec model: {exc}") from None
@@ -269,12 +335,23 @@ class BlockModel:
 
     @classmethod
     def from_bytes(cls, data: bytes, config: ModelConfig) -> "BlockModel":
+        """A model section (zlib) for ``config`` (validated by the caller).  Its decompressed length
+        is exactly what ``config`` implies, and decompression stops there (no zlib bomb)."""
+        limit = config.raw_model_bytes(True)
         try:
-            raw = memoryview(zlib.decompress(data))
+            z = zlib.decompressobj()
+            raw = z.decompress(data, limit + 1)
+            if len(raw) > limit or not z.eof or z.unused_data or z.unconsumed_tail:
+                raise CorruptStreamError("model section is damaged: it is not one zlib stream of the size its "
+                                         "configuration implies")
         except zlib.error as exc:
             raise CorruptStreamError(f"model section does not decompress: {exc}") from None
+        raw = memoryview(raw)
         if len(raw) < 1 or raw[0] > 1:
             raise CorruptStreamError("model section has a bad flag byte")
+        if len(raw) != config.raw_model_bytes(bool(raw[0])):
+            raise CorruptStreamError(f"model section is {len(raw)} bytes once decompressed, not the "
+                                     f"{config.raw_model_bytes(bool(raw[0]))} its configuration implies")
         pos = 1
         model = cls(config, {}, {} if raw[0] else None)
         for kind in ("intra", "inter"):

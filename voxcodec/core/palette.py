@@ -44,13 +44,23 @@ def encode(coder, kind: int, values, lo: int, hi: int):
         coder.encode(np.array([values[0] - lo], np.int32), _UNIFORM, np.array([hi - lo + 1], np.int32))
 
 
-def decode(decoder, lo: int, hi: int):
-    """Inverse of :func:`encode`: ``(kind, values)``."""
+def decode(decoder, lo: int, hi: int, slice_voxels: int | None = None):
+    """Inverse of :func:`encode`: ``(kind, values)``.
+
+    Raises ValueError for what :func:`choose` never sends: a palette of fewer than two values or of
+    every value in its span, or a palette for a slice of ``slice_voxels`` voxels when its bitmap
+    (``hi - lo + 1`` bits) could not pay for itself (``choose`` needs ``0.5 * voxels * log2(span /
+    values) > 2 * (hi - lo + 1)``, and the log is at most 16, so ``4 * voxels > hi - lo + 1``): a
+    damaged payload then stops before it decodes a bitmap larger than the slice."""
     kind = int(decoder.decode(_UNIFORM, np.array([3], np.int32))[0])
     if kind == PALETTE:
+        if slice_voxels is not None and 4 * slice_voxels <= hi - lo + 1:
+            raise ValueError(f"a palette slice of {slice_voxels} voxels over {hi - lo + 1} values")
         bits = decoder.decode(_UNIFORM, np.full(hi - lo + 1, 2, np.int32))
         values = np.flatnonzero(bits).astype(np.int64) + lo
-        return kind, (values if values.size else np.array([lo], np.int64))
+        if values.size < 2 or values.size >= values[-1] - values[0] + 1:
+            raise ValueError(f"a palette of {values.size} values that the encoder never sends")
+        return kind, values
     if kind == CONSTANT:
         return kind, np.array([lo + int(decoder.decode(_UNIFORM, np.array([hi - lo + 1], np.int32))[0])], np.int64)
     return NORMAL, None
