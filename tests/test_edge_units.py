@@ -143,14 +143,14 @@ def test_spool_budget_pauses_compression_while_dest_is_unreachable(tmp_path, sam
     t = threading.Thread(target=run.run, daemon=True)
     t.start()
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not run.stats["message"].startswith("spool budget"):
+    while time.monotonic() < deadline and not run.progress.stats["message"].startswith("spool budget"):
         time.sleep(0.1)
     st = run.status()
     run.stop()
     t.join(30)
     assert st["message"].startswith("spool budget reached") and st["link"].startswith("down")
     assert 1 <= st["blocks_coded"] < 6 and st["blocks_shipped"] == 0
-    assert st["spool_bytes"] <= 9000 + max(sum(c["bytes"] for c in r["chunks"]) for r in run.blocks.values())
+    assert st["spool_bytes"] <= 9000 + max(sum(c["bytes"] for c in r["chunks"]) for r in run.progress.blocks.values())
     assert len(list((tmp_path / "state" / "spool").iterdir())) == st["blocks_coded"]
 
 
@@ -264,7 +264,7 @@ def test_sources_are_kept_when_dest_changed_after_shipping(tmp_path, sample):
     chunk.write_bytes(bytes(data))
     run = EdgeRun(_opts(tmp_path, delete_source=True))
     with pytest.raises(VerifyError, match="changed after it was shipped; sources are kept"):
-        run._delete_sources(0)
+        run.shipper.delete_sources(0)
     assert len(list((tmp_path / "acq").glob("*.tif"))) == 4
 
 
