@@ -329,7 +329,7 @@ class EdgeRun:
             if part.shape[1:] != (th, tw):  # in-plane edge chunk: pad by repeating the border (cheap to code)
                 part = np.pad(part, ((0, 0), (0, th - part.shape[1]), (0, tw - part.shape[2])), mode="edge")
             data = encode_chunk(part, preset=self.opts.preset, banks=self._banks.setdefault((iy, ix), {}),
-                                device=self.opts.device)
+                                device=self.opts.device, position=(k, iy, ix))
             name = f"{k:08d}.{iy}.{ix}"
             self._spool_write(name, data)
             chunks.append({"key": self.layout.chunk_key((k, iy, ix)), "spool": name, "bytes": len(data),

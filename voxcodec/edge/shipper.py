@@ -186,7 +186,7 @@ class Shipper:
             if back is None or sha256(back) != c["sha256"]:
                 raise VerifyError(f"block {k}: {c['key']} at DEST changed after it was shipped; sources are kept")
             try:
-                part = decode_chunk(back, shape=(depth, th, tw), dtype=self.layout.dtype)
+                part = decode_chunk(back, shape=(depth, th, tw), dtype=self.layout.dtype, position=(k, iy, ix))
             except VoxcodecError as exc:
                 raise VerifyError(f"block {k}: {c['key']} read back from DEST does not decode ({exc}); "
                                   "sources are kept") from None
