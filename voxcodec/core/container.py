@@ -429,6 +429,8 @@ def check_index(layout: Layout, shape, entries: list[IndexEntry], start: int, en
     layer after layer of tiles in row-major order, records back to back from ``start`` (the end of the
     file header) to ``end`` (the block index), each at least a block header long."""
     z, h, w = shape
+    if end < start:
+        raise CorruptStreamError(f"block index offset {end} points inside the file header")
     if (h, w) != layout.slice_shape:
         raise CorruptStreamError(f"block index field shape is {list(shape)}, but the slices are "
                                  f"{list(layout.slice_shape)}")

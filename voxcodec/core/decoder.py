@@ -44,6 +44,8 @@ class Decoder:
 
     def __init__(self, source, *, salvage: bool = False, batch: int | None = None,
                  shared_model: BlockModel | None = None):
+        if batch is not None and (isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1):
+            raise UnsupportedError(f"batch must be a positive number of voxels, got {batch!r}")
         self.batch = batch
         self.shared_model = shared_model
         self._lock = threading.Lock()  # one seek+read pair on self._f at a time (see _read_at)
@@ -93,33 +95,39 @@ class Decoder:
     def _scan(self):
         """The complete z-layers of block records of a stream without a block index (salvage).
 
-        Records are read from the end of the file header on, each one checked as the block the encoder
-        writes at that place (its index field, geometry and fields); the scan stops at the first record
-        that is incomplete or does not fit, and only whole layers are kept."""
+        Records are read from the end of the file header on.  The scan ends where an interrupted write
+        ends: at a record that is incomplete, or whose header is not a block header (no marker, a bad
+        header checksum).  A complete block header that does not fit -- a field out of range, an index
+        field or geometry other than those of the block the encoder writes at that place (a record
+        copied or moved), a layer after a shallower one -- is damage, not an interruption: it raises
+        CorruptStreamError.  Only whole layers are kept."""
         lay = self._layout
         n_tiles = lay.n_tiles
         entries, pos, layer_depth = [], self._header_size, lay.block_depth
         while True:
             i = len(entries)
             layer, t = divmod(i, n_tiles)
-            if t == 0 and layer_depth < lay.block_depth:
-                break  # only the last layer of a volume is shallower than block_depth
             raw = self._read_at(pos, HEADER_SIZE)
             if len(raw) < HEADER_SIZE:
                 break
             try:
                 hd = BlockHeader.unpack(raw, i)
-                hd.check(i, lay)
             except CorruptStreamError:
-                break
-            z0, _, y0, x0, h, w = lay.block(i, layer * lay.block_depth + lay.block_depth)
+                break  # the end of what was written (or damage we cannot tell from it)
+            hd.check(i, lay)
+            if t == 0 and layer_depth < lay.block_depth:
+                raise CorruptStreamError(f"a block record follows a layer of {layer_depth} slices, shallower than "
+                                         f"the block depth {lay.block_depth}: only the last layer may be", i)
+            z0, _, y0, x0, h, w = lay.block(i, (layer + 1) * lay.block_depth)
             if t == 0:
                 layer_depth = hd.depth
             if hd.geometry != (z0, layer_depth, y0, x0, h, w) or not 1 <= layer_depth <= lay.block_depth:
-                break
+                raise CorruptStreamError(f"block header places the block at z0, depth, y0, x0, h, w = "
+                                         f"{list(hd.geometry)}, where block {i} of the volume is at "
+                                         f"{[z0, min(layer_depth, lay.block_depth), y0, x0, h, w]}", i)
             length = HEADER_SIZE + hd.model_len + hd.payload_len
             if pos + length > self.nbytes:
-                break
+                break  # its data was not all written
             entries.append(IndexEntry(pos, length, hd.z0, hd.depth, hd.y0, hd.x0, hd.h, hd.w, 8 * length,
                                       hd.model_len, bool(hd.flags & FLAG_INTER)))
             pos += length
@@ -177,20 +185,24 @@ class Decoder:
         body = raw[HEADER_SIZE:]
         if zlib.crc32(body) != hd.data_crc:
             raise CorruptStreamError("block data checksum mismatch (the stream is damaged)", i)
-        if hd.flags & FLAG_CONSTANT:
-            out = np.full(hd.shape, hd.lo, self.dtype)
-        else:
-            if hd.flags & FLAG_SHARED:
-                model = self._shared(i)
+        try:
+            if hd.flags & FLAG_CONSTANT:
+                out = np.full(hd.shape, hd.lo, self.dtype)
             else:
-                try:
-                    model = BlockModel.from_bytes(body[:hd.model_len], self.config)
-                except CorruptStreamError as exc:
-                    raise CorruptStreamError(str(exc), i) from None
-            if bool(hd.flags & FLAG_INTER) != (model.inter is not None):
-                raise CorruptStreamError("block flags disagree with its model", i)
-            out = decode_block(body[hd.model_len:], model, hd.shape, hd.lo, hd.hi, hd.centre, hd.shift,
-                               self.dtype, block_index=i, batch=self.batch)
+                if hd.flags & FLAG_SHARED:
+                    model = self._shared(i)
+                else:
+                    try:
+                        model = BlockModel.from_bytes(body[:hd.model_len], self.config)
+                    except CorruptStreamError as exc:
+                        raise CorruptStreamError(str(exc), i) from None
+                if bool(hd.flags & FLAG_INTER) != (model.inter is not None):
+                    raise CorruptStreamError("block flags disagree with its model", i)
+                out = decode_block(body[hd.model_len:], model, hd.shape, hd.lo, hd.hi, hd.centre, hd.shift,
+                                   self.dtype, block_index=i, batch=self.batch)
+        except MemoryError as exc:  # a valid block of up to MAX_BLOCK_VOXELS voxels, on a small machine
+            raise UnsupportedError(f"block {i}: not enough memory to decode this block of {hd.depth} x {hd.h} x "
+                                   f"{hd.w} voxels") from exc
         if voxel_crc(out) != hd.voxel_crc:
             raise CorruptStreamError("decoded voxels do not match their checksum", i)
         return out
@@ -236,7 +248,11 @@ class Decoder:
         total = int(np.prod(shape, dtype=np.int64))
         if total == 0:
             return np.zeros(shape, self.dtype)
-        out = np.zeros(shape, self.dtype)  # never uninitialised memory, even if a check below failed to fire
+        try:
+            out = np.zeros(shape, self.dtype)  # never uninitialised memory, even if a check below failed to fire
+        except MemoryError as exc:  # a valid stream may describe more voxels than memory holds
+            raise UnsupportedError(f"not enough memory for {total} voxels of shape {shape}: read a smaller region "
+                                   "(dec[z0:z1, y0:y1, x0:x1])") from exc
         filled = 0
         for i, e in enumerate(self.index):
             sel = [_axis_overlap(r, b0, b0 + n)

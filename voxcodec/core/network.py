@@ -13,9 +13,9 @@ Every product and partial sum is an integer below 2^24 in magnitude, so the floa
 computes them is exact whatever the BLAS, thread count, summation order or device; shifts, rounding
 and clamps are done in int32 / int64 numpy, with no overflow.  The bounds (checked by
 :meth:`ModelConfig.validate` and :meth:`IntNet.validate`, for every network a stream holds): int8
-weights are in [-128, 127] and every GEMM input (features in [-128, 127], activations in [0, 127])
-has magnitude at most 128, so a sum of n products is at most n * 128 * 128 < 2^24 for n < 1024
-inputs; the output biases ``bmu``, ``bsc`` are at most 2^53 in magnitude, so ``mu`` stays below 2^54
+weights are in [-128, 127], features in [-128, 127] and activations in [0, 127], so a sum of F
+products weight x feature is at most F * 128 * 128 (< 2^24 for F <= 1023 inputs) and a sum of H
+products weight x activation at most H * 128 * 127 (< 2^24 for H <= 1032 units); the output biases ``bmu``, ``bsc`` are at most 2^53 in magnitude, so ``mu`` stays below 2^54
 and ``mu << shift`` (shift <= 8) below 2^62.
 The float model is trained to compute exactly this (quantization-aware training), see
 :mod:`voxcodec.core.training`.
@@ -39,9 +39,10 @@ IN_BITS = 6
 #: lowest scale (in centred value units) and scale step per bin (a factor of sqrt(2))
 SCALE_MIN = 0.35
 EXACT_LIMIT = 2 ** 24
-#: largest magnitude of one product in a GEMM: int8 weight (>= -128) times an input (features >= -128,
-#: activations <= 127)
+#: largest magnitude of one product in a GEMM: int8 weight (>= -128) times a feature (>= -128)...
 MAX_PRODUCT = 128 * 128
+#: ...or times an activation (0..127)
+MAX_ACT_PRODUCT = 128 * 127
 #: largest magnitude of the output biases bmu and bsc (see the module docstring)
 MAX_OUT_BIAS = 2 ** 53
 
@@ -150,17 +151,20 @@ class IntNet:
         return max(emu + ACT_BITS, es + IN_BITS)
 
     def validate(self):
-        """Check the bounds that make inference exact (see the module docstring): every GEMM sums at
-        most 1023 products of magnitude <= 128 * 128 (< 2^24), exponents are 1..20, output biases
-        are within +-2^53.  Raises ValueError."""
+        """Check the bounds that make inference exact (see the module docstring): the largest sum of
+        every GEMM is below 2^24 (at most 1023 inputs, 1032 hidden units), exponents are 1..20, output
+        biases are within +-2^53.  Raises ValueError."""
         h1, f = self.w1.shape
         h2 = self.w2.shape[0]
         if self.w2.shape != (h2, h1) or self.b1.shape != (h1,) or self.b2.shape != (h2,) or \
                 self.wmu.shape != (h2,) or self.wsc.shape != (h2,) or self.ws.shape != (f,):
             raise ValueError("network weights have inconsistent shapes")
-        # layer 1 and the linear skip sum f products, layer 2 h1, the outputs h2
-        if max(f, h1, h2) * MAX_PRODUCT >= EXACT_LIMIT:
-            raise ValueError("network too wide for exact float32 inference")
+        # the largest sum of each GEMM: layer 1 and the linear skip sum f products weight x feature
+        # (-128 x -128), layer 2 and the outputs h1 and h2 products weight x activation (-128 x 127)
+        worst = {"layer 1": f * MAX_PRODUCT, "layer 2": h1 * MAX_ACT_PRODUCT, "outputs": h2 * MAX_ACT_PRODUCT}
+        for name, top in worst.items():
+            if top >= EXACT_LIMIT:
+                raise ValueError(f"network too wide for exact float32 inference: {name} sums can reach {top} >= 2^24")
         if len(self.e) != 5 or not all(1 <= e <= 20 for e in self.e):
             raise CorruptStreamError(f"network exponent out of range: {self.e}")
         if not (abs(int(self.bmu)) <= MAX_OUT_BIAS and abs(int(self.bsc)) <= MAX_OUT_BIAS):
