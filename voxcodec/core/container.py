@@ -413,12 +413,16 @@ def read_index(f, file_size: int) -> tuple[list[int], list[IndexEntry], int]:
              check_int(shape[2], "block index field shape[2] (x)", 1, MAX_SLICE_DIM)]
     entries = []
     names = list(IndexEntry.__dataclass_fields__)
+    tops = [file_size if k in ("offset", "length") else 8 * file_size if k == "bits" else 0xFFFFFFFF
+            for k in names[:-1]]
     for i, e in enumerate(d["blocks"]):
         if not isinstance(e, list) or len(e) != len(names):
             raise CorruptStreamError(f"block index entry is {_show(e)}, not a list of {len(names)} fields", i)
-        vals = [check_int(v, f"block index field {k}", 0, file_size if k in ("offset", "length") else
-                          (8 * file_size if k == "bits" else 0xFFFFFFFF), i) for k, v in zip(names[:-1], e[:-1])]
-        if not isinstance(e[-1], bool):
+        vals = e[:-1]
+        if not (all(type(v) is int and v >= 0 for v in vals) and all(v <= t for v, t in zip(vals, tops))):
+            for k, v, top in zip(names, vals, tops):  # find and name the bad field
+                check_int(v, f"block index field {k}", 0, top, i)
+        if type(e[-1]) is not bool:
             raise CorruptStreamError(f"block index field inter is {_show(e[-1])}, not true or false", i)
         entries.append(IndexEntry(*vals, e[-1]))
     return shape, entries, offset
