@@ -130,3 +130,10 @@ def test_big_endian_input_is_coded_by_value():
     out = voxcodec.decode(voxcodec.encode(a))
     np.testing.assert_array_equal(out, a)
     assert out.dtype == np.uint16
+
+
+def test_encoder_refuses_layouts_a_decoder_refuses():
+    with pytest.raises(voxcodec.UnsupportedError, match="tile"):
+        Encoder(None, slice_shape=(20000, 20000), tile=(10000, 10000))
+    with pytest.raises(voxcodec.UnsupportedError, match="block_depth"):
+        Encoder(None, slice_shape=(2048, 2048), block_depth=1000)

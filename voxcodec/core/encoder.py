@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import __version__
-from ..errors import InputError, UnsupportedError
+from ..errors import CorruptStreamError, InputError, UnsupportedError
 from . import resume as _resume
 from .block import MIN_TRAIN_VOXELS, encode_block, fit_block, untrained_model, value_range
-from .container import (FLAG_CONSTANT, FLAG_INTER, FLAG_SHARED, BlockHeader, IndexEntry, check_dtype, pack_file_header,
-                        pack_index, voxel_crc)
+from .container import (FLAG_CONSTANT, FLAG_INTER, FLAG_SHARED, MAX_SLICES, BlockHeader, IndexEntry, check_dtype,
+                        layout_from_meta, pack_file_header, pack_index, voxel_crc)
 from .network import BlockModel, ModelConfig
 from .presets import preset as get_preset
 
@@ -164,6 +164,11 @@ class Encoder:
                      "metadata": metadata or {}}
         if shared_model is not None:
             self.meta["shared_model"] = shared_model.id
+        try:  # never write a stream that a decoder would refuse
+            layout_from_meta(self.meta)
+        except CorruptStreamError as exc:
+            raise UnsupportedError(f"{exc}".replace("file header field ", "") +
+                                   " (a decoder refuses such streams: choose a smaller tile or block depth)") from None
         self._voxels_done = 0.0  # voxels of the blocks coded so far (progress)
         self._fit_share = 0.8  # share of a tile's time spent training, updated from each trained tile
         self._last_report = 0.0
@@ -215,6 +220,8 @@ class Encoder:
             raise UnsupportedError(f"expected slices of shape {self.slice_shape}, got an array of shape {a.shape}")
         if a.dtype.newbyteorder("=") != self.dtype:
             raise UnsupportedError(f"expected {self.dtype} slices, got {a.dtype}")
+        if self._z + self._buffered + a.shape[0] > MAX_SLICES:
+            raise UnsupportedError(f"a stream holds at most {MAX_SLICES} slices")
         done = []
         while a.shape[0]:
             take = min(a.shape[0], self.block_depth - self._buffered)
