@@ -83,6 +83,18 @@ def make_streams(trained: bool = True) -> list[Stream]:
     shared = untrained_model(ModelConfig())
     sh = np.ascontiguousarray(s[30:36, :16, :16])
     out.append(Stream("u8_shared", voxcodec.encode(sh, block_depth=3, shared_model=shared), sh, shared.to_text()))
+    # format 2: a stored (raw) noise tile beside a coded one; a uint16 mask coded with listed palettes
+    stored = np.ascontiguousarray(s[44:48, :16, :32])
+    stored[:, :, 16:] = np.random.default_rng(5).integers(0, 256, (4, 16, 16), dtype=np.uint8)
+    out.append(Stream("u8_stored", voxcodec.encode(stored, block_depth=4, tile=(16, 16), train="never"), stored))
+    mask = ((s[48:52, :16, :16] > 120) * 65535).astype(np.uint16)
+    out.append(Stream("u16_listed", voxcodec.encode(mask, block_depth=2, train="never"), mask))
+    # format 1, as voxcodec 0.1 wrote it (a golden stream)
+    golden = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "golden_plain_u8.vxc")
+    if os.path.exists(golden):
+        with open(golden, "rb") as f:
+            v1 = f.read()
+        out.append(Stream("u8_format1", v1, voxcodec.decode(v1)))
     if trained:
         tr = np.ascontiguousarray(s[22:30, :24, :24])
         data = voxcodec.encode(tr, block_depth=4, train="always", threads=1,

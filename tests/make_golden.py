@@ -1,9 +1,10 @@
-"""Regenerate the golden streams in tests/data (only when the format version changes on purpose).
+"""Write the golden streams in tests/data that are missing (a new format version adds its own).
 
     python tests/make_golden.py
 
-The golden streams pin the format: tests/test_golden.py decodes them and checks the voxels
-against the arrays below, so a change that breaks old files fails the tests.
+The golden streams pin the format: tests/test_exactness.py decodes them and checks the voxels
+against the arrays below, so a change that breaks old files fails the tests. A stream already in
+tests/data is never rewritten: it stands for the files of its version that users have.
 """
 
 import hashlib
@@ -25,18 +26,35 @@ def golden_arrays():
     u16 = s[20:24].astype(np.uint16) * 13 + 1000
     return {"golden_u8": (u8, dict(block_depth=8, train="always", fit_options={"inter": "always", "steps": 60})),
             "golden_u16": (u16, dict(block_depth=4, tile=(128, 96), train="always", fit_options={"steps": 60})),
-            "golden_plain_u8": (u8[:6, :40, :56], dict(block_depth=4, train="never"))}
+            "golden_plain_u8": (u8[:6, :40, :56], dict(block_depth=4, train="never")),
+            **golden_v2_arrays()}
+
+
+def golden_v2_arrays():
+    """Format 2 (voxcodec 0.2): a stored block (noise beside EM in one layer), listed palettes (a uint16
+    mask of two values over the whole range), a constant slice."""
+    s = sample_volume()
+    noise = np.random.default_rng(7).integers(0, 256, (8, 64, 64), dtype=np.uint8)
+    mixed = np.ascontiguousarray(np.concatenate([s[:8, :64, :64], noise], axis=2))
+    mask = ((s[30:38, :32, :32] > 120) * 65535).astype(np.uint16)
+    mask[3] = 0
+    return {"golden_v2_stored_u8": (mixed, dict(block_depth=8, tile=(64, 64), train="always",
+                                                fit_options={"steps": 30})),
+            "golden_v2_listed_u16": (mask, dict(block_depth=4, train="never"))}
 
 
 def main():
-    meta = {}
+    path = os.path.join(HERE, "golden.json")
+    meta = json.load(open(path)) if os.path.exists(path) else {}
     for name, (arr, opts) in golden_arrays().items():
+        if os.path.exists(os.path.join(HERE, name + ".vxc")):
+            continue
         data = voxcodec.encode(arr, **opts)
         with open(os.path.join(HERE, name + ".vxc"), "wb") as f:
             f.write(data)
-        meta[name] = {"shape": list(arr.shape), "dtype": str(arr.dtype),
+        meta[name] = {"shape": list(arr.shape), "dtype": str(arr.dtype), "encoder": f"voxcodec {voxcodec.__version__}",
                       "sha256": hashlib.sha256(arr.tobytes()).hexdigest(), "options": {k: v for k, v in opts.items()}}
-    with open(os.path.join(HERE, "golden.json"), "w") as f:
+    with open(path, "w") as f:
         json.dump(meta, f, indent=2)
 
 

@@ -149,10 +149,13 @@ def test_every_offset_is_known_when_read():
         assert known.all()
 
 
-@pytest.mark.parametrize("name", ["golden_u8", "golden_u16", "golden_plain_u8"])
-def test_golden_streams_still_decode(name):
-    """Streams written by voxcodec 0.1.0 (format 1) must keep decoding to the same voxels."""
+@pytest.mark.parametrize("name, version", [("golden_u8", 1), ("golden_u16", 1), ("golden_plain_u8", 1),
+                                           ("golden_v2_stored_u8", 2), ("golden_v2_listed_u16", 2)])
+def test_golden_streams_still_decode(name, version):
+    """Streams written by voxcodec 0.1.0 (format 1) and 0.2.0 (format 2) keep decoding to the same voxels."""
     meta = json.loads((DATA / "golden.json").read_text())[name]
+    with voxcodec.Decoder(DATA / f"{name}.vxc") as dec:
+        assert dec.format_version == version
     out = voxcodec.decode(DATA / f"{name}.vxc")
     assert list(out.shape) == meta["shape"] and str(out.dtype) == meta["dtype"]
     assert hashlib.sha256(out.tobytes()).hexdigest() == meta["sha256"]

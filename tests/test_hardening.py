@@ -296,7 +296,8 @@ def test_constant_block_fields(stream, vol):
 
 
 def test_unknown_flags_and_reserved_fields(stream):
-    for k, v, what in ((13, 8, "unknown flag"), (8, 1, "reserved"), (14, 1, "reserved")):
+    for k, v, what in ((13, 16, "unknown flag"), (13, 8, "a stored block"), (8, 1, "reserved"),
+                       (14, 1, "reserved")):
         def edit(p, k=k, v=v):
             p.records[1].fields[k] |= v
         _raises(_edited(stream, edit), f"block 1: block header.*{what}")
@@ -434,7 +435,7 @@ def test_random_bytes_after_the_magic_do_not_ask_for_an_upgrade(stream):
 
 
 def test_future_version_asks_for_an_upgrade(stream):
-    _raises(_edited(stream, lambda p: setattr(p, "version", 2)), "format version 2 is not supported.*upgrade voxcodec")
+    _raises(_edited(stream, lambda p: setattr(p, "version", 3)), "format version 3 is not supported.*upgrade voxcodec")
     _raises(_edited(stream, lambda p: setattr(p, "version", 40000)), "^file header is damaged: its format version")
 
 

@@ -31,6 +31,7 @@ def test_palette_nearest_rank_and_roundtrip():
     palette.encode(enc, palette.PALETTE, values, 0, 50)
     palette.encode(enc, palette.NORMAL, None, 0, 50)
     palette.encode(enc, palette.CONSTANT, np.array([37]), 0, 50)
+    palette.encode(enc, palette.LISTED, values, 0, 50)
     dec = constriction.stream.queue.RangeDecoder(enc.get_compressed())
     kind, got = palette.decode(dec, 0, 50)
     assert kind == palette.PALETTE
@@ -38,13 +39,20 @@ def test_palette_nearest_rank_and_roundtrip():
     assert palette.decode(dec, 0, 50) == (palette.NORMAL, None)
     kind, got = palette.decode(dec, 0, 50)
     assert kind == palette.CONSTANT and got.tolist() == [37]
+    kind, got = palette.decode(dec, 0, 50)
+    assert kind == palette.LISTED
+    np.testing.assert_array_equal(got, values)
 
 
 def test_palette_chosen_for_sparse_slices_only():
     rng = np.random.default_rng(0)
     sparse = rng.integers(0, 256, (256, 256)) // 16 * 16
     dense = rng.integers(0, 256, (256, 256))
-    assert palette.choose(sparse, 0, 255)[0] == palette.PALETTE
+    assert palette.choose(sparse, 0, 255)[0] == palette.LISTED  # 16 values: a list is cheaper than a bitmap
+    stretched = rng.integers(0, 256, (256, 256)) // 2 * 2  # 128 values: the bitmap is cheaper
+    assert palette.choose(stretched, 0, 255)[0] == palette.PALETTE
+    binary = (rng.random((32, 32)) < 0.3) * 65535  # a small uint16 mask: 2 values over 65536
+    assert palette.choose(binary, 0, 65535)[0] == palette.LISTED
     assert palette.choose(dense, 0, 255) == (palette.NORMAL, None)
     assert palette.choose(np.full((9, 9), 4), 0, 255)[0] == palette.CONSTANT
 

@@ -23,6 +23,7 @@ from . import context as ctx
 from . import palette
 from .entropy import AdaptiveTables, decode_symbols, encode_symbols, n_tokens, unzigzag, zigzag
 from ..errors import CorruptStreamError
+from .container import FORMAT_VERSION
 from .network import BlockModel, ModelConfig, group_of, n_inputs
 
 RangeEncoder = constriction.stream.queue.RangeEncoder
@@ -273,7 +274,7 @@ def encode_block(data: np.ndarray, model: BlockModel, progress=None) -> tuple[by
             kind, values = palette.choose(data[z0 + i], lo, hi)
             palette.encode(coder, kind, values, lo, hi)
             if kind != palette.CONSTANT:  # a constant slice is its value alone
-                lut = palette.Lookup(values, lo, hi) if kind == palette.PALETTE else None
+                lut = None if kind == palette.NORMAL else palette.Lookup(values, lo, hi)
                 for x, pred, table in per_pass:
                     r = x[i] - pred[i] if lut is None else lut.residual(x[i], pred[i])
                     encode_symbols(coder, tables, zigzag(r), table[i])
@@ -302,16 +303,17 @@ def predict_slice(data: np.ndarray, model: BlockModel, z: int):
 
 
 def decode_block(payload: bytes, model: BlockModel, shape, lo: int, hi: int, centre: int, shift: int,
-                 dtype, block_index=None, out=None, batch=None) -> np.ndarray:
+                 dtype, block_index=None, out=None, batch=None, version: int = FORMAT_VERSION) -> np.ndarray:
     """Decode a block payload into an array of ``shape`` (depth, H, W).
 
     ``batch`` bounds how many voxels one inference call handles (memory only: any value gives the
-    same voxels).  The arguments come from a checked block header (see
+    same voxels).  ``version``: the stream's format version (see :mod:`.palette`).  The arguments
+    come from a checked block header (see
     :meth:`voxcodec.core.container.BlockHeader.check`): ``0 <= lo < hi <= dtype max``, centre and
     shift as the encoder derives them.  A damaged payload raises CorruptStreamError naming the block,
     including a panic of the range coder (a ``BaseException`` in constriction)."""
     try:
-        return _decode_block(payload, model, shape, lo, hi, centre, shift, dtype, block_index, out, batch)
+        return _decode_block(payload, model, shape, lo, hi, centre, shift, dtype, block_index, out, batch, version)
     except CorruptStreamError:
         raise
     except (ValueError, RuntimeError, AssertionError) as exc:
@@ -322,7 +324,7 @@ def decode_block(payload: bytes, model: BlockModel, shape, lo: int, hi: int, cen
         raise CorruptStreamError(f"entropy decoding failed (the range coder panicked: {exc})", block_index) from None
 
 
-def _decode_block(payload, model, shape, lo, hi, centre, shift, dtype, block_index, out, batch):
+def _decode_block(payload, model, shape, lo, hi, centre, shift, dtype, block_index, out, batch, version):
     d, h, w = shape
     cfg = model.config
     pad = ctx.pad_width(cfg.levels)
@@ -343,7 +345,7 @@ def _decode_block(payload, model, shape, lo, hi, centre, shift, dtype, block_ind
         slice_out = out[z:z + 1]
         inter = model.inter is not None and z > 0
         try:
-            kind, values = palette.decode(decoder, lo, hi, h * w)
+            kind, values = palette.decode(decoder, lo, hi, h * w, version)
         except (ValueError, RuntimeError, AssertionError) as exc:
             raise CorruptStreamError(f"entropy decoding failed in slice {z}: {exc}", block_index) from None
         if kind == palette.CONSTANT:

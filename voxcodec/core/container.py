@@ -23,7 +23,9 @@ import numpy as np
 from ..errors import CorruptStreamError, TruncatedStreamError, UnsupportedError
 
 MAGIC = b"\x89VXC\r\n\x1a\n"
-FORMAT_VERSION = 1
+#: the version written; every version in READ_VERSIONS is read (see docs/format.md)
+FORMAT_VERSION = 2
+READ_VERSIONS = (1, 2)
 BLOCK_MAGIC = b"VXBK"
 INDEX_MAGIC = b"VXIX"
 END_MAGIC = b"VXCEND01"
@@ -34,7 +36,12 @@ _TRAILER = struct.Struct("<Q8s")
 FLAG_CONSTANT = 1
 FLAG_INTER = 2
 FLAG_SHARED = 4  # the block is coded with the stream's shared model (held outside the stream)
+FLAG_RAW = 8  # format 2: the payload is the voxels themselves (little-endian), no model
 KNOWN_FLAGS = FLAG_CONSTANT | FLAG_INTER | FLAG_SHARED
+
+
+def known_flags(version: int) -> int:
+    return KNOWN_FLAGS | (FLAG_RAW if version >= 2 else 0)
 
 #: the voxel types a stream can hold
 DTYPES = (np.dtype("uint8"), np.dtype("uint16"))
@@ -102,6 +109,7 @@ class Layout:
     slice_shape: tuple[int, int]
     block_depth: int
     tile: tuple[int, int]
+    version: int = FORMAT_VERSION
 
     @property
     def tiles_x(self) -> int:
@@ -137,7 +145,7 @@ class Layout:
         return z0, min(self.block_depth, z - z0), y0, x0, h, w
 
 
-def layout_from_meta(meta) -> Layout:
+def layout_from_meta(meta, version: int = FORMAT_VERSION) -> Layout:
     """Check the file header's ``dtype``, ``slice_shape``, ``block_depth`` and ``tile`` against the limits."""
     if not isinstance(meta, dict):
         raise CorruptStreamError(f"file header is malformed: its JSON is a {type(meta).__name__}, not an object")
@@ -162,7 +170,7 @@ def layout_from_meta(meta) -> Layout:
         raise CorruptStreamError(f"file header field tile is {[th, tw]}: {th * tw} voxels per tile slice, over "
                                  f"the limit of {MAX_TILE_VOXELS}")
     depth = check_int(meta["block_depth"], "file header field block_depth", 1, MAX_BLOCK_VOXELS // (th * tw))
-    return Layout(DTYPE_NAMES[dt], (h, w), depth, (th, tw))
+    return Layout(DTYPE_NAMES[dt], (h, w), depth, (th, tw), version)
 
 
 @dataclass
@@ -231,7 +239,7 @@ class BlockHeader:
         if (self.centre, self.shift) != centre_shift(self.lo, self.hi):
             raise CorruptStreamError(f"block header fields centre, shift are {self.centre}, {self.shift}: they do not "
                                      f"follow from the value range {self.lo}..{self.hi}", i)
-        if self.flags & ~KNOWN_FLAGS:
+        if self.flags & ~known_flags(layout.version):
             raise CorruptStreamError(f"block header field flags is {self.flags:#x}: unknown flag bits", i)
         constant = self.lo == self.hi
         if bool(self.flags & FLAG_CONSTANT) != constant:
@@ -240,6 +248,13 @@ class BlockHeader:
         if constant:
             if self.flags != FLAG_CONSTANT or self.model_len or self.payload_len:
                 raise CorruptStreamError("constant block with a model, a payload or other flags", i)
+            return
+        if self.flags & FLAG_RAW:
+            raw = self.depth * self.h * self.w * layout.dtype.itemsize
+            if self.flags != FLAG_RAW or self.model_len or self.payload_len != raw:
+                raise CorruptStreamError(f"block header field flags is {self.flags:#x} (a stored block) with "
+                                         f"model_len {self.model_len} and payload_len {self.payload_len}: its voxels "
+                                         f"take {raw} bytes and it has no model", i)
             return
         if self.payload_len % 4:
             raise CorruptStreamError(f"block header field payload_len is {self.payload_len}, not a multiple of 4", i)
@@ -271,9 +286,9 @@ def _json(raw: bytes, what: str):
         raise CorruptStreamError(f"{what} is malformed: {_show(str(exc), 80)}") from None
 
 
-def read_file_header(f, file_size: int | None = None) -> tuple[dict, int]:
+def read_file_header(f, file_size: int | None = None) -> tuple[dict, int, int]:
     """Parse the file header at the start of ``f`` (``file_size`` bytes long, if known).
-    Returns (meta, size in bytes)."""
+    Returns (meta, size in bytes, format version)."""
     raw = f.read(_FILE_HEAD.size)
     if not raw:
         raise CorruptStreamError("the file is empty")
@@ -282,7 +297,7 @@ def read_file_header(f, file_size: int | None = None) -> tuple[dict, int]:
     if len(raw) < _FILE_HEAD.size:
         raise TruncatedStreamError(f"stream is cut short inside its file header ({len(raw)} bytes)")
     _, version, reserved, n = _FILE_HEAD.unpack(raw)
-    if version != FORMAT_VERSION:
+    if version not in READ_VERSIONS:
         if FORMAT_VERSION < version < 256:
             raise CorruptStreamError(f"format version {version} is not supported (this voxcodec reads "
                                      f"{FORMAT_VERSION}); upgrade voxcodec")
@@ -304,7 +319,7 @@ def read_file_header(f, file_size: int | None = None) -> tuple[dict, int]:
     meta = _json(js, "file header JSON")
     if not isinstance(meta, dict):
         raise CorruptStreamError(f"file header is malformed: its JSON is a {type(meta).__name__}, not an object")
-    return meta, _FILE_HEAD.size + n + 4
+    return meta, _FILE_HEAD.size + n + 4, version
 
 
 @dataclass

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import CorruptStreamError, TruncatedStreamError, UnsupportedError
 from .block import decode_block
-from .container import (FLAG_CONSTANT, FLAG_INTER, FLAG_SHARED, HEADER_SIZE, BlockHeader, IndexEntry, check_entry,
+from .container import (FLAG_CONSTANT, FLAG_INTER, FLAG_RAW, FLAG_SHARED, HEADER_SIZE, BlockHeader, IndexEntry, check_entry,
                         check_index, layout_from_meta, read_file_header, read_index, voxel_crc)
 from .network import BlockModel, ModelConfig
 
@@ -72,8 +72,8 @@ class Decoder:
         self._f.seek(0, io.SEEK_END)
         self.nbytes = self._f.tell()
         self._f.seek(0)
-        self.meta, self._header_size = read_file_header(self._f, self.nbytes)
-        self._layout = layout_from_meta(self.meta)
+        self.meta, self._header_size, self.format_version = read_file_header(self._f, self.nbytes)
+        self._layout = layout_from_meta(self.meta, self.format_version)
         self.dtype = self._layout.dtype
         self.slice_shape = self._layout.slice_shape
         self.config = ModelConfig.from_json(self.meta["model"], where="file header field model")
@@ -188,6 +188,8 @@ class Decoder:
         try:
             if hd.flags & FLAG_CONSTANT:
                 out = np.full(hd.shape, hd.lo, self.dtype)
+            elif hd.flags & FLAG_RAW:  # stored: the voxels themselves (their length was checked)
+                out = np.frombuffer(body, self.dtype.newbyteorder("<")).reshape(hd.shape).astype(self.dtype)
             else:
                 if hd.flags & FLAG_SHARED:
                     model = self._shared(i)
@@ -199,7 +201,7 @@ class Decoder:
                 if bool(hd.flags & FLAG_INTER) != (model.inter is not None):
                     raise CorruptStreamError("block flags disagree with its model", i)
                 out = decode_block(body[hd.model_len:], model, hd.shape, hd.lo, hd.hi, hd.centre, hd.shift,
-                                   self.dtype, block_index=i, batch=self.batch)
+                                   self.dtype, block_index=i, batch=self.batch, version=self.format_version)
         except MemoryError as exc:  # a valid block of up to MAX_BLOCK_VOXELS voxels, on a small machine
             raise UnsupportedError(f"block {i}: not enough memory to decode this block of {hd.depth} x {hd.h} x "
                                    f"{hd.w} voxels") from exc

@@ -19,7 +19,7 @@ from .. import __version__
 from ..errors import CorruptStreamError, InputError, UnsupportedError
 from . import resume as _resume
 from .block import MIN_TRAIN_VOXELS, encode_block, fit_block, untrained_model, value_range
-from .container import (FLAG_CONSTANT, FLAG_INTER, FLAG_SHARED, MAX_SLICES, BlockHeader, IndexEntry, check_dtype,
+from .container import (FLAG_CONSTANT, FLAG_INTER, FLAG_RAW, FLAG_SHARED, MAX_SLICES, BlockHeader, IndexEntry, check_dtype,
                         layout_from_meta, pack_file_header, pack_index, voxel_crc)
 from .network import BlockModel, ModelConfig
 from .presets import preset as get_preset
@@ -302,6 +302,10 @@ class Encoder:
             inter = model.inter is not None
             flags = (FLAG_INTER if inter else 0) | (FLAG_SHARED if model is self.shared_model else 0)
             slice_bits = fields["slice_bits"]
+            if len(model_bytes) + len(payload) >= data.nbytes:  # incompressible (noise): store the voxels
+                flags, inter, model_bytes = FLAG_RAW, False, b""
+                payload = np.ascontiguousarray(data, data.dtype.newbyteorder("<")).tobytes()
+                slice_bits = [8 * data.itemsize * h * w] * d
         header = BlockHeader(index, self._z, d, y0, x0, h, w, lo, hi, centre, shift, flags, len(model_bytes),
                              len(payload), zlib.crc32(model_bytes + payload), voxel_crc(data))
         record = header.pack() + model_bytes + payload
