@@ -40,9 +40,16 @@ def _kept(part) -> int:
         return dec.shape[0]
 
 
+def _as_in_a_terminal():
+    """Ctrl-C reaches a command run from a terminal; a job started in the background of a script (as
+    a test runner may be) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _stop_after(args, part, slices, sig, timeout=600):
     """Start an encode, wait until ``slices`` slices are coded, send ``sig``; returns the finished process."""
-    proc = subprocess.Popen(_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_as_in_a_terminal)
     deadline = time.monotonic() + timeout
     while _layers_done(part) < slices:
         assert proc.poll() is None, proc.communicate()
