@@ -257,7 +257,6 @@ def _get_path(d, path):
 
 def crc_edit(rng, p: Parsed, salvage: bool) -> str:
     """Change ``p`` in one of many ways; ``build`` then recomputes every CRC. Returns a description."""
-    c = _structs()
     recs = p.records
     kinds = ["meta", "meta_raw", "head", "block", "block+index", "block+index", "range", "swap", "copy", "dup", "drop",
              "model", "payload"]

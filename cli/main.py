@@ -16,7 +16,7 @@ import numpy as np
 
 import voxcodec
 from voxcodec.core.presets import PRESETS
-from voxcodec.core.resume import remove_state, state_path
+from voxcodec.core.resume import state_path
 from voxcodec.errors import CorruptStreamError, VoxcodecError
 from voxcodec.storage.volume_io import TiffStackWriter, VolumeReader, sample_path
 

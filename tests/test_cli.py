@@ -2,7 +2,6 @@ import json
 import subprocess
 
 import numpy as np
-import pytest
 import tifffile
 
 import voxcodec
