@@ -16,7 +16,7 @@ import numpy as np
 
 import voxcodec
 from voxcodec.core.presets import PRESETS
-from voxcodec.core.resume import state_path
+from voxcodec.core.resume import remove_state
 from voxcodec.errors import CorruptStreamError, VoxcodecError
 from voxcodec.storage.volume_io import TiffStackWriter, VolumeReader, sample_path
 
@@ -145,9 +145,9 @@ def partial_file(out: str, keep_on_failure=lambda: False):
         os.replace(tmp, out)
     except BaseException:
         if not keep_on_failure():
-            for p in (tmp, state_path(tmp)):
-                if os.path.exists(p):
-                    os.remove(p)
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            remove_state(tmp)
         raise
 
 
@@ -202,10 +202,10 @@ def encode(input, output, preset, block_depth, tile, threads, device, seed, no_w
     out = output or os.path.splitext(input.rstrip("/"))[0] + ".vxc"
     check_output(out, overwrite, STREAM_SUFFIXES, "a .vxc stream")
     part = out + ".part"
-    if os.path.exists(part) and not resume and not overwrite:
+    had_part = os.path.exists(part)
+    if had_part and not resume and not overwrite:
         raise click.BadParameter(f"{part} holds an interrupted encode: pass --resume to continue it, or "
                                  "--overwrite to start over", param_hint="'-o'")
-    had_part = os.path.exists(part)
     if resume and not had_part and not quiet:
         warn(f"nothing to resume ({part} does not exist): starting from the first slice")
     t0 = time.perf_counter()
