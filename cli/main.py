@@ -15,6 +15,7 @@ import click
 import numpy as np
 
 import voxcodec
+from voxcodec.core import parallel
 from voxcodec.core.presets import PRESETS
 from voxcodec.core.resume import remove_state
 from voxcodec.errors import CorruptStreamError, VoxcodecError
@@ -186,7 +187,10 @@ def cli(ctx, debug):
                    "the volume's depth)")
 @click.option("--tile", type=TileType(), metavar="HxW",
               help="cut slices into tiles of this size (default: 2048x2048 for larger slices)")
-@click.option("--threads", type=click.IntRange(min=1), metavar="N", help="torch threads for training (default: torch's)")
+@click.option("--workers", type=click.IntRange(min=1), metavar="N",
+              help="processes coding blocks at once (default: every core, %d here)" % parallel.cores())
+@click.option("--threads", type=click.IntRange(min=1), metavar="N", default=1, show_default=True,
+              help="torch threads per worker for training")
 @click.option("--device", default="cpu", show_default=True,
               help="training device, e.g. cuda (the stream does not depend on it)")
 @click.option("--seed", type=int, default=0, show_default=True, help="random seed of the training")
@@ -195,7 +199,7 @@ def cli(ctx, debug):
 @click.option("--resume", is_flag=True, help="continue the interrupted encode in OUTPUT.part")
 @click.option("--overwrite", is_flag=True, help="replace OUTPUT (and any OUTPUT.part) if it exists")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar or summary")
-def encode(input, output, preset, block_depth, tile, threads, device, seed, no_warm_start, resume, overwrite,
+def encode(input, output, preset, block_depth, tile, workers, threads, device, seed, no_warm_start, resume, overwrite,
            quiet):
     """Compress a uint8/uint16 volume (TIFF stack, .npy, or a folder of slices) into a .vxc stream, block by
     block, streaming from disk."""
@@ -230,6 +234,7 @@ def encode(input, output, preset, block_depth, tile, threads, device, seed, no_w
             try:
                 enc = voxcodec.Encoder(tmp, dtype=vol.dtype, slice_shape=vol.shape[1:], preset=preset,
                                        block_depth=block_depth, tile=tile, device=device, threads=threads, seed=seed,
+                                       workers=workers,
                                        warm_start=not no_warm_start, on_block=on_block, on_progress=on_progress,
                                        expected_slices=vol.shape[0], resume=resume, checkpoint=True,
                                        metadata={"source": os.path.basename(input.rstrip("/"))})
@@ -272,13 +277,15 @@ def encode(input, output, preset, block_depth, tile, threads, device, seed, no_w
               help="decode only these slices (only the blocks they touch are decoded)")
 @click.option("--salvage", is_flag=True,
               help="read a stream whose end is missing (interrupted write): recover its complete blocks")
+@click.option("--workers", type=click.IntRange(min=1), metavar="N",
+              help="processes coding blocks at once (default: every core, %d here)" % parallel.cores())
 @click.option("--overwrite", is_flag=True, help="replace OUTPUT if it exists")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar or summary")
-def decode(input, output, z, salvage, overwrite, quiet):
+def decode(input, output, z, salvage, workers, overwrite, quiet):
     """Decompress a .vxc stream to a TIFF stack or .npy; the checksums of every block are verified."""
     out = output or os.path.splitext(input)[0] + ".tif"
     check_output(out, overwrite, VOLUME_SUFFIXES, "a TIFF stack")
-    with voxcodec.Decoder(input, salvage=salvage) as dec:
+    with voxcodec.Decoder(input, salvage=salvage, workers=workers) as dec:
         z0, z1 = check_z_range(z, dec.shape[0])
         nbytes = (z1 - z0) * dec.shape[1] * dec.shape[2] * dec.dtype.itemsize
         bar = _progress(nbytes, "decode", quiet=quiet)
@@ -297,16 +304,12 @@ def decode(input, output, z, salvage, overwrite, quiet):
 
 def _decode_to(dec, path, as_npy, z0, z1, bar):
     """Decode slices z0:z1 into a .npy or TIFF file, one z-layer of blocks at a time (memory stays
-    bounded by a block layer)."""
+    bounded by a few block layers; the workers decode ahead)."""
     shape = (z1 - z0, *dec.shape[1:])
     arr = np.lib.format.open_memmap(path, mode="w+", dtype=dec.dtype, shape=shape) if as_npy else None
     writer = None if as_npy else TiffStackWriter(path, shape, dec.dtype)
     try:
-        for lz0, depth in sorted({(e.z0, e.depth) for e in dec.index}):
-            a0, a1 = max(z0, lz0), min(z1, lz0 + depth)
-            if a1 <= a0:
-                continue
-            chunk = dec.read(a0, a1)
+        for a0, a1, chunk in dec.iter_layers(z0, z1):
             if as_npy:
                 arr[a0 - z0:a1 - z0] = chunk
             else:
@@ -377,11 +380,13 @@ def info(input, as_json, salvage):
 @click.argument("input", type=click.Path())
 @click.option("--against", metavar="VOLUME", help="original volume to compare with, voxel for voxel")
 @click.option("--salvage", is_flag=True, help="verify the complete blocks of a stream whose end is missing")
+@click.option("--workers", type=click.IntRange(min=1), metavar="N",
+              help="processes coding blocks at once (default: every core, %d here)" % parallel.cores())
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar")
-def verify(input, against, salvage, quiet):
+def verify(input, against, salvage, workers, quiet):
     """Decode every block, check its checksums and, with --against, compare the voxels to the original volume.
     Exit status 1 when anything differs."""
-    with voxcodec.Decoder(input, salvage=salvage) as dec, \
+    with voxcodec.Decoder(input, salvage=salvage, workers=workers) as dec, \
             (VolumeReader(against) if against else contextlib.nullcontext()) as ref:
         if ref is not None and (ref.shape != dec.shape or ref.dtype != dec.dtype):
             click.echo(f"MISMATCH: {input} holds {dec.shape} {dec.dtype}, {against} is {ref.shape} {ref.dtype}")
@@ -393,11 +398,10 @@ def verify(input, against, salvage, quiet):
         bar = _progress(len(dec.index), "verify", unit="block", quiet=quiet)
         bad = []
         try:
-            for i, e in enumerate(dec.index):
-                try:
-                    blk = dec.read_block(i)
-                except VoxcodecError as exc:
-                    bad.append(str(exc))
+            for i, blk in dec.iter_blocks(catch=True):
+                e = dec.index[i]
+                if isinstance(blk, VoxcodecError):
+                    bad.append(str(blk))
                     bar.update(1)
                     continue
                 if ref is not None:

@@ -27,7 +27,7 @@ def golden_arrays():
     return {"golden_u8": (u8, dict(block_depth=8, train="always", fit_options={"inter": "always", "steps": 60})),
             "golden_u16": (u16, dict(block_depth=4, tile=(128, 96), train="always", fit_options={"steps": 60})),
             "golden_plain_u8": (u8[:6, :40, :56], dict(block_depth=4, train="never")),
-            **golden_v2_arrays()}
+            **golden_v2_arrays(), **golden_v3_arrays()}
 
 
 def golden_v2_arrays():
@@ -41,6 +41,21 @@ def golden_v2_arrays():
     return {"golden_v2_stored_u8": (mixed, dict(block_depth=8, tile=(64, 64), train="always",
                                                 fit_options={"steps": 30})),
             "golden_v2_listed_u16": (mask, dict(block_depth=4, train="never"))}
+
+
+def golden_v3_arrays():
+    """Format 3 (voxcodec 0.3: rANS payloads): trained blocks with inter-slice networks over two layers
+    and two tiles; a uint16 block with a listed palette, a bitmap palette and a constant slice."""
+    s = sample_volume()
+    u8 = np.ascontiguousarray(s[:12, :64, :80])
+    u16 = s[24:30, :48, :48].astype(np.uint16) * 40 + 300
+    u16[1] = (u16[1] // 400) * 400 + 300  # few values: a palette slice
+    u16[2] = 17
+    u16[4, ::2] = 65000  # a wide range with few values
+    u16[4, 1::2] = 300
+    return {"golden_v3_u8": (u8, dict(block_depth=6, tile=(64, 40), train="always",
+                                      fit_options={"inter": "always", "steps": 40})),
+            "golden_v3_u16": (u16, dict(block_depth=6, train="never"))}
 
 
 def main():

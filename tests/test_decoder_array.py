@@ -89,7 +89,7 @@ EXPLICIT_KEYS = [
 def cached(case):
     """(volume, Decoder whose read_block is memoised): indexing tests without decoding blocks again."""
     vol, data = case
-    return vol, _cached(Decoder(data))
+    return vol, _cached(Decoder(data, workers=1))  # in-process: read_block is memoised
 
 
 @pytest.mark.parametrize("key", EXPLICIT_KEYS, ids=repr)
@@ -152,7 +152,7 @@ def _touching(dec, z, y, x):
     (slice(0, 17, 12), slice(47, 49), 40),  # z = 0, 12
 ])
 def test_only_blocks_holding_requested_voxels_are_decoded(vol_u8, stream_u8, key):
-    dec = Decoder(stream_u8)
+    dec = Decoder(stream_u8, workers=1)  # in-process: its read_block calls are recorded
     calls = _recorder(dec)
     got = dec[key]
     _same(got, vol_u8[key], key)
@@ -163,7 +163,7 @@ def test_only_blocks_holding_requested_voxels_are_decoded(vol_u8, stream_u8, key
 
 
 def test_blocks_in_box_and_z_reads(vol_u8, stream_u8):
-    dec = Decoder(stream_u8)
+    dec = Decoder(stream_u8, workers=1)
     assert dec.blocks_in_box(0, 17) == list(range(len(dec.index)))
     assert dec.blocks_in_box(0, 17, 50, 60, 45, 50) == _touching(dec, range(17), range(50, 60), range(45, 50))
     assert dec.blocks_in_box(5, 10, 96, None, 80) == _touching(dec, range(5, 10), range(96, 100), range(80, 90))

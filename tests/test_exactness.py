@@ -150,9 +150,11 @@ def test_every_offset_is_known_when_read():
 
 
 @pytest.mark.parametrize("name, version", [("golden_u8", 1), ("golden_u16", 1), ("golden_plain_u8", 1),
-                                           ("golden_v2_stored_u8", 2), ("golden_v2_listed_u16", 2)])
+                                           ("golden_v2_stored_u8", 2), ("golden_v2_listed_u16", 2),
+                                           ("golden_v3_u8", 3), ("golden_v3_u16", 3)])
 def test_golden_streams_still_decode(name, version):
-    """Streams written by voxcodec 0.1.0 (format 1) and 0.2.0 (format 2) keep decoding to the same voxels."""
+    """Streams written by voxcodec 0.1.0 (format 1), 0.2.0 (format 2) and 0.3.0 (format 3) keep
+    decoding to the same voxels."""
     meta = json.loads((DATA / "golden.json").read_text())[name]
     with voxcodec.Decoder(DATA / f"{name}.vxc") as dec:
         assert dec.format_version == version

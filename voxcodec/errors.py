@@ -14,9 +14,13 @@ class CorruptStreamError(VoxcodecError):
 
     def __init__(self, message: str, block: int | None = None):
         self.block = block
+        self._message = message
         if block is not None:
             message = f"block {block}: {message}"
         super().__init__(message)
+
+    def __reduce__(self):  # keeps ``block`` when the error crosses from a worker process
+        return (type(self), (self._message, self.block))
 
 
 class TruncatedStreamError(CorruptStreamError):

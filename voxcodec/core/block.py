@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import copy
 import time
+from functools import lru_cache
 from dataclasses import dataclass, field
 
 import constriction
 import numpy as np
 
 from . import context as ctx
-from . import palette
-from .entropy import AdaptiveTables, decode_symbols, encode_symbols, n_tokens, unzigzag, zigzag
+from . import kernels, palette
+from .entropy import AdaptiveTables, decode_symbols, n_tokens, unzigzag
 from ..errors import CorruptStreamError
 from .container import FORMAT_VERSION
 from .network import BlockModel, ModelConfig, group_of, n_inputs
@@ -209,14 +210,82 @@ def fit_block(data, config: ModelConfig, opts: FitOptions, bank=None, min_voxels
     return model, bank, stats
 
 
-def _pass_outputs(model: BlockModel, p, cur_pad, prev_pad, shape_yx, pad, inter: bool, shift, batch=None):
-    """Predicted offsets from the block centre and token-table indices of every voxel of pass ``p``."""
-    nets = model.inter if inter else model.intra
-    feats = ctx.gather(cur_pad, prev_pad, p, shape_yx, pad, inter)
-    f, depth, n = feats.shape
-    bins = model.config.bins
-    off, sbin = nets[group_of(p)].infer(feats.reshape(f, depth * n), bins, shift, **({"chunk": batch} if batch else {}))
-    return off.reshape(depth, n), (sbin + bins * table_class(p)).reshape(depth, n)
+def plane_shape(shape_yx, pad: int):
+    """Rows and columns of the phase planes of a slice padded by ``pad`` (see :func:`to_planes`)."""
+    return (shape_yx[0] + 2 * pad + 1) // 2, (shape_yx[1] + 2 * pad + 1) // 2
+
+
+def to_planes(vpad: np.ndarray, out=None) -> np.ndarray:
+    """Phase planes of padded slices (D, H + 2p, W + 2p): (D, 4, rows, cols) float32 holding
+    ``vpad[:, a::2, b::2]`` at plane ``2a + b`` (zero where a plane is one shorter).  A pass's
+    voxels lie on a lattice of even step, so each of its features reads one plane at a fixed stride:
+    contiguous for the passes of level 0, which hold three quarters of the voxels."""
+    d, hp, wp = vpad.shape
+    if out is None:
+        out = np.zeros((d, 4, (hp + 1) // 2, (wp + 1) // 2), np.float32)
+    for a in (0, 1):
+        for b in (0, 1):
+            q = vpad[:, a::2, b::2]
+            out[:, 2 * a + b, :q.shape[1], :q.shape[2]] = q
+    return out
+
+
+@lru_cache(maxsize=None)
+def _pass_geometry(levels: int, neighbours: int, index: int, inter: bool, y0: int, x0: int, step: int):
+    """Where each feature of pass ``index`` (on the grid ``y0, x0, step``) lies in the phase planes of
+    the current slice (0..3) and of the previous one (4..7): ``(plane, row, column)`` arrays at
+    voxel (0, 0), and the row and column stride (``step // 2``)."""
+    p = ctx.schedule(levels, neighbours)[index]
+    pad = ctx.pad_width(levels)
+    offs = [(o, 0) for o in p.inslice] + ([(o, 1) for o in p.prev] if inter else [])
+    q, r, c = [], [], []
+    for (dy, dx), src in offs:
+        y, x = pad + y0 + dy, pad + x0 + dx
+        q.append(4 * src + 2 * (y & 1) + (x & 1))
+        r.append(y >> 1)
+        c.append(x >> 1)
+    return np.array(q, np.int64), np.array(r, np.int64), np.array(c, np.int64), step // 2
+
+
+def _sub_grids(grid):
+    """A grid of odd step (only the top pass of a 0-level schedule has one) as four of even step."""
+    y0, x0, step = grid
+    if step % 2 == 0:
+        return [grid]
+    return [(y0 + a * step, x0 + b * step, 2 * step) for a in (0, 1) for b in (0, 1)]
+
+
+def pass_predictions(model: BlockModel, index: int, planes, shape_yx, inter: bool, lo: int, hi: int,
+                     centre: int, shift: int, pred=None, table=None):
+    """Predictions (clipped to [lo, hi]) and token-table indices of every voxel of pass ``index`` of
+    the schedule, for a stack of slices given as phase planes (D, 8, rows, cols) (:func:`to_planes`
+    of each slice, then of the slice before it): two int32 arrays (D, voxels of the pass, row by
+    row), computed by the compiled exact kernel (the same integers as :meth:`IntNet.infer`)."""
+    cfg = model.config
+    p = ctx.schedule(cfg.levels, cfg.neighbours)[index]
+    grid, = p.grids
+    ny, nx = ctx.grid_shape(shape_yx, grid)
+    depth = planes.shape[0]
+    if pred is None:
+        pred = np.empty((depth, ny * nx), np.int32)
+        table = np.empty((depth, ny * nx), np.int32)
+    net = (model.inter if inter else model.intra)[group_of(p)]
+    args = (*net.kernel_args(), shift, cfg.bins, centre, lo, hi, cfg.bins * table_class(p))
+    subs = _sub_grids(grid)
+    if len(subs) == 1:
+        q, r, c, s = _pass_geometry(cfg.levels, cfg.neighbours, index, inter, *grid)
+        kernels.infer_rows(planes, q, r, c, s, s, ny, nx, *args, pred, table)
+        return pred, table
+    pv, tv = pred.reshape(depth, ny, nx), table.reshape(depth, ny, nx)
+    for k, sub in enumerate(subs):
+        sy, sx = ctx.grid_shape(shape_yx, sub)
+        if sy and sx:
+            sp, st = np.empty((depth, sy * sx), np.int32), np.empty((depth, sy * sx), np.int32)
+            q, r, c, s = _pass_geometry(cfg.levels, cfg.neighbours, index, inter, *sub)
+            kernels.infer_rows(planes, q, r, c, s, s, sy, sx, *args, sp, st)
+            pv[:, k // 2::2, k % 2::2] = sp.reshape(depth, sy, sx)
+            tv[:, k // 2::2, k % 2::2] = st.reshape(depth, sy, sx)
+    return pred, table
 
 
 def _tables(config: ModelConfig, lo: int, hi: int) -> AdaptiveTables:
@@ -224,65 +293,14 @@ def _tables(config: ModelConfig, lo: int, hi: int) -> AdaptiveTables:
     return AdaptiveTables(config.bins * 4, n_tokens(2 * (hi - lo)))
 
 
-def block_predictions(data: np.ndarray, model: BlockModel, chunk_voxels: int = 1 << 20):
-    """Encoder-side predictions of a whole block, a few slices at a time.
-
-    Yields ``(z0, z1, passes)`` where ``passes`` holds, for each pass of the schedule, the arrays
-    ``(values, prediction, table)`` of shape (z1 - z0, voxels of the pass): what the decoder will
-    compute for those slices (the encoder knows every voxel, so it batches slices together).
-    """
-    lo, hi, centre, shift = value_range(data)
-    d, h, w = data.shape
-    cfg = model.config
-    pad = ctx.pad_width(cfg.levels)
-    use_inter = model.inter is not None
-    chunk_slices = max(1, chunk_voxels // max(h * w, 1))
-    for z0 in range(0, d, chunk_slices):
-        z1 = min(d, z0 + chunk_slices)
-        lo_z = max(z0 - 1, 0)
-        vpad = padded(centred(data[lo_z:z1], centre, shift), pad)
-        cur = vpad[z0 - lo_z:]
-        prev = np.concatenate([np.zeros_like(vpad[:1]), vpad[:-1]])[z0 - lo_z:]
-        per_pass = []
-        for p in ctx.schedule(cfg.levels, cfg.neighbours):
-            x = ctx.take(data[z0:z1], p).astype(np.int64)
-            if use_inter:
-                off, table = _pass_outputs(model, p, cur, prev, (h, w), pad, True, shift)
-                if z0 == 0:  # the first slice of a block has no slice before it
-                    o0, t0 = _pass_outputs(model, p, cur[:1], prev[:1], (h, w), pad, False, shift)
-                    off[0], table[0] = o0[0], t0[0]
-            else:
-                off, table = _pass_outputs(model, p, cur, prev, (h, w), pad, False, shift)
-            per_pass.append((x, np.clip(centre + off, lo, hi), table))
-        yield z0, z1, per_pass
-
-
 def encode_block(data: np.ndarray, model: BlockModel, progress=None) -> tuple[bytes, dict]:
-    """Entropy-code ``data`` (depth, H, W) with ``model``.
+    """Entropy-code ``data`` (depth, H, W) with ``model``, in the current format (see
+    :func:`voxcodec.core.payload.encode`).  Returns ``(payload, fields)``; fields hold the value
+    range for the block header and ``slice_bits``, the bits spent on each slice.
+    ``progress(slices_done, depth)`` is called after each slice."""
+    from . import payload
 
-    Returns ``(payload, fields)``: fields hold the value range for the block header and
-    ``slice_bits``, the payload bits spent on each slice. ``progress(slices_done, depth)`` is
-    called after each slice.
-    """
-    lo, hi, centre, shift = value_range(data)
-    tables = _tables(model.config, lo, hi)
-    coder = RangeEncoder()
-    slice_bits = []
-    for z0, z1, per_pass in block_predictions(data, model):
-        for i in range(z1 - z0):
-            before = coder.num_bits()
-            kind, values = palette.choose(data[z0 + i], lo, hi)
-            palette.encode(coder, kind, values, lo, hi)
-            if kind != palette.CONSTANT:  # a constant slice is its value alone
-                lut = None if kind == palette.NORMAL else palette.Lookup(values, lo, hi)
-                for x, pred, table in per_pass:
-                    r = x[i] - pred[i] if lut is None else lut.residual(x[i], pred[i])
-                    encode_symbols(coder, tables, zigzag(r), table[i])
-            slice_bits.append(coder.num_bits() - before)
-            if progress is not None:
-                progress(len(slice_bits), data.shape[0])
-    payload = coder.get_compressed().tobytes()
-    return payload, {"lo": lo, "hi": hi, "centre": centre, "shift": shift, "slice_bits": slice_bits}
+    return payload.encode(data, model, progress=progress)
 
 
 def predict_slice(data: np.ndarray, model: BlockModel, z: int):
@@ -290,14 +308,17 @@ def predict_slice(data: np.ndarray, model: BlockModel, z: int):
 
     For figures and analysis; the scale of bin b is ``SCALE_MIN * 2**(b / 2) * 2**shift``.
     """
+    from . import payload
+
     d, h, w = data.shape
     pred = np.zeros((h, w), np.int64)
     sbin = np.zeros((h, w), np.int64)
-    for z0, z1, per_pass in block_predictions(data, model):
-        if z0 <= z < z1:
+    for z0, z1, per_pass in payload.predictions(data[z:z + 1] if model.inter is None else data, model,
+                                                 chunk_voxels=h * w):
+        if z0 == (0 if model.inter is None else z):
             for p, (_, pr, table) in zip(ctx.schedule(model.config.levels, model.config.neighbours), per_pass):
-                ctx.scatter(pred[None], pr[z - z0:z - z0 + 1], p, (h, w))
-                ctx.scatter(sbin[None], table[z - z0:z - z0 + 1] % model.config.bins, p, (h, w))
+                ctx.scatter(pred[None], pr[:1], p, (h, w))
+                ctx.scatter(sbin[None], table[:1] % model.config.bins, p, (h, w))
             break
     return pred, sbin
 
@@ -306,15 +327,17 @@ def decode_block(payload: bytes, model: BlockModel, shape, lo: int, hi: int, cen
                  dtype, block_index=None, out=None, batch=None, version: int = FORMAT_VERSION) -> np.ndarray:
     """Decode a block payload into an array of ``shape`` (depth, H, W).
 
-    ``batch`` bounds how many voxels one inference call handles (memory only: any value gives the
-    same voxels).  ``version``: the stream's format version (see :mod:`.palette`).  The arguments
-    come from a checked block header (see
+    ``version``: the stream's format version (3: :mod:`.payload`'s rANS payload; 1 and 2:
+    constriction's range coder, see :mod:`.palette`).  ``batch`` is accepted for compatibility (the
+    compiled kernels bound their own memory).  The arguments come from a checked block header (see
     :meth:`voxcodec.core.container.BlockHeader.check`): ``0 <= lo < hi <= dtype max``, centre and
     shift as the encoder derives them.  A damaged payload raises CorruptStreamError naming the block,
     including a panic of the range coder (a ``BaseException`` in constriction)."""
     try:
-        return _decode_block(payload, model, shape, lo, hi, centre, shift, dtype, block_index, out, batch, version)
-    except CorruptStreamError:
+        return _decode_block(payload, model, shape, lo, hi, centre, shift, dtype, out, version)
+    except CorruptStreamError as exc:
+        if exc.block is None and block_index is not None:
+            raise CorruptStreamError(str(exc), block_index) from None
         raise
     except (ValueError, RuntimeError, AssertionError) as exc:
         raise CorruptStreamError(f"entropy decoding failed: {exc}", block_index) from None
@@ -324,43 +347,54 @@ def decode_block(payload: bytes, model: BlockModel, shape, lo: int, hi: int, cen
         raise CorruptStreamError(f"entropy decoding failed (the range coder panicked: {exc})", block_index) from None
 
 
-def _decode_block(payload, model, shape, lo, hi, centre, shift, dtype, block_index, out, batch, version):
+def _decode_block(payload, model, shape, lo, hi, centre, shift, dtype, out, version):
+    if not 0 <= lo < hi <= np.iinfo(dtype).max:
+        raise CorruptStreamError(f"value range {lo}..{hi} of a coded block")
+    out = np.zeros(shape, dtype) if out is None else out  # every voxel is written below, or we raise
+    if version >= 3:
+        from . import payload as _payload
+
+        return _payload.decode(payload, model, shape, lo, hi, centre, shift, out)
+    return _decode_range_coded(payload, model, shape, lo, hi, centre, shift, out, version)
+
+
+def _decode_range_coded(payload, model, shape, lo, hi, centre, shift, out, version):
+    """Formats 1 and 2: constriction's range coder over the tables of :mod:`.entropy`."""
     d, h, w = shape
     cfg = model.config
     pad = ctx.pad_width(cfg.levels)
     passes = ctx.schedule(cfg.levels, cfg.neighbours)
     if len(payload) % 4:
-        raise CorruptStreamError("payload length is not a multiple of 4", block_index)
-    if not 0 <= lo < hi <= np.iinfo(dtype).max:
-        raise CorruptStreamError(f"value range {lo}..{hi} of a coded block", block_index)
+        raise CorruptStreamError("payload length is not a multiple of 4")
     words = np.frombuffer(payload, np.uint32)
     if words.size == 0:
         words = np.zeros(1, np.uint32)  # constriction needs at least one word to start a decoder
     decoder = RangeDecoder(words)
     tables = _tables(cfg, lo, hi)
-    out = np.zeros(shape, dtype) if out is None else out  # every voxel is written below, or we raise
-    prev = np.zeros((1, h + 2 * pad, w + 2 * pad), np.float32)
+    planes = np.zeros((1, 8, *plane_shape((h, w), pad)), np.float32)
+    cur = planes[0, :4]
     for z in range(d):
-        cur = np.zeros_like(prev)
-        slice_out = out[z:z + 1]
         inter = model.inter is not None and z > 0
         try:
             kind, values = palette.decode(decoder, lo, hi, h * w, version)
         except (ValueError, RuntimeError, AssertionError) as exc:
-            raise CorruptStreamError(f"entropy decoding failed in slice {z}: {exc}", block_index) from None
+            raise CorruptStreamError(f"entropy decoding failed in slice {z}: {exc}") from None
         if kind == palette.CONSTANT:
-            slice_out[...] = values[0]
-            cur[0, pad:pad + h, pad:pad + w] = centred(values[:1], centre, shift)[0]
-            prev = cur
+            out[z] = values[0]
+            cur[...] = 0
+            to_planes(padded(centred(np.full((1, h, w), values[0]), centre, shift), pad), planes[:1, :4])
+            planes[0, 4:] = cur
             continue
         lut = None if kind == palette.NORMAL else palette.Lookup(values, lo, hi)
-        for p in passes:
-            off, table = _pass_outputs(model, p, cur, prev, (h, w), pad, inter, shift, batch)
+        for i, p in enumerate(passes):
+            (y0, x0, step), = p.grids
+            ny, nx = ctx.grid_shape((h, w), p.grids[0])
+            pred, table = pass_predictions(model, i, planes, (h, w), inter, lo, hi, centre, shift)
             try:
                 u = decode_symbols(decoder, tables, table[0])
             except (ValueError, RuntimeError, AssertionError) as exc:
-                raise CorruptStreamError(f"entropy decoding failed in slice {z}: {exc}", block_index) from None
-            pred = np.clip(centre + off[0], lo, hi)
+                raise CorruptStreamError(f"entropy decoding failed in slice {z}: {exc}") from None
+            pred = pred[0].astype(np.int64)
             if lut is None:
                 x = pred + unzigzag(u)
                 bad = x.size and (x.min() < lo or x.max() > hi)
@@ -368,9 +402,7 @@ def _decode_block(payload, model, shape, lo, hi, centre, shift, dtype, block_ind
                 x, ok = lut.value(pred, unzigzag(u))
                 bad = not ok
             if bad:
-                raise CorruptStreamError(f"decoded values outside the block's range in slice {z}", block_index)
-            x = x[None]
-            ctx.scatter(slice_out, x, p, (h, w))
-            ctx.scatter(cur, centred(x, centre, shift), p, (h, w), pad)
-        prev = cur
+                raise CorruptStreamError(f"decoded values outside the block's range in slice {z}")
+            kernels.place(np.ascontiguousarray(x, np.int64), y0, x0, step, ny, nx, pad, out[z], cur, centre, shift)
+        planes[0, 4:] = cur
     return out

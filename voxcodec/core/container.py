@@ -24,8 +24,8 @@ from ..errors import CorruptStreamError, TruncatedStreamError, UnsupportedError
 
 MAGIC = b"\x89VXC\r\n\x1a\n"
 #: the version written; every version in READ_VERSIONS is read (see docs/format.md)
-FORMAT_VERSION = 2
-READ_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READ_VERSIONS = (1, 2, 3)
 BLOCK_MAGIC = b"VXBK"
 INDEX_MAGIC = b"VXIX"
 END_MAGIC = b"VXCEND01"
@@ -256,7 +256,7 @@ class BlockHeader:
                                          f"model_len {self.model_len} and payload_len {self.payload_len}: its voxels "
                                          f"take {raw} bytes and it has no model", i)
             return
-        if self.payload_len % 4:
+        if self.payload_len % 4 and layout.version < 3:  # range-coded payloads are 32-bit words
             raise CorruptStreamError(f"block header field payload_len is {self.payload_len}, not a multiple of 4", i)
         if self.depth * MIN_SLICE_BITS_X100 > (8 * self.payload_len + PAYLOAD_SLACK_BITS) * 100:
             raise CorruptStreamError(f"block header field payload_len is {self.payload_len}: too short for "

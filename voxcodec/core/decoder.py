@@ -19,7 +19,8 @@ import zlib
 
 import numpy as np
 
-from ..errors import CorruptStreamError, TruncatedStreamError, UnsupportedError
+from ..errors import CorruptStreamError, TruncatedStreamError, UnsupportedError, VoxcodecError
+from . import parallel
 from .block import decode_block
 from .container import (FLAG_CONSTANT, FLAG_INTER, FLAG_RAW, FLAG_SHARED, HEADER_SIZE, BlockHeader, IndexEntry, check_entry,
                         check_index, layout_from_meta, read_file_header, read_index, voxel_crc)
@@ -31,7 +32,10 @@ class Decoder:
 
     ``salvage=True`` reads a stream whose end is missing (an interrupted write) by scanning its
     complete blocks; their checksums are still verified.  ``batch`` caps the voxels per inference
-    call (memory only; the result never depends on it).
+    call (memory only; the result never depends on it).  ``workers``: processes that decode blocks
+    in parallel when a read spans several blocks (default: every core; see
+    :mod:`voxcodec.core.parallel`); the voxels never depend on it.  A Decoder of an open file object
+    decodes in its own process.
 
     Array-like: ``dec[z, y, x]`` takes numpy basic indices (ints, slices with any step, ``...``) and
     decodes only the blocks holding the requested voxels; ``np.asarray(dec)`` decodes the whole
@@ -43,11 +47,12 @@ class Decoder:
     """
 
     def __init__(self, source, *, salvage: bool = False, batch: int | None = None,
-                 shared_model: BlockModel | None = None):
+                 shared_model: BlockModel | None = None, workers: int | None = None):
         if batch is not None and (isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1):
             raise UnsupportedError(f"batch must be a positive number of voxels, got {batch!r}")
         self.batch = batch
         self.shared_model = shared_model
+        self.workers = parallel.resolve(workers)
         self._lock = threading.Lock()  # one seek+read pair on self._f at a time (see _read_at)
         self._salvage = salvage
         self._source = None  # what a pickled copy reopens: a path, or the stream's bytes
@@ -256,21 +261,68 @@ class Decoder:
             raise UnsupportedError(f"not enough memory for {total} voxels of shape {shape}: read a smaller region "
                                    "(dec[z0:z1, y0:y1, x0:x1])") from exc
         filled = 0
+        wanted = []
         for i, e in enumerate(self.index):
             sel = [_axis_overlap(r, b0, b0 + n)
                    for r, b0, n in zip(ranges, (e.z0, e.y0, e.x0), (e.depth, e.h, e.w))]
-            if None in sel:
-                continue
-            blk = self.read_block(i)  # outside any lock: decoding is the slow part
+            if None not in sel:
+                wanted.append((i, sel))
+        for (i, sel), blk in zip(wanted, self._blocks([i for i, _ in wanted])):
             dst = tuple(d for d, _ in sel)
             out[dst] = blk[tuple(s for _, s in sel)]
             filled += int(np.prod([d.stop - d.start for d in dst]))
             if progress is not None:
-                progress(e)
+                progress(self.index[i])
         if filled != total:
             raise CorruptStreamError(f"the block index does not cover the requested region ({filled} of {total} "
                                      "voxels are in its blocks): the stream is damaged")
         return out
+
+    def iter_layers(self, z0: int = 0, z1: int | None = None):
+        """Slices ``z0:z1`` one z-layer of blocks at a time, in order: yields ``(a0, a1, voxels)``.
+
+        Memory stays bounded by a few layers, and the blocks of successive layers decode in
+        parallel (``workers``): what a converter or the CLI writes slice by slice."""
+        z1 = self.shape[0] if z1 is None else z1
+        z0, z1, _ = slice(z0, z1).indices(self.shape[0])
+        layers = {}
+        for i, e in enumerate(self.index):
+            if e.z0 < z1 and e.z0 + e.depth > z0:
+                layers.setdefault(e.z0, []).append(i)
+        order = [i for lz in sorted(layers) for i in layers[lz]]
+        blocks = self._blocks(order)
+        for lz in sorted(layers):
+            a0, a1 = max(z0, lz), min(z1, lz + self.index[layers[lz][0]].depth)
+            out = np.zeros((a1 - a0, *self.shape[1:]), self.dtype)
+            filled = 0
+            for i in layers[lz]:
+                e = self.index[i]
+                blk = next(blocks)
+                out[:, e.y0:e.y0 + e.h, e.x0:e.x0 + e.w] = blk[a0 - e.z0:a1 - e.z0]
+                filled += e.h * e.w
+            if filled != self.shape[1] * self.shape[2]:
+                raise CorruptStreamError(f"the blocks of slices {lz}:{lz + self.index[layers[lz][0]].depth} do not "
+                                         "cover the slices: the stream is damaged")
+            yield a0, a1, out
+
+    def iter_blocks(self, indices=None, catch: bool = False):
+        """Decoded blocks (default: all), in order, as ``(i, voxels)``; with several ``workers`` they
+        decode in parallel, a few blocks ahead.  ``catch=True`` yields a block's VoxcodecError in place
+        of its voxels instead of raising it (to report every damaged block, as ``voxcodec verify``)."""
+        indices = range(len(self.index)) if indices is None else list(indices)
+        yield from zip(indices, self._blocks(indices, catch))
+
+    def _blocks(self, indices, catch: bool = False):
+        """Decoded blocks ``indices``, in order: by ``self.workers`` processes when there are several
+        (outside any lock: decoding is the slow part)."""
+        n = min(self.workers, len(indices))
+        executor = parallel.pool(n, _worker_open, (self.__reduce__()[1], self.index)) \
+            if n > 1 and self._source is not None else None
+        if executor is None:
+            yield from (_read_caught(self, i, catch) for i in indices)
+            return
+        with executor:
+            yield from parallel.ordered(executor, _worker_caught if catch else _worker_block, indices, n)
 
     def __getitem__(self, key):
         """numpy basic indexing over (z, y, x): ints, slices (any step) and ``...``."""
@@ -307,13 +359,42 @@ class Decoder:
         self.close()
 
 
+_WORKER: "Decoder | None" = None  # the stream a decoding worker process reads
+
+
+def _worker_open(state, index):
+    """A decoding worker: the parent's stream, read through the parent's block index."""
+    global _WORKER
+    _WORKER = _reopen(*state)
+    _WORKER.index = index
+
+
+def _worker_block(i: int) -> np.ndarray:
+    return _WORKER.read_block(i)
+
+
+def _worker_caught(i: int):
+    return _read_caught(_WORKER, i, True)
+
+
+def _read_caught(dec: Decoder, i: int, catch: bool):
+    if not catch:
+        return dec.read_block(i)
+    try:
+        return dec.read_block(i)
+    except VoxcodecError as exc:
+        return exc
+
+
 def _reopen(source, salvage, batch, shared_model):
-    return Decoder(source, salvage=salvage, batch=batch, shared_model=shared_model)
+    """A pickled Decoder: it decodes in its own process (it is a dask task or a worker already)."""
+    return Decoder(source, salvage=salvage, batch=batch, shared_model=shared_model, workers=1)
 
 
-def decode(data, *, shared_model: BlockModel | None = None) -> np.ndarray:
-    """Decode a whole ``.vxc`` stream (bytes or a path) into a numpy array."""
-    with Decoder(data, shared_model=shared_model) as dec:
+def decode(data, *, shared_model: BlockModel | None = None, workers: int | None = None) -> np.ndarray:
+    """Decode a whole ``.vxc`` stream (bytes or a path) into a numpy array, with ``workers``
+    processes (default: every core)."""
+    with Decoder(data, shared_model=shared_model, workers=workers) as dec:
         return dec.read()
 
 

@@ -11,12 +11,15 @@ import io
 import os
 import time
 import zlib
+from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
 
 from .. import __version__
 from ..errors import CorruptStreamError, InputError, UnsupportedError
+from . import parallel
 from . import resume as _resume
 from .block import MIN_TRAIN_VOXELS, encode_block, fit_block, untrained_model, value_range
 from .container import (FLAG_CONSTANT, FLAG_INTER, FLAG_RAW, FLAG_SHARED, MAX_SLICES, BlockHeader, IndexEntry, check_dtype,
@@ -73,6 +76,98 @@ class BlockInfo:
         return 8 * self.nbytes / max(self.voxels, 1)
 
 
+#: warm-start lanes: a block fine-tunes from the block ``LANES`` layers above it in its tile column,
+#: so that the blocks of ``LANES`` successive layers train at once (the stream never depends on the
+#: number of workers); the first ``LANES`` layers of a column train from scratch
+LANES = 2
+
+
+@dataclass
+class TileSettings:
+    """What coding one tile needs besides its voxels (sent once to each worker process)."""
+
+    config: ModelConfig
+    opts: object  # FitOptions
+    train: str
+    threads: int | None
+    shared_model: BlockModel | None
+
+
+def code_tile(st: TileSettings, data: np.ndarray, z: int, y0: int, x0: int, index: int, bank,
+              progress=(None, None)):
+    """Code one tile of a layer: ``(BlockInfo, record, bank)``, the bank being the training state the
+    tile ``LANES`` layers below starts from (None when nothing was trained)."""
+    d, h, w = data.shape
+    lo, hi, centre, shift = value_range(data)
+    t0 = time.perf_counter()
+    if lo == hi:  # constant block: no model, no payload
+        flags, model_bytes, payload, inter, slice_bits, fit_s = FLAG_CONSTANT, b"", b"", False, [0] * d, 0.0
+        bank = None
+    else:
+        model, model_bytes, payload, fields, fit_s, bank = _code(st, data, bank, progress)
+        inter = model.inter is not None
+        flags = (FLAG_INTER if inter else 0) | (FLAG_SHARED if model is st.shared_model else 0)
+        slice_bits = fields["slice_bits"]
+        if len(model_bytes) + len(payload) >= data.nbytes:  # incompressible (noise): store the voxels
+            flags, inter, model_bytes = FLAG_RAW, False, b""
+            payload = np.ascontiguousarray(data, data.dtype.newbyteorder("<")).tobytes()
+            slice_bits = [8 * data.itemsize * h * w] * d
+    header = BlockHeader(index, z, d, y0, x0, h, w, lo, hi, centre, shift, flags, len(model_bytes),
+                         len(payload), zlib.crc32(model_bytes + payload), voxel_crc(data))
+    record = header.pack() + model_bytes + payload
+    info = BlockInfo(index, z, d, y0, x0, h, w, len(record), len(model_bytes), inter,
+                     bool(flags & FLAG_CONSTANT), fit_s, time.perf_counter() - t0 - fit_s, slice_bits)
+    return info, record, bank
+
+
+def _code(st: TileSettings, data, bank, progress=(None, None)):
+    """Choose the block's model and code the block with it.
+
+    Returns ``(model, model bytes to embed, payload, fields, fit seconds, bank)``."""
+    on_fit, on_code = progress
+    if st.shared_model is not None:
+        payload, fields = encode_block(data, st.shared_model, progress=on_code)
+        return st.shared_model, b"", payload, fields, 0.0, bank
+    if st.train == "never":
+        return (*_coded(untrained_model(st.config), data, on_code), 0.0, bank)
+    import torch
+
+    t0 = time.perf_counter()
+    old = torch.get_num_threads()
+    if st.threads:
+        torch.set_num_threads(st.threads)
+    try:
+        model, bank, _ = fit_block(data, st.config, st.opts, bank,
+                                   min_voxels=1 if st.train == "always" else MIN_TRAIN_VOXELS, progress=on_fit)
+    finally:
+        torch.set_num_threads(old)
+    fit_s = time.perf_counter() - t0
+    best = _coded(model, data, on_code)
+    if data.size < CHECK_UNTRAINED_BELOW and bank is not None and st.train == "auto":
+        # small block: keep the trained model only if it pays for its weights
+        plain = _coded(untrained_model(st.config), data)
+        if len(plain[1]) + len(plain[2]) < len(best[1]) + len(best[2]):
+            best = plain
+    return (*best, fit_s, bank)
+
+
+def _coded(model, data, progress=None):
+    payload, fields = encode_block(data, model, progress=progress)
+    return model, model.to_bytes(), payload, fields
+
+
+_SETTINGS: TileSettings | None = None  # in a worker process: the encoder's settings
+
+
+def _worker_init(settings: TileSettings):
+    global _SETTINGS
+    _SETTINGS = settings
+
+
+def _worker_code(job):
+    return code_tile(_SETTINGS, *job)
+
+
 class Encoder:
     """Streaming encoder: feed z-slices in order, each block is coded and written once complete.
 
@@ -97,6 +192,11 @@ class Encoder:
     the weights of the block before it, as within one stream.
     ``on_progress(voxels)`` is called often while a block trains and codes, with the number of
     voxels done so far (a float: the block in hand counts in part), for progress bars and ETAs.
+    ``workers``: processes that code blocks at once (None: every core; default 1), each with
+    ``threads`` torch threads (default 1); the stream never depends on either.  The blocks of a
+    layer's tiles and of ``LANES`` successive layers code in parallel: a block fine-tunes from the
+    block ``LANES`` layers above it in its tile column.  Records are written in order, and at most
+    ``2 * workers`` blocks are in flight; with several workers, progress moves block by block.
 
     Interrupted encodes (path-backed ``file`` only): ``resume=True`` keeps the complete blocks of
     the partial stream already at ``file`` (see :mod:`voxcodec.core.resume`); write the volume from
@@ -111,7 +211,7 @@ class Encoder:
                  seed: int = 0, warm_start: bool = True, on_block=None, config: ModelConfig | None = None,
                  train: str = "auto", fit_options: dict | None = None, expected_slices: int | None = None,
                  shared_model: BlockModel | None = None, banks: dict | None = None, on_progress=None,
-                 resume: bool = False, checkpoint: bool = False):
+                 resume: bool = False, checkpoint: bool = False, workers: int | None = 1):
         self.dtype = check_dtype(dtype)
         h, w = (int(s) for s in slice_shape)
         if h < 1 or w < 1:
@@ -142,6 +242,7 @@ class Encoder:
             raise ValueError(f"train must be 'auto', 'always' or 'never', got {train!r}")
         self.train = train
         self.threads = threads
+        self.workers = parallel.resolve(workers)
         self.warm_start = warm_start
         self.on_block = on_block
         self.on_progress = on_progress
@@ -154,7 +255,10 @@ class Encoder:
         self._buffer: list[np.ndarray] = []
         self._buffered = 0
         self._z = 0
-        self._banks: dict = {} if banks is None else banks
+        self._banks: dict = {} if banks is None else banks  # (y0, x0, lane) -> bank, as of the last layer written
+        self._latest: dict = {}  # (y0, x0, lane) -> the bank (or the pending job) its next block starts from
+        self._pending: deque = deque()  # layers submitted and not yet written: (z, [job results or futures])
+        self._pool = None
         self.blocks: list[BlockInfo] = []
         self._index: list[IndexEntry] = []
         self._closed = False
@@ -201,6 +305,7 @@ class Encoder:
         self.resumed_slices = part.z
         if part.banks is not None:
             self._banks.update(part.banks)
+            self._latest.update(part.banks)
             self.resumed_identical = True
             self._layer_states = {part.z: {"end": part.end, "banks": dict(part.banks)}}
 
@@ -210,7 +315,8 @@ class Encoder:
         self._pos += len(b)
 
     def write(self, slices) -> list[BlockInfo]:
-        """Append one slice (H, W) or a stack (n, H, W). Returns the blocks completed by this call."""
+        """Append one slice (H, W) or a stack (n, H, W). Returns the blocks written by this call (with
+        several workers, blocks are written once the layers before them are)."""
         if self._closed:
             raise ValueError("the encoder is closed")
         a = np.asarray(slices)
@@ -232,25 +338,67 @@ class Encoder:
                 done += self._flush()
         return done
 
+    def _settings(self) -> TileSettings:
+        return TileSettings(self.config, self.opts, self.train, self.threads or 1, self.shared_model)
+
+    def _bank(self, key):
+        if not self.warm_start:
+            return None
+        v = self._latest.get(key, self._banks.get(key))
+        return v.result()[2] if isinstance(v, Future) else v
+
     def _flush(self) -> list[BlockInfo]:
+        """Code the layer in hand (its tiles go to the workers, if any) and write what is ready."""
         if not self._buffered:
             return []
         data = np.concatenate(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
         self._buffer, self._buffered = [], 0
         if self._z < self.resumed_slices:
             return self._check_kept(data)
-        coded = []
         th, tw = self.tile
         h, w = self.slice_shape
-        for y0 in range(0, h, th):
-            for x0 in range(0, w, tw):
-                tile = np.ascontiguousarray(data[:, y0:y0 + th, x0:x0 + tw])
-                coded.append(self._encode_tile(tile, y0, x0, len(self.blocks) + len(coded)))
+        z, lane = self._z, (self._z // self.block_depth) % LANES
+        tiles = [(y0, x0) for y0 in range(0, h, th) for x0 in range(0, w, tw)]
+        if self.workers > 1 and self._pool is None:
+            self._pool = parallel.pool(self.workers, _worker_init, (self._settings(),), threads=self.threads or 1)
+        done = []
+        if self._pool is not None:  # keep at most 2 x workers tiles in flight
+            while self._pending and sum(len(r) for _, r in self._pending) + len(tiles) > 2 * self.workers:
+                done += self._write_layer()
+        results, index = [], len(self.blocks) + sum(len(r) for _, r in self._pending)
+        for k, (y0, x0) in enumerate(tiles):
+            tile = np.ascontiguousarray(data[:, y0:y0 + th, x0:x0 + tw])
+            job = (tile, z, y0, x0, index + k, self._bank((y0, x0, lane)))
+            if self._pool is None:
+                r = code_tile(self._settings(), *job, progress=self._tile_progress(tile.size))
+                self._voxels_done += r[0].voxels
+                self._report(self._voxels_done, force=True)
+            else:
+                r = self._pool.submit(_worker_code, job)
+            self._latest[(y0, x0, lane)] = r if isinstance(r, Future) else r[2]
+            results.append(r)
         self._z += data.shape[0]
+        self._pending.append((z, results))
+        while self._pending and (self._pool is None or all(r.done() for r in self._pending[0][1])):
+            done += self._write_layer()
+        return done
+
+    def _write_layer(self) -> list[BlockInfo]:
+        """Write the oldest layer not yet written (waiting for its tiles): its records, in order."""
+        z, results = self._pending.popleft()
+        coded = [r.result() if isinstance(r, Future) else r for r in results]
+        lane = (z // self.block_depth) % LANES
+        for info, _, bank in coded:
+            self._banks[(info.y0, info.x0, lane)] = bank
+            if self._pool is not None:
+                self._voxels_done += info.voxels
+            if info.fit_seconds > 0:
+                self._fit_share = info.fit_seconds / max(info.fit_seconds + info.code_seconds, 1e-9)
+        end_z = z + coded[0][0].depth
         if self._checkpoint:  # the training state after this layer goes to disk before the layer itself
-            self._layer_states = _resume.save_state(self._path, self._layer_states, self._z,
-                                                    self._pos + sum(len(r) for _, r in coded), self._banks)
-        for info, record in coded:
+            self._layer_states = _resume.save_state(self._path, self._layer_states, end_z,
+                                                    self._pos + sum(len(r) for _, r, _ in coded), self._banks)
+        for info, record, _ in coded:
             self._index.append(IndexEntry(self._pos, len(record), info.z0, info.depth, info.y0, info.x0, info.h,
                                           info.w, 8 * len(record), info.model_bytes, info.inter))
             self._write(record)
@@ -260,7 +408,14 @@ class Encoder:
         if self._checkpoint:
             self._f.flush()
             os.fsync(self._f.fileno())
-        return [info for info, _ in coded]
+        if self._pool is not None:
+            self._report(self._voxels_done, force=True)
+        return [info for info, _, _ in coded]
+
+    def _stop_pool(self, cancel: bool):
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=cancel)
+            self._pool = None
 
     def _check_kept(self, data) -> list[BlockInfo]:
         """Slices of a layer kept from the partial stream: they must be the ones it coded."""
@@ -290,33 +445,6 @@ class Encoder:
             self._last_report = now
             self.on_progress(voxels)
 
-    def _encode_tile(self, data: np.ndarray, y0: int, x0: int, index: int) -> tuple[BlockInfo, bytes]:
-        """Code one tile of the layer in hand: its BlockInfo and its record (written by the caller)."""
-        d, h, w = data.shape
-        lo, hi, centre, shift = value_range(data)
-        t0 = time.perf_counter()
-        if lo == hi:  # constant block: no model, no payload
-            flags, model_bytes, payload, inter, slice_bits, fit_s = FLAG_CONSTANT, b"", b"", False, [0] * d, 0.0
-        else:
-            model, model_bytes, payload, fields, fit_s = self._code(data, y0, x0, self._tile_progress(data.size))
-            inter = model.inter is not None
-            flags = (FLAG_INTER if inter else 0) | (FLAG_SHARED if model is self.shared_model else 0)
-            slice_bits = fields["slice_bits"]
-            if len(model_bytes) + len(payload) >= data.nbytes:  # incompressible (noise): store the voxels
-                flags, inter, model_bytes = FLAG_RAW, False, b""
-                payload = np.ascontiguousarray(data, data.dtype.newbyteorder("<")).tobytes()
-                slice_bits = [8 * data.itemsize * h * w] * d
-        header = BlockHeader(index, self._z, d, y0, x0, h, w, lo, hi, centre, shift, flags, len(model_bytes),
-                             len(payload), zlib.crc32(model_bytes + payload), voxel_crc(data))
-        record = header.pack() + model_bytes + payload
-        info = BlockInfo(index, self._z, d, y0, x0, h, w, len(record), len(model_bytes), inter,
-                         bool(flags & FLAG_CONSTANT), fit_s, time.perf_counter() - t0 - fit_s, slice_bits)
-        self._voxels_done += info.voxels
-        if fit_s > 0:
-            self._fit_share = fit_s / max(fit_s + info.code_seconds, 1e-9)
-        self._report(self._voxels_done, force=True)
-        return info, record
-
     def _tile_progress(self, voxels: int):
         """Progress callbacks for one tile: ``(fit(step, steps), code(slices_done, slices))``; training
         counts for the share of the tile's time it took on the tile before."""
@@ -330,43 +458,6 @@ class Encoder:
         return (lambda step, steps: at(share * step / max(steps, 1)),
                 lambda done, total: at(share + (1 - share) * done / max(total, 1)))
 
-    def _code(self, data, y0, x0, progress=(None, None)):
-        """Choose the block's model and code the block with it.
-
-        Returns ``(model, model bytes to embed, payload, fields, fit seconds)``."""
-        on_fit, on_code = progress
-        if self.shared_model is not None:
-            payload, fields = encode_block(data, self.shared_model, progress=on_code)
-            return self.shared_model, b"", payload, fields, 0.0
-        if self.train == "never":
-            return (*self._coded(untrained_model(self.config), data, on_code), 0.0)
-        import torch
-
-        t0 = time.perf_counter()
-        old = torch.get_num_threads()
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        try:
-            bank = self._banks.get((y0, x0)) if self.warm_start else None
-            model, bank, _ = fit_block(data, self.config, self.opts, bank,
-                                       min_voxels=1 if self.train == "always" else MIN_TRAIN_VOXELS, progress=on_fit)
-        finally:
-            torch.set_num_threads(old)
-        self._banks[(y0, x0)] = bank
-        fit_s = time.perf_counter() - t0
-        best = self._coded(model, data, on_code)
-        if data.size < CHECK_UNTRAINED_BELOW and bank is not None and self.train == "auto":
-            # small block: keep the trained model only if it pays for its weights
-            plain = self._coded(untrained_model(self.config), data)
-            if len(plain[1]) + len(plain[2]) < len(best[1]) + len(best[2]):
-                best = plain
-        return (*best, fit_s)
-
-    @staticmethod
-    def _coded(model, data, progress=None):
-        payload, fields = encode_block(data, model, progress=progress)
-        return model, model.to_bytes(), payload, fields
-
     @property
     def shape(self):
         return (self._z + self._buffered, *self.slice_shape)
@@ -375,7 +466,12 @@ class Encoder:
         """Code the last (partial) block and write the block index. Idempotent."""
         if self._closed:
             return
-        self._flush()
+        try:
+            self._flush()
+            while self._pending:
+                self._write_layer()
+        finally:
+            self._stop_pool(cancel=True)
         if self._z < self.resumed_slices:
             raise InputError(f"the input ended after {self._z} slices, but {self._path} already holds "
                              f"{self.resumed_slices}: the input changed; start over without resuming")
@@ -399,17 +495,19 @@ class Encoder:
     def __exit__(self, exc_type, *_):
         if exc_type is None:
             self.close()
-        elif self._own:
-            self._f.close()
+        else:
+            self._stop_pool(cancel=True)
+            if self._own:
+                self._f.close()
 
 
 def encode(array, *, preset: str = "default", block_depth=None, tile=None, metadata=None, device="cpu",
            threads=None, seed: int = 0, train: str = "auto", fit_options: dict | None = None,
-           shared_model: BlockModel | None = None, banks: dict | None = None) -> bytes:
+           shared_model: BlockModel | None = None, banks: dict | None = None, workers: int | None = 1) -> bytes:
     """Encode a (Z, Y, X) uint8 or uint16 array into a ``.vxc`` stream (bytes).
 
     2-D arrays are treated as a single slice. ``banks``: training state carried over between
-    calls (see :class:`Encoder`).
+    calls; ``workers``: processes coding blocks at once (see :class:`Encoder`).
     """
     a = np.asarray(array)
     if a.ndim == 2:
@@ -419,7 +517,8 @@ def encode(array, *, preset: str = "default", block_depth=None, tile=None, metad
     check_dtype(a.dtype)
     enc = Encoder(None, dtype=a.dtype, slice_shape=a.shape[1:], preset=preset, block_depth=block_depth, tile=tile,
                   metadata=metadata, device=device, threads=threads, seed=seed, train=train,
-                  fit_options=fit_options, expected_slices=a.shape[0], shared_model=shared_model, banks=banks)
+                  fit_options=fit_options, expected_slices=a.shape[0], shared_model=shared_model, banks=banks,
+                  workers=workers)
     enc.write(a)
     return enc.getvalue()
 

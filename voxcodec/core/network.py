@@ -189,6 +189,21 @@ class IntNet:
                 b1=bias(self.b1, s1), b2=bias(self.b2, e2))
         return self._f32
 
+    def kernel_args(self):
+        """The network as the compiled kernel (:func:`voxcodec.core.kernels.infer_rows`) takes it:
+        float32 weights (the first layer's with the linear skip as an extra row), int32 hidden biases
+        with their rounding half (clipped as in :meth:`_mats`), and the shifts of the output stage."""
+        if "kernel" not in self._f32:
+            m = self._mats()
+            e1, e2, emu, es, esc = self.e
+            fmu = self.fmu
+            self._f32["kernel"] = (
+                np.ascontiguousarray(np.concatenate([m["w1"], m["ws"]])), m["b1"][:, 0].copy(),
+                e1 + IN_BITS - ACT_BITS, np.ascontiguousarray(m["w2"]), m["b2"][:, 0].copy(), e2,
+                np.ascontiguousarray(m["wout"]), fmu - emu - ACT_BITS, fmu - es - IN_BITS, int(self.bmu),
+                fmu - IN_BITS, int(self.bsc) + (1 << (esc + ACT_BITS - 1)), esc + ACT_BITS)
+        return self._f32["kernel"]
+
     def infer(self, x: np.ndarray, bins: int, data_shift: int = 0, chunk: int = 1 << 16):
         """Exact integer inference on features ``x`` (F, N) float32 holding integers.
 

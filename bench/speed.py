@@ -1,0 +1,298 @@
+#!/usr/bin/env python
+"""Speed against JPEG-XL, PNG and JPEG-LS: per core, whole machine, worker scaling, contention.
+
+    python bench/speed.py --shared --out bench/results/speed     # every volume in ../shared/data
+    python bench/speed.py VOLUME.tif ... --out DIR [--presets fast,default] [--max-slices N]
+
+Everything it reports is measured in this one run, on this machine:
+
+* **per core**: every codec with one thread (voxcodec ``workers=1, threads=1``; imagecodecs
+  ``numthreads=1``), each (volume, codec) in its own process: bits per voxel, encode and decode MB/s
+  (MB = 10^6 bytes of voxels), and a check that decoding gave back every voxel;
+* **whole machine**: the same codecs on every core: voxcodec with ``workers`` = cores, the slice
+  codecs with one single-threaded process per core over the slices (as EM pipelines run JPEG-XL);
+* **scaling**: voxcodec's whole-machine MB/s over its per-core MB/s (1 worker against N);
+* **contention**: 4 ``voxcodec encode`` commands at once (each with its default workers: every core)
+  against one alone; their combined MB/s over the single one's.
+
+Timings: each process first codes a small crop (voxcodec loads torch and its compiled kernels
+then), encodes once and decodes three times, keeping the fastest decode.  Writes DIR/speed.json,
+DIR/speed.md and DIR/pareto.png (bits per voxel against MB/s per core, the picture a facility
+chooses a codec from).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent.parent / "shared" / "data"
+ONE_THREAD = {v: "1" for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")}
+SLICE_CODECS = ["jpegxl-e1", "jpegxl-e2", "jpegxl-e3", "jpegxl-e5", "jpegxl-e7", "jpegxl-e9", "png", "jpegls"]
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def load(path, max_slices=None) -> np.ndarray:
+    import tifffile
+
+    a = tifffile.imread(path)
+    a = a[None] if a.ndim == 2 else a
+    return np.ascontiguousarray(a[:max_slices] if max_slices else a)
+
+
+# -- one codec, in its own process -----------------------------------------------------------------------
+
+def _slice_fns(name: str):
+    import imagecodecs as ic
+
+    if name.startswith("jpegxl-e"):
+        effort = int(name[len("jpegxl-e"):])
+        return (lambda s: ic.jpegxl_encode(s, lossless=True, effort=effort, numthreads=1),
+                lambda b: ic.jpegxl_decode(b, numthreads=1))
+    if name == "png":
+        return (lambda s: ic.png_encode(s, level=9)), ic.png_decode
+    if name == "jpegls":
+        return (lambda s: ic.jpegls_encode(s, level=0)), ic.jpegls_decode
+    raise ValueError(f"unknown codec {name}")
+
+
+def _enc_slices(args):
+    name, part = args
+    enc, _ = _slice_fns(name)
+    return [enc(s) for s in part]
+
+
+def _dec_slices(args):
+    name, parts = args
+    _, dec = _slice_fns(name)
+    return np.stack([dec(p) for p in parts])
+
+
+def run_codec(path: str, name: str, workers: int, max_slices=None) -> dict:
+    """Encode once, decode three times (fastest kept), compare: one record."""
+    vol = load(path, max_slices)
+    if name.startswith("voxcodec-"):
+        import voxcodec
+
+        preset = name[len("voxcodec-"):]
+        voxcodec.encode(vol[:2, :64, :64], preset=preset, workers=1)  # loads torch and the kernels
+        t0 = time.perf_counter()
+        data = voxcodec.encode(vol, preset=preset, workers=workers, threads=1)
+        enc_s = time.perf_counter() - t0
+        size = len(data)
+        decode = lambda: voxcodec.decode(data, workers=workers)  # noqa: E731
+    else:
+        enc, dec = _slice_fns(name)
+        dec(enc(vol[0, :64, :64]))
+        chunks = np.array_split(np.arange(vol.shape[0]), workers)
+        pool = None
+        if workers > 1:
+            from multiprocessing import get_context
+
+            pool = get_context("fork").Pool(workers)
+        t0 = time.perf_counter()
+        if pool is None:
+            parts = [enc(s) for s in vol]
+        else:
+            parts = [p for ps in pool.map(_enc_slices, [(name, vol[c]) for c in chunks]) for p in ps]
+        enc_s = time.perf_counter() - t0
+        size = sum(len(p) for p in parts)
+        splits = np.cumsum([len(c) for c in chunks])[:-1]
+
+        def decode():
+            if pool is None:
+                return np.stack([dec(p) for p in parts])
+            groups = np.split(np.array(parts, dtype=object), splits)
+            return np.concatenate(pool.map(_dec_slices, [(name, list(g)) for g in groups]))
+    best, out = float("inf"), None
+    for _ in range(3):
+        t0 = time.perf_counter()
+        out = decode()
+        best = min(best, time.perf_counter() - t0)
+    if not name.startswith("voxcodec-") and workers > 1:
+        pool.close()
+    return {"volume": Path(path).stem, "codec": name, "workers": workers, "shape": list(vol.shape),
+            "bits_per_voxel": 8 * size / vol.size, "encode_MBps": vol.nbytes / 1e6 / enc_s,
+            "decode_MBps": vol.nbytes / 1e6 / best, "encode_seconds": enc_s, "decode_seconds": best,
+            "lossless": bool(out.shape == vol.shape and np.array_equal(out, vol))}
+
+
+def _subprocess(path, name, workers, max_slices) -> dict:
+    env = {**os.environ, **ONE_THREAD}
+    cmd = [sys.executable, __file__, "--one", str(path), name, str(workers)] + \
+        (["--max-slices", str(max_slices)] if max_slices else [])
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if res.returncode:
+        raise RuntimeError(f"{name} on {path} failed:\n{res.stderr}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+# -- contention ------------------------------------------------------------------------------------------
+
+def contention(path: Path, preset: str, jobs: int = 4, max_slices=None) -> dict:
+    """``jobs`` CLI encodes at once (default workers) against one encode alone with every core."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = path
+        if max_slices:
+            import tifffile
+
+            src = Path(tmp) / "input.tif"
+            tifffile.imwrite(src, load(path, max_slices), photometric="minisblack")
+        nbytes = load(src).nbytes
+        cli = [sys.executable, "-m", "voxcodec_cli.main", "encode", str(src), "--preset", preset, "-q", "--overwrite"]
+
+        def run(n):
+            t0 = time.perf_counter()
+            procs = [subprocess.Popen(cli + ["-o", str(Path(tmp) / f"out{i}.vxc")]) for i in range(n)]
+            if any(p.wait() for p in procs):
+                raise RuntimeError("an encode failed")
+            return time.perf_counter() - t0
+
+        alone = run(1)
+        together = run(jobs)
+    single, combined = nbytes / 1e6 / alone, jobs * nbytes / 1e6 / together
+    return {"volume": path.stem, "preset": preset, "jobs": jobs, "cores": cores(), "alone_seconds": alone,
+            "together_seconds": together, "alone_MBps": single, "combined_MBps": combined,
+            "ratio": combined / single}
+
+
+# -- report ----------------------------------------------------------------------------------------------
+
+def _agg(recs):
+    """MB/s over all volumes (total bytes / total seconds) and bits per voxel relative to JPEG-XL e7."""
+    by = {}
+    for r in recs:
+        by.setdefault(r["codec"], []).append(r)
+    e7 = {r["volume"]: r["bits_per_voxel"] for r in recs if r["codec"] == "jpegxl-e7"}
+    out = {}
+    for name, rs in by.items():
+        mb = sum(np.prod(r["shape"]) for r in rs) / 1e6  # uint8 volumes: voxels = bytes
+        out[name] = {"encode_MBps": mb / sum(r["encode_seconds"] for r in rs),
+                     "decode_MBps": mb / sum(r["decode_seconds"] for r in rs),
+                     "bpv_vs_e7": float(np.mean([r["bits_per_voxel"] / e7[r["volume"]] - 1 for r in rs]))
+                     if all(r["volume"] in e7 for r in rs) else None}
+    return out
+
+
+def pareto(core_recs, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    agg = _agg(core_recs)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, key, title in ((axes[0], "encode_MBps", "encode"), (axes[1], "decode_MBps", "decode")):
+        for name, a in agg.items():
+            vox = name.startswith("voxcodec")
+            ax.scatter(a[key], 100 * a["bpv_vs_e7"], s=60 if vox else 35, marker="o" if vox else "s",
+                       color="tab:red" if vox else ("tab:blue" if name.startswith("jpegxl") else "tab:gray"))
+            ax.annotate(name.replace("jpegxl-", "JXL "), (a[key], 100 * a["bpv_vs_e7"]), textcoords="offset points",
+                        xytext=(5, 4), fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{title} MB/s per core (1 thread)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.set_title(title)
+    axes[0].set_ylabel("bits per voxel vs JPEG-XL e7 (%)\n(lower is better)")
+    fig.suptitle("Lossless EM: size against speed per core (mean over volumes; up and left is worse)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def report(res: dict) -> str:
+    lines = [f"# voxcodec speed ({res['machine']}, {res['cores']} cores)", "",
+             f"Command: `{res['command']}`", "", "## Per core (1 thread)", "",
+             "| volume | codec | bits/voxel | encode MB/s | decode MB/s | lossless |", "|---|---|---|---|---|---|"]
+    for r in res["per_core"]:
+        lines.append(f"| {r['volume']} | {r['codec']} | {r['bits_per_voxel']:.3f} | {r['encode_MBps']:.2f} | "
+                     f"{r['decode_MBps']:.1f} | {r['lossless']} |")
+    lines += ["", f"## Whole machine ({res['cores']} cores)", "",
+              "| volume | codec | encode MB/s | decode MB/s | encode x 1 core | decode x 1 core |", "|---|---|---|---|---|---|"]
+    core = {(r["volume"], r["codec"]): r for r in res["per_core"]}
+    for r in res["machine_wide"]:
+        c = core[(r["volume"], r["codec"])]
+        lines.append(f"| {r['volume']} | {r['codec']} | {r['encode_MBps']:.2f} | {r['decode_MBps']:.1f} | "
+                     f"{r['encode_MBps'] / c['encode_MBps']:.2f} | {r['decode_MBps'] / c['decode_MBps']:.2f} |")
+    agg = _agg(res["per_core"])
+    lines += ["", "## All volumes, per core", "", "| codec | bits/voxel vs JPEG-XL e7 | encode MB/s | decode MB/s |",
+              "|---|---|---|---|"]
+    for name, a in sorted(agg.items(), key=lambda kv: kv[1]["bpv_vs_e7"] or 0):
+        lines.append(f"| {name} | {100 * a['bpv_vs_e7']:+.2f}% | {a['encode_MBps']:.2f} | {a['decode_MBps']:.1f} |")
+    if res.get("contention"):
+        c = res["contention"]
+        lines += ["", "## Contention", "",
+                  f"{c['jobs']} `voxcodec encode --preset {c['preset']}` commands at once on {c['cores']} cores "
+                  f"({c['volume']}): {c['combined_MBps']:.2f} MB/s combined against {c['alone_MBps']:.2f} MB/s for "
+                  f"one alone (ratio {c['ratio']:.2f}; {c['together_seconds']:.1f} s against {c['alone_seconds']:.1f} s "
+                  "for a quarter of the work)."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("volumes", nargs="*", help="TIFF stacks (z, y, x)")
+    ap.add_argument("--shared", action="store_true", help="every volume in ../shared/data")
+    ap.add_argument("--out", default="bench/results/speed", help="output folder")
+    ap.add_argument("--presets", default="fast,default", help="voxcodec presets (comma-separated)")
+    ap.add_argument("--codecs", default=",".join(SLICE_CODECS), help="other codecs (comma-separated)")
+    ap.add_argument("--max-slices", type=int, help="use the first N slices of each volume (quick runs)")
+    ap.add_argument("--contention-volume", help="volume of the contention run (default: the largest)")
+    ap.add_argument("--skip-contention", action="store_true")
+    ap.add_argument("--one", nargs=3, metavar=("VOLUME", "CODEC", "WORKERS"), help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.one:
+        print(json.dumps(run_codec(a.one[0], a.one[1], int(a.one[2]), a.max_slices)))
+        return 0
+    vols = [Path(v) for v in a.volumes] + (sorted(SHARED.glob("*.tif")) if a.shared else [])
+    if not vols:
+        ap.error("name volumes or pass --shared")
+    presets = [p for p in a.presets.split(",") if p]
+    codecs = [f"voxcodec-{p}" for p in presets] + [c for c in a.codecs.split(",") if c]
+    n = cores()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sys.path.insert(0, str(HERE))
+    from bitrate import machine_info
+
+    res = {"machine": machine_info()["cpu"], "cores": n, "command": "python " + " ".join([__file__] + sys.argv[1:]),
+           "per_core": [], "machine_wide": []}
+    for v in vols:
+        for c in codecs:
+            r = _subprocess(v, c, 1, a.max_slices)
+            res["per_core"].append(r)
+            print(f"{v.stem:24s} {c:18s} 1 core   {r['bits_per_voxel']:.3f} bpv  enc {r['encode_MBps']:7.2f}  "
+                  f"dec {r['decode_MBps']:6.1f} MB/s  lossless {r['lossless']}", flush=True)
+            if n > 1:
+                r = _subprocess(v, c, n, a.max_slices)
+                res["machine_wide"].append(r)
+                print(f"{v.stem:24s} {c:18s} {n} cores  enc {r['encode_MBps']:7.2f}  dec {r['decode_MBps']:6.1f} MB/s",
+                      flush=True)
+    if not a.skip_contention:
+        cv = Path(a.contention_volume) if a.contention_volume else max(vols, key=lambda p: p.stat().st_size)
+        res["contention"] = contention(cv, presets[-1] if "default" not in presets else "default",
+                                       max_slices=a.max_slices)
+        print(f"contention: ratio {res['contention']['ratio']:.2f}", flush=True)
+    (out / "speed.json").write_text(json.dumps(res, indent=1))
+    (out / "speed.md").write_text(report(res))
+    pareto(res["per_core"], out / "pareto.png")
+    print(f"wrote {out}/speed.json, speed.md, pareto.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Workers: the same stream and the same voxels for any number of worker processes."""
+
+import numpy as np
+import pytest
+
+import voxcodec
+from voxcodec import CorruptStreamError
+from voxcodec.core import parallel
+from voxcodec.core.encoder import LANES
+
+from conftest import console_script
+
+
+@pytest.fixture(scope="module")
+def vol(sample):
+    return np.ascontiguousarray(sample[:20, :64, :96])
+
+
+@pytest.fixture(scope="module")
+def streams(vol):
+    """5 layers of 4 slices x 2 tiles, trained (warm starts along the lanes): by 1, 2 and 3 workers."""
+    opts = dict(block_depth=4, tile=(64, 48), train="always", fit_options={"steps": 12, "warm_steps": 6})
+    return {w: voxcodec.encode(vol, workers=w, **opts) for w in (1, 2, 3)}
+
+
+def test_the_stream_does_not_depend_on_workers(streams):
+    assert streams[1] == streams[2] == streams[3]
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3, None])
+def test_decoding_with_any_workers(vol, streams, workers):
+    np.testing.assert_array_equal(voxcodec.decode(streams[1], workers=workers), vol)
+    with voxcodec.Decoder(streams[1], workers=workers) as dec:
+        np.testing.assert_array_equal(dec[3:17:2, 10:60, ::-3], vol[3:17:2, 10:60, ::-3])
+        got = np.concatenate([a for _, _, a in dec.iter_layers(2, 19)])
+        np.testing.assert_array_equal(got, vol[2:19])
+
+
+def test_warm_starts_follow_lanes(vol):
+    """A block fine-tunes from the block LANES layers above it: layers LANES apart share nothing
+    else, so coding layer k does not wait for layer k - 1."""
+    from voxcodec.core import encoder as enc_mod
+
+    seen = []
+    real = enc_mod.fit_block
+
+    def spy(data, config, opts, bank=None, **kw):
+        model, bank_out, stats = real(data, config, opts, bank, **kw)
+        seen.append((bank is None, id(bank_out)))
+        return model, bank_out, stats
+
+    enc_mod.fit_block = spy
+    try:
+        voxcodec.encode(vol, block_depth=4, train="always", fit_options={"steps": 4, "warm_steps": 2}, workers=1)
+    finally:
+        enc_mod.fit_block = real
+    assert [fresh for fresh, _ in seen] == [True] * LANES + [False] * (5 - LANES)
+
+
+def test_worker_errors_name_their_block(streams):
+    data = bytearray(streams[1])
+    with voxcodec.Decoder(bytes(data)) as dec:
+        e = dec.index[3]
+    data[e.offset + e.length - 5] ^= 0xFF  # inside block 3's payload
+    with pytest.raises(CorruptStreamError) as info:
+        voxcodec.decode(bytes(data), workers=2)
+    assert info.value.block == 3 and str(info.value).startswith("block 3: ")
+    with voxcodec.Decoder(bytes(data), workers=2) as dec:
+        bad = [i for i, b in dec.iter_blocks(catch=True) if isinstance(b, CorruptStreamError)]
+    assert bad == [3]
+
+
+def test_resolve_workers():
+    assert parallel.resolve(None) == parallel.cores() >= 1
+    assert parallel.resolve(3) == 3
+    with pytest.raises(ValueError):
+        parallel.resolve(-1)
+
+
+def run_cli(*args):
+    import subprocess
+
+    res = subprocess.run(console_script("voxcodec", "voxcodec_cli.main") + list(args), capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr
+    return res
+
+
+def test_cli_workers_roundtrip(tmp_path, vol):
+    import tifffile
+
+    src = tmp_path / "v.tif"
+    tifffile.imwrite(src, vol, photometric="minisblack")
+    run_cli("encode", str(src), "-o", str(tmp_path / "v.vxc"), "--preset", "fast", "--block-depth", "5",
+            "--workers", "2", "-q")
+    run_cli("decode", str(tmp_path / "v.vxc"), "-o", str(tmp_path / "back.tif"), "--workers", "2", "-q")
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "back.tif"), vol)
+    res = run_cli("verify", str(tmp_path / "v.vxc"), "--against", str(src), "--workers", "2")
+    assert res.stdout.startswith("OK")

@@ -1,0 +1,1053 @@
+"""Compiled kernels of the exact engine (numba): integer inference, token modelling, rANS, raw bits.
+
+Everything here is integer arithmetic, or float32 arithmetic on integers whose every product and
+partial sum stays below 2^24 (so exact whatever the order or FMA contraction), see
+:mod:`voxcodec.core.network`.  No kernel reads a float that is not such an integer, so the results
+are the same on every machine, thread count and batch split.
+
+Kernels are compiled once per machine (``cache=True``) and release the GIL (``nogil=True``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_JIT = dict(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+_JIT_F = dict(_JIT, fastmath={"contract"})  # FMA contraction only: exact on the integers we feed
+
+#: token modelling (the same constants as :mod:`voxcodec.core.entropy`)
+DIRECT = 16
+MSB = 3
+INCREMENT = 32
+HALVE_ABOVE = 1 << 20
+MIN_RUN = 64
+MAX_RUN = 4096
+#: rANS: 16-bit probabilities, a 63-bit state in [2^31, 2^63), 32-bit words (the state keeps 15 bits
+#: more than the probabilities, so coding costs within about 2^-15 of the ideal code length)
+PROB_BITS = 16
+PROB_SCALE = 1 << PROB_BITS
+RANS_L = np.int64(1) << 31
+#: the symbol lookup of a table state: 2^LUT_BITS buckets, then a short linear search
+LUT_BITS = 10
+LUT_SHIFT = PROB_BITS - LUT_BITS
+
+#: columns handled at a time by the inference kernel (its buffers stay in the L1/L2 cache)
+COLS = 256
+
+# error codes returned by the decoding kernels
+OK = 0
+ERR_WORDS = 1  # the rANS section ended early
+ERR_BITS = 2  # the raw-bit section ended early
+ERR_RANGE = 3  # a decoded value lies outside the block's range or palette
+
+
+# -- inference -------------------------------------------------------------------------------------------
+
+# _dense1 .. _dense9: one sweep over the inputs for 1..9 outputs, four inputs at a time (written out:
+# numba has no register blocking of its own; each accumulator row is loaded and stored once per
+# four inputs).  Sums of integers below 2^24 in any order: exact.
+@njit(**_JIT_F)
+def _dense1(src, bases, w, raw, h, m):
+    r0 = raw[h + 0]
+    for j in range(np.uint64(m)):
+        r0[j] = 0.0
+    n = w.shape[1]
+    f = 0
+    while f + 4 <= n:
+        w0_0 = w[h + 0, f + 0]
+        b0 = np.uint64(bases[f + 0])
+        w0_1 = w[h + 0, f + 1]
+        b1 = np.uint64(bases[f + 1])
+        w0_2 = w[h + 0, f + 2]
+        b2 = np.uint64(bases[f + 2])
+        w0_3 = w[h + 0, f + 3]
+        b3 = np.uint64(bases[f + 3])
+        for j in range(np.uint64(m)):
+            v0 = src[b0 + j]
+            v1 = src[b1 + j]
+            v2 = src[b2 + j]
+            v3 = src[b3 + j]
+            r0[j] += w0_0 * v0 + w0_1 * v1 + w0_2 * v2 + w0_3 * v3
+        f += 4
+    while f < n:
+        w0_0 = w[h + 0, f]
+        b0 = np.uint64(bases[f])
+        for j in range(np.uint64(m)):
+            v0 = src[b0 + j]
+            r0[j] += w0_0 * v0
+        f += 1
+
+
+@njit(**_JIT_F)
+def _dense2(src, bases, w, raw, h, m):
+    r0 = raw[h + 0]
+    r1 = raw[h + 1]
+    for j in range(np.uint64(m)):
+        r0[j] = 0.0
+        r1[j] = 0.0
+    n = w.shape[1]
+    f = 0
+    while f + 4 <= n:
+        w0_0 = w[h + 0, f + 0]
+        w1_0 = w[h + 1, f + 0]
+        b0 = np.uint64(bases[f + 0])
+        w0_1 = w[h + 0, f + 1]
+        w1_1 = w[h + 1, f + 1]
+        b1 = np.uint64(bases[f + 1])
+        w0_2 = w[h + 0, f + 2]
+        w1_2 = w[h + 1, f + 2]
+        b2 = np.uint64(bases[f + 2])
+        w0_3 = w[h + 0, f + 3]
+        w1_3 = w[h + 1, f + 3]
+        b3 = np.uint64(bases[f + 3])
+        for j in range(np.uint64(m)):
+            v0 = src[b0 + j]
+            v1 = src[b1 + j]
+            v2 = src[b2 + j]
+            v3 = src[b3 + j]
+            r0[j] += w0_0 * v0 + w0_1 * v1 + w0_2 * v2 + w0_3 * v3
+            r1[j] += w1_0 * v0 + w1_1 * v1 + w1_2 * v2 + w1_3 * v3
+        f += 4
+    while f < n:
+        w0_0 = w[h + 0, f]
+        w1_0 = w[h + 1, f]
+        b0 = np.uint64(bases[f])
+        for j in range(np.uint64(m)):
+            v0 = src[b0 + j]
+            r0[j] += w0_0 * v0
+            r1[j] += w1_0 * v0
+        f += 1
+
+
+@njit(**_JIT_F)
+def _dense3(src, bases, w, raw, h, m):
+    r0 = raw[h + 0]
+    r1 = raw[h + 1]
+    r2 = raw[h + 2]
+    for j in range(np.uint64(m)):
+        r0[j] = 0.0
+        r1[j] = 0.0
+        r2[j] = 0.0
+    n = w.shape[1]
+    f = 0
+    while f + 4 <= n:
+        w0_0 = w[h + 0, f + 0]
+        w1_0 = w[h + 1, f + 0]
+        w2_0 = w[h + 2, f + 0]
+        b0 = np.uint64(bases[f + 0])
+        w0_1 = w[h + 0, f + 1]
+        w1_1 = w[h + 1, f + 1]
+        w2_1 = w[h + 2, f + 1]
+        b1 = np.uint64(bases[f + 1])
+        w0_2 = w[h + 0, f + 2]
+        w1_2 = w[h + 1, f + 2]
+        w2_2 = w[h + 2, f + 2]
+        b2 = np.uint64(bases[f + 2])
+        w0_3 = w[h + 0, f + 3]
+        w1_3 = w[h + 1, f + 3]
+        w2_3 = w[h + 2, f + 3]
+        b3 = np.uint64(bases[f + 3])
+        for j in range(np.uint64(m)):
+            v0 = src[b0 + j]
+            v1 = src[b1 + j]
+            v2 = src[b2 + j]
+            v3 = src[b3 + j]
+            r0[j] += w0_0 * v0 + w0_1 * v1 + w0_2 * v2 + w0_3 * v3
+            r1[j] += w1_0 * v0 + w1_1 * v1 + w1_2 * v2 + w1_3 * v3
+            r2[j] += w2_0 * v0 + w2_1 * v1 + w2_2 * v2 + w2_3 * v3
+        f += 4
+    while f < n:
+        w0_0 = w[h + 0, f]
+        w1_0 = w[h + 1, f]
+        w2_0 = w[h + 2, f]
+        b0 = np.uint64(bases[f])
+        for j in range(np.uint64(m)):
+            v0 = src[b0 + j]
+            r0[j] += w0_0 * v0
+            r1[j] += w1_0 * v0
+            r2[j] += w2_0 * v0
+        f += 1
+
+
+@njit(**_JIT_F)
+def _dense4(src, bases, w, raw, h, m):
+    r0 = raw[h + 0]
+    r1 = raw[h + 1]
+    r2 = raw[h + 2]
+    r3 = raw[h + 3]
+    for j in range(np.uint64(m)):
+        r0[j] = 0.0
+        r1[j] = 0.0
+        r2[j] = 0.0
+        r3[j] = 0.0
+    n = w.shape[1]
+    f = 0
+    while f + 4 <= n:
+        w0_0 = w[h + 0, f + 0]
+        w1_0 = w[h + 1, f + 0]
+        w2_0 = w[h + 2, f + 0]
+        w3_0 = w[h + 3, f + 0]
+        b0 = np.uint64(bases[f + 0])
+        w0_1 = w[h + 0, f + 1]
+        w1_1 = w[h + 1, f + 1]
+        w2_1 = w[h + 2, f + 1]
+        w3_1 = w[h + 3, f + 1]
+        b1 = np.uint64(bases[f + 1])
+        w0_2 = w[h + 0, f + 2]
+        w1_2 = w[h + 1, f + 2]
+        w2_2 = w[h + 2, f + 2]
+        w3_2 = w[h + 3, f + 2]
+        b2 = np.uint64(bases[f + 2])
+        w0_3 = w[h + 0, f + 3]
+        w1_3 = w[h + 1, f + 3]
+        w2_3 = w[h + 2, f + 3]
+        w3_3 = w[h + 3, f + 3]
+        b3 = np.uint64(bases[f + 3])
+        for j in range(np.uint64(m)):
+            v0 = src[b0 + j]
+            v1 = src[b1 + j]
+            v2 = src[b2 + j]
+            v3 = src[b3 + j]
+            r0[j] += w0_0 * v0 + w0_1 * v1 + w0_2 * v2 + w0_3 * v3
+            r1[j] += w1_0 * v0 + w1_1 * v1 + w1_2 * v2 + w1_3 * v3
+            r2[j] += w2_0 * v0 + w2_1 * v1 + w2_2 * v2 + w2_3 * v3
+            r3[j] += w3_0 * v0 + w3_1 * v1 + w3_2 * v2 + w3_3 * v3
+        f += 4
+    while f < n:
+        w0_0 = w[h + 0, f]
+        w1_0 = w[h + 1, f]
+        w2_0 = w[h + 2, f]
+        w3_0 = w[h + 3, f]
+        b0 = np.uint64(bases[f])
+        for j in range(np.uint64(m)):
+            v0 = src[b0 + j]
+            r0[j] += w0_0 * v0
+            r1[j] += w1_0 * v0
+            r2[j] += w2_0 * v0
+            r3[j] += w3_0 * v0
+        f += 1
+
+
+@njit(**_JIT_F)
+def _dense5(src, bases, w, raw, h, m):
+    r0 = raw[h + 0]
+    r1 = raw[h + 1]
+    r2 = raw[h + 2]
+    r3 = raw[h + 3]
+    r4 = raw[h + 4]
+    for j in range(np.uint64(m)):
+        r0[j] = 0.0
+        r1[j] = 0.0
+        r2[j] = 0.0
+        r3[j] = 0.0
+        r4[j] = 0.0
+    n = w.shape[1]
+    f = 0
+    while f + 4 <= n:
+        w0_0 = w[h + 0, f + 0]
+        w1_0 = w[h + 1, f + 0]
+        w2_0 = w[h + 2, f + 0]
+        w3_0 = w[h + 3, f + 0]
+        w4_0 = w[h + 4, f + 0]
+        b0 = np.uint64(bases[f + 0])
+        w0_1 = w[h + 0, f + 1]
+        w1_1 = w[h + 1, f + 1]
+        w2_1 = w[h + 2, f + 1]
+        w3_1 = w[h + 3, f + 1]
+        w4_1 = w[h + 4, f + 1]
+        b1 = np.uint64(bases[f + 1])
+        w0_2 = w[h + 0, f + 2]
+        w1_2 = w[h + 1, f + 2]
+        w2_2 = w[h + 2, f + 2]
+        w3_2 = w[h + 3, f + 2]
+        w4_2 = w[h + 4, f + 2]
+        b2 = np.uint64(bases[f + 2])
+        w0_3 = w[h + 0, f + 3]
+        w1_3 = w[h + 1, f + 3]
+        w2_3 = w[h + 2, f + 3]
+        w3_3 = w[h + 3, f + 3]
+        w4_3 = w[h + 4, f + 3]
+        b3 = np.uint64(bases[f + 3])
+        for j in range(np.uint64(m)):
+            v0 = src[b0 + j]
+            v1 = src[b1 + j]
+            v2 = src[b2 + j]
+            v3 = src[b3 + j]
+            r0[j] += w0_0 * v0 + w0_1 * v1 + w0_2 * v2 + w0_3 * v3
+            r1[j] += w1_0 * v0 + w1_1 * v1 + w1_2 * v2 + w1_3 * v3
+            r2[j] += w2_0 * v0 + w2_1 * v1 + w2_2 * v2 + w2_3 * v3
+            r3[j] += w3_0 * v0 + w3_1 * v1 + w3_2 * v2 + w3_3 * v3
+            r4[j] += w4_0 * v0 + w4_1 * v1 + w4_2 * v2 + w4_3 * v3
+        f += 4
+    while f < n:
+        w0_0 = w[h + 0, f]
+        w1_0 = w[h + 1, f]
+        w2_0 = w[h + 2, f]
+        w3_0 = w[h + 3, f]
+        w4_0 = w[h + 4, f]
+        b0 = np.uint64(bases[f])
+        for j in range(np.uint64(m)):
+            v0 = src[b0 + j]
+            r0[j] += w0_0 * v0
+            r1[j] += w1_0 * v0
+            r2[j] += w2_0 * v0
+            r3[j] += w3_0 * v0
+            r4[j] += w4_0 * v0
+        f += 1
+
+
+@njit(**_JIT_F)
+def _dense6(src, bases, w, raw, h, m):
+    r0 = raw[h + 0]
+    r1 = raw[h + 1]
+    r2 = raw[h + 2]
+    r3 = raw[h + 3]
+    r4 = raw[h + 4]
+    r5 = raw[h + 5]
+    for j in range(np.uint64(m)):
+        r0[j] = 0.0
+        r1[j] = 0.0
+        r2[j] = 0.0
+        r3[j] = 0.0
+        r4[j] = 0.0
+        r5[j] = 0.0
+    n = w.shape[1]
+    f = 0
+    while f + 4 <= n:
+        w0_0 = w[h + 0, f + 0]
+        w1_0 = w[h + 1, f + 0]
+        w2_0 = w[h + 2, f + 0]
+        w3_0 = w[h + 3, f + 0]
+        w4_0 = w[h + 4, f + 0]
+        w5_0 = w[h + 5, f + 0]
+        b0 = np.uint64(bases[f + 0])
+        w0_1 = w[h + 0, f + 1]
+        w1_1 = w[h + 1, f + 1]
+        w2_1 = w[h + 2, f + 1]
+        w3_1 = w[h + 3, f + 1]
+        w4_1 = w[h + 4, f + 1]
+        w5_1 = w[h + 5, f + 1]
+        b1 = np.uint64(bases[f + 1])
+        w0_2 = w[h + 0, f + 2]
+        w1_2 = w[h + 1, f + 2]
+        w2_2 = w[h + 2, f + 2]
+        w3_2 = w[h + 3, f + 2]
+        w4_2 = w[h + 4, f + 2]
+        w5_2 = w[h + 5, f + 2]
+        b2 = np.uint64(bases[f + 2])
+        w0_3 = w[h + 0, f + 3]
+        w1_3 = w[h + 1, f + 3]
+        w2_3 = w[h + 2, f + 3]
+        w3_3 = w[h + 3, f + 3]
+        w4_3 = w[h + 4, f + 3]
+        w5_3 = w[h + 5, f + 3]
+        b3 = np.uint64(bases[f + 3])
+        for j in range(np.uint64(m)):
+            v0 = src[b0 + j]
+            v1 = src[b1 + j]
+            v2 = src[b2 + j]
+            v3 = src[b3 + j]
+            r0[j] += w0_0 * v0 + w0_1 * v1 + w0_2 * v2 + w0_3 * v3
+            r1[j] += w1_0 * v0 + w1_1 * v1 + w1_2 * v2 + w1_3 * v3
+            r2[j] += w2_0 * v0 + w2_1 * v1 + w2_2 * v2 + w2_3 * v3
+            r3[j] += w3_0 * v0 + w3_1 * v1 + w3_2 * v2 + w3_3 * v3
+            r4[j] += w4_0 * v0 + w4_1 * v1 + w4_2 * v2 + w4_3 * v3
+            r5[j] += w5_0 * v0 + w5_1 * v1 + w5_2 * v2 + w5_3 * v3
+        f += 4
+    while f < n:
+        w0_0 = w[h + 0, f]
+        w1_0 = w[h + 1, f]
+        w2_0 = w[h + 2, f]
+        w3_0 = w[h + 3, f]
+        w4_0 = w[h + 4, f]
+        w5_0 = w[h + 5, f]
+        b0 = np.uint64(bases[f])
+        for j in range(np.uint64(m)):
+            v0 = src[b0 + j]
+            r0[j] += w0_0 * v0
+            r1[j] += w1_0 * v0
+            r2[j] += w2_0 * v0
+            r3[j] += w3_0 * v0
+            r4[j] += w4_0 * v0
+            r5[j] += w5_0 * v0
+        f += 1
+
+
+@njit(**_JIT_F)
+def _dense7(src, bases, w, raw, h, m):
+    r0 = raw[h + 0]
+    r1 = raw[h + 1]
+    r2 = raw[h + 2]
+    r3 = raw[h + 3]
+    r4 = raw[h + 4]
+    r5 = raw[h + 5]
+    r6 = raw[h + 6]
+    for j in range(np.uint64(m)):
+        r0[j] = 0.0
+        r1[j] = 0.0
+        r2[j] = 0.0
+        r3[j] = 0.0
+        r4[j] = 0.0
+        r5[j] = 0.0
+        r6[j] = 0.0
+    n = w.shape[1]
+    f = 0
+    while f + 4 <= n:
+        w0_0 = w[h + 0, f + 0]
+        w1_0 = w[h + 1, f + 0]
+        w2_0 = w[h + 2, f + 0]
+        w3_0 = w[h + 3, f + 0]
+        w4_0 = w[h + 4, f + 0]
+        w5_0 = w[h + 5, f + 0]
+        w6_0 = w[h + 6, f + 0]
+        b0 = np.uint64(bases[f + 0])
+        w0_1 = w[h + 0, f + 1]
+        w1_1 = w[h + 1, f + 1]
+        w2_1 = w[h + 2, f + 1]
+        w3_1 = w[h + 3, f + 1]
+        w4_1 = w[h + 4, f + 1]
+        w5_1 = w[h + 5, f + 1]
+        w6_1 = w[h + 6, f + 1]
+        b1 = np.uint64(bases[f + 1])
+        w0_2 = w[h + 0, f + 2]
+        w1_2 = w[h + 1, f + 2]
+        w2_2 = w[h + 2, f + 2]
+        w3_2 = w[h + 3, f + 2]
+        w4_2 = w[h + 4, f + 2]
+        w5_2 = w[h + 5, f + 2]
+        w6_2 = w[h + 6, f + 2]
+        b2 = np.uint64(bases[f + 2])
+        w0_3 = w[h + 0, f + 3]
+        w1_3 = w[h + 1, f + 3]
+        w2_3 = w[h + 2, f + 3]
+        w3_3 = w[h + 3, f + 3]
+        w4_3 = w[h + 4, f + 3]
+        w5_3 = w[h + 5, f + 3]
+        w6_3 = w[h + 6, f + 3]
+        b3 = np.uint64(bases[f + 3])
+        for j in range(np.uint64(m)):
+            v0 = src[b0 + j]
+            v1 = src[b1 + j]
+            v2 = src[b2 + j]
+            v3 = src[b3 + j]
+            r0[j] += w0_0 * v0 + w0_1 * v1 + w0_2 * v2 + w0_3 * v3
+            r1[j] += w1_0 * v0 + w1_1 * v1 + w1_2 * v2 + w1_3 * v3
+            r2[j] += w2_0 * v0 + w2_1 * v1 + w2_2 * v2 + w2_3 * v3
+            r3[j] += w3_0 * v0 + w3_1 * v1 + w3_2 * v2 + w3_3 * v3
+            r4[j] += w4_0 * v0 + w4_1 * v1 + w4_2 * v2 + w4_3 * v3
+            r5[j] += w5_0 * v0 + w5_1 * v1 + w5_2 * v2 + w5_3 * v3
+            r6[j] += w6_0 * v0 + w6_1 * v1 + w6_2 * v2 + w6_3 * v3
+        f += 4
+    while f < n:
+        w0_0 = w[h + 0, f]
+        w1_0 = w[h + 1, f]
+        w2_0 = w[h + 2, f]
+        w3_0 = w[h + 3, f]
+        w4_0 = w[h + 4, f]
+        w5_0 = w[h + 5, f]
+        w6_0 = w[h + 6, f]
+        b0 = np.uint64(bases[f])
+        for j in range(np.uint64(m)):
+            v0 = src[b0 + j]
+            r0[j] += w0_0 * v0
+            r1[j] += w1_0 * v0
+            r2[j] += w2_0 * v0
+            r3[j] += w3_0 * v0
+            r4[j] += w4_0 * v0
+            r5[j] += w5_0 * v0
+            r6[j] += w6_0 * v0
+        f += 1
+
+
+@njit(**_JIT_F)
+def _dense8(src, bases, w, raw, h, m):
+    r0 = raw[h + 0]
+    r1 = raw[h + 1]
+    r2 = raw[h + 2]
+    r3 = raw[h + 3]
+    r4 = raw[h + 4]
+    r5 = raw[h + 5]
+    r6 = raw[h + 6]
+    r7 = raw[h + 7]
+    for j in range(np.uint64(m)):
+        r0[j] = 0.0
+        r1[j] = 0.0
+        r2[j] = 0.0
+        r3[j] = 0.0
+        r4[j] = 0.0
+        r5[j] = 0.0
+        r6[j] = 0.0
+        r7[j] = 0.0
+    n = w.shape[1]
+    f = 0
+    while f + 4 <= n:
+        w0_0 = w[h + 0, f + 0]
+        w1_0 = w[h + 1, f + 0]
+        w2_0 = w[h + 2, f + 0]
+        w3_0 = w[h + 3, f + 0]
+        w4_0 = w[h + 4, f + 0]
+        w5_0 = w[h + 5, f + 0]
+        w6_0 = w[h + 6, f + 0]
+        w7_0 = w[h + 7, f + 0]
+        b0 = np.uint64(bases[f + 0])
+        w0_1 = w[h + 0, f + 1]
+        w1_1 = w[h + 1, f + 1]
+        w2_1 = w[h + 2, f + 1]
+        w3_1 = w[h + 3, f + 1]
+        w4_1 = w[h + 4, f + 1]
+        w5_1 = w[h + 5, f + 1]
+        w6_1 = w[h + 6, f + 1]
+        w7_1 = w[h + 7, f + 1]
+        b1 = np.uint64(bases[f + 1])
+        w0_2 = w[h + 0, f + 2]
+        w1_2 = w[h + 1, f + 2]
+        w2_2 = w[h + 2, f + 2]
+        w3_2 = w[h + 3, f + 2]
+        w4_2 = w[h + 4, f + 2]
+        w5_2 = w[h + 5, f + 2]
+        w6_2 = w[h + 6, f + 2]
+        w7_2 = w[h + 7, f + 2]
+        b2 = np.uint64(bases[f + 2])
+        w0_3 = w[h + 0, f + 3]
+        w1_3 = w[h + 1, f + 3]
+        w2_3 = w[h + 2, f + 3]
+        w3_3 = w[h + 3, f + 3]
+        w4_3 = w[h + 4, f + 3]
+        w5_3 = w[h + 5, f + 3]
+        w6_3 = w[h + 6, f + 3]
+        w7_3 = w[h + 7, f + 3]
+        b3 = np.uint64(bases[f + 3])
+        for j in range(np.uint64(m)):
+            v0 = src[b0 + j]
+            v1 = src[b1 + j]
+            v2 = src[b2 + j]
+            v3 = src[b3 + j]
+            r0[j] += w0_0 * v0 + w0_1 * v1 + w0_2 * v2 + w0_3 * v3
+            r1[j] += w1_0 * v0 + w1_1 * v1 + w1_2 * v2 + w1_3 * v3
+            r2[j] += w2_0 * v0 + w2_1 * v1 + w2_2 * v2 + w2_3 * v3
+            r3[j] += w3_0 * v0 + w3_1 * v1 + w3_2 * v2 + w3_3 * v3
+            r4[j] += w4_0 * v0 + w4_1 * v1 + w4_2 * v2 + w4_3 * v3
+            r5[j] += w5_0 * v0 + w5_1 * v1 + w5_2 * v2 + w5_3 * v3
+            r6[j] += w6_0 * v0 + w6_1 * v1 + w6_2 * v2 + w6_3 * v3
+            r7[j] += w7_0 * v0 + w7_1 * v1 + w7_2 * v2 + w7_3 * v3
+        f += 4
+    while f < n:
+        w0_0 = w[h + 0, f]
+        w1_0 = w[h + 1, f]
+        w2_0 = w[h + 2, f]
+        w3_0 = w[h + 3, f]
+        w4_0 = w[h + 4, f]
+        w5_0 = w[h + 5, f]
+        w6_0 = w[h + 6, f]
+        w7_0 = w[h + 7, f]
+        b0 = np.uint64(bases[f])
+        for j in range(np.uint64(m)):
+            v0 = src[b0 + j]
+            r0[j] += w0_0 * v0
+            r1[j] += w1_0 * v0
+            r2[j] += w2_0 * v0
+            r3[j] += w3_0 * v0
+            r4[j] += w4_0 * v0
+            r5[j] += w5_0 * v0
+            r6[j] += w6_0 * v0
+            r7[j] += w7_0 * v0
+        f += 1
+
+
+@njit(**_JIT_F)
+def _dense9(src, bases, w, raw, h, m):
+    r0 = raw[h + 0]
+    r1 = raw[h + 1]
+    r2 = raw[h + 2]
+    r3 = raw[h + 3]
+    r4 = raw[h + 4]
+    r5 = raw[h + 5]
+    r6 = raw[h + 6]
+    r7 = raw[h + 7]
+    r8 = raw[h + 8]
+    for j in range(np.uint64(m)):
+        r0[j] = 0.0
+        r1[j] = 0.0
+        r2[j] = 0.0
+        r3[j] = 0.0
+        r4[j] = 0.0
+        r5[j] = 0.0
+        r6[j] = 0.0
+        r7[j] = 0.0
+        r8[j] = 0.0
+    n = w.shape[1]
+    f = 0
+    while f + 4 <= n:
+        w0_0 = w[h + 0, f + 0]
+        w1_0 = w[h + 1, f + 0]
+        w2_0 = w[h + 2, f + 0]
+        w3_0 = w[h + 3, f + 0]
+        w4_0 = w[h + 4, f + 0]
+        w5_0 = w[h + 5, f + 0]
+        w6_0 = w[h + 6, f + 0]
+        w7_0 = w[h + 7, f + 0]
+        w8_0 = w[h + 8, f + 0]
+        b0 = np.uint64(bases[f + 0])
+        w0_1 = w[h + 0, f + 1]
+        w1_1 = w[h + 1, f + 1]
+        w2_1 = w[h + 2, f + 1]
+        w3_1 = w[h + 3, f + 1]
+        w4_1 = w[h + 4, f + 1]
+        w5_1 = w[h + 5, f + 1]
+        w6_1 = w[h + 6, f + 1]
+        w7_1 = w[h + 7, f + 1]
+        w8_1 = w[h + 8, f + 1]
+        b1 = np.uint64(bases[f + 1])
+        w0_2 = w[h + 0, f + 2]
+        w1_2 = w[h + 1, f + 2]
+        w2_2 = w[h + 2, f + 2]
+        w3_2 = w[h + 3, f + 2]
+        w4_2 = w[h + 4, f + 2]
+        w5_2 = w[h + 5, f + 2]
+        w6_2 = w[h + 6, f + 2]
+        w7_2 = w[h + 7, f + 2]
+        w8_2 = w[h + 8, f + 2]
+        b2 = np.uint64(bases[f + 2])
+        w0_3 = w[h + 0, f + 3]
+        w1_3 = w[h + 1, f + 3]
+        w2_3 = w[h + 2, f + 3]
+        w3_3 = w[h + 3, f + 3]
+        w4_3 = w[h + 4, f + 3]
+        w5_3 = w[h + 5, f + 3]
+        w6_3 = w[h + 6, f + 3]
+        w7_3 = w[h + 7, f + 3]
+        w8_3 = w[h + 8, f + 3]
+        b3 = np.uint64(bases[f + 3])
+        for j in range(np.uint64(m)):
+            v0 = src[b0 + j]
+            v1 = src[b1 + j]
+            v2 = src[b2 + j]
+            v3 = src[b3 + j]
+            r0[j] += w0_0 * v0 + w0_1 * v1 + w0_2 * v2 + w0_3 * v3
+            r1[j] += w1_0 * v0 + w1_1 * v1 + w1_2 * v2 + w1_3 * v3
+            r2[j] += w2_0 * v0 + w2_1 * v1 + w2_2 * v2 + w2_3 * v3
+            r3[j] += w3_0 * v0 + w3_1 * v1 + w3_2 * v2 + w3_3 * v3
+            r4[j] += w4_0 * v0 + w4_1 * v1 + w4_2 * v2 + w4_3 * v3
+            r5[j] += w5_0 * v0 + w5_1 * v1 + w5_2 * v2 + w5_3 * v3
+            r6[j] += w6_0 * v0 + w6_1 * v1 + w6_2 * v2 + w6_3 * v3
+            r7[j] += w7_0 * v0 + w7_1 * v1 + w7_2 * v2 + w7_3 * v3
+            r8[j] += w8_0 * v0 + w8_1 * v1 + w8_2 * v2 + w8_3 * v3
+        f += 4
+    while f < n:
+        w0_0 = w[h + 0, f]
+        w1_0 = w[h + 1, f]
+        w2_0 = w[h + 2, f]
+        w3_0 = w[h + 3, f]
+        w4_0 = w[h + 4, f]
+        w5_0 = w[h + 5, f]
+        w6_0 = w[h + 6, f]
+        w7_0 = w[h + 7, f]
+        w8_0 = w[h + 8, f]
+        b0 = np.uint64(bases[f])
+        for j in range(np.uint64(m)):
+            v0 = src[b0 + j]
+            r0[j] += w0_0 * v0
+            r1[j] += w1_0 * v0
+            r2[j] += w2_0 * v0
+            r3[j] += w3_0 * v0
+            r4[j] += w4_0 * v0
+            r5[j] += w5_0 * v0
+            r6[j] += w6_0 * v0
+            r7[j] += w7_0 * v0
+            r8[j] += w8_0 * v0
+        f += 1
+
+
+@njit(**_JIT_F)
+def _dense(src, bases, w, raw, m):
+    """``raw[h, :m] = sum_f w[h, f] * src[bases[f]:bases[f] + m]``: up to nine outputs per sweep
+    over the inputs (each input row is read once per sweep; generated code, see above)."""
+    n = w.shape[0]
+    h = 0
+    while h < n:
+        left = min(n - h, 9)
+        if left == 9:
+            _dense9(src, bases, w, raw, h, m)
+        elif left == 8:
+            _dense8(src, bases, w, raw, h, m)
+        elif left == 7:
+            _dense7(src, bases, w, raw, h, m)
+        elif left == 6:
+            _dense6(src, bases, w, raw, h, m)
+        elif left == 5:
+            _dense5(src, bases, w, raw, h, m)
+        elif left == 4:
+            _dense4(src, bases, w, raw, h, m)
+        elif left == 3:
+            _dense3(src, bases, w, raw, h, m)
+        elif left == 2:
+            _dense2(src, bases, w, raw, h, m)
+        else:
+            _dense1(src, bases, w, raw, h, m)
+        h += left
+
+
+@njit(**_JIT_F)
+def _activate(raw, b, s, a, m):
+    """``a = clip((int(raw) + b) >> s, 0, 127)`` for the first ``len(b)`` rows, computed in float64:
+    ``raw`` holds integers below 2^24 and ``b`` below 2^31, so their sum is exact, scaling it by
+    2^-s is exact and its floor is the arithmetic shift."""
+    scale = 2.0 ** -s
+    for h in range(b.shape[0]):
+        bh = np.float64(b[h])
+        rh = raw[h]
+        ah = a[h]
+        for j in range(np.uint64(m)):
+            z = np.floor((np.float64(rh[j]) + bh) * scale)
+            ah[j] = np.float32(min(max(z, 0.0), 127.0))
+
+
+@njit(**_JIT_F)
+def infer_rows(planes, fq, fr, fc, rs, cs, ny, nx,
+               w1s, b1, s1, w2, b2, s2, wout, sh_mu, sh_skip, bmu, sh, bsc, sh_t, data_shift, bins,
+               centre, lo, hi, tbase, pred, table):
+    """Predictions and table indices of every voxel of one pass, for a stack of slices.
+
+    ``planes`` (D, 8, rows, cols) float32 holds each slice's centred values as four phase planes
+    (``padded[a::2, b::2]`` at index ``2a + b``), then those of the slice before it.  Feature f of
+    voxel (i, j) of the pass is ``planes[d, fq[f], fr[f] + rs * i, fc[f] + cs * j]``.  ``pred`` and
+    ``table`` (D, ny * nx) int32 receive ``clip(centre + offset, lo, hi)`` and ``tbase + bin``,
+    voxels row by row.  ``w1s`` holds the first layer's weights and, as its last row, the linear
+    skip's.  This is :meth:`voxcodec.core.network.IntNet.infer` (the same integers)."""
+    nf = fq.shape[0]
+    h1 = b1.shape[0]
+    h2 = b2.shape[0]
+    x = np.zeros((max(nf, 1), COLS), np.float32)
+    raw1 = np.empty((h1 + 1, COLS), np.float32)
+    a1 = np.empty((h1, COLS), np.float32)
+    raw2 = np.empty((h2, COLS), np.float32)
+    a2 = np.empty((h2, COLS), np.float32)
+    out = np.empty((2, COLS), np.float32)
+    bases = np.empty(max(nf, 1), np.int64)
+    rows_h1 = np.arange(max(h1, h2), dtype=np.int64) * COLS
+    xflat = x.ravel()
+    a1flat = a1.ravel()
+    a2flat = a2.ravel()
+    half = np.int64(1) << (sh - 1)
+    flat = planes.ravel()
+    rows, cols = planes.shape[2], planes.shape[3]
+    for d in range(planes.shape[0]):
+        for i in range(ny):
+            for j0 in range(0, nx, COLS):
+                m = min(COLS, nx - j0)
+                for f in range(nf):
+                    base = ((d * 8 + fq[f]) * rows + fr[f] + rs * i) * cols + fc[f] + cs * j0
+                    if cs == 1:  # a contiguous run of a plane: read in place
+                        bases[f] = base
+                    else:
+                        xf = x[f]
+                        ub = np.uint64(base)
+                        ucs = np.uint64(cs)
+                        for j in range(np.uint64(m)):
+                            xf[j] = flat[ub + ucs * j]
+                        bases[f] = f * COLS
+                if cs == 1:
+                    _dense(flat, bases, w1s, raw1, m)
+                else:
+                    _dense(xflat, bases, w1s, raw1, m)
+                _activate(raw1, b1, s1, a1, m)
+                _dense(a1flat, rows_h1, w2, raw2, m)
+                _activate(raw2, b2, s2, a2, m)
+                _dense(a2flat, rows_h1, wout, out, m)
+                skip = raw1[h1]
+                o_mu = out[0]
+                o_sc = out[1]
+                base = np.uint64(i * nx + j0)
+                pd = pred[d]
+                td = table[d]
+                for j in range(np.uint64(m)):
+                    mu = (np.int64(o_mu[j]) << sh_mu) + (np.int64(skip[j]) << sh_skip) + bmu
+                    mu = ((mu << data_shift) + half) >> sh
+                    pd[base + j] = min(max(centre + mu, lo), hi)
+                    t = (np.int64(o_sc[j]) + bsc) >> sh_t
+                    td[base + j] = tbase + min(max(t, 0), bins - 1)
+
+
+# -- tables ----------------------------------------------------------------------------------------------
+
+@njit(**_JIT)
+def _build(counts, total, cum, lut):
+    """Quantize integer counts (sum ``total``) to frequencies summing to 2^16, every one >= 1:
+    ``cum`` (T + 1) receives their cumulative sums, ``lut`` the first symbol of every bucket."""
+    t = counts.shape[0]
+    s = np.int64(0)
+    best = 0
+    for k in range(t):
+        f = (counts[k] << PROB_BITS) // total
+        if f < 1:
+            f = 1
+        cum[k + 1] = f
+        s += f
+        if f > cum[best + 1]:
+            best = k
+    cum[best + 1] += PROB_SCALE - s
+    cum[0] = 0
+    for k in range(t):
+        cum[k + 1] += cum[k]
+    sym = 0
+    for b in range(1 << LUT_BITS):
+        while cum[sym + 1] <= (b << LUT_SHIFT):
+            sym += 1
+        lut[b] = sym
+
+
+@njit(**_JIT)
+def _settle(counts, totals, seen, b, run):
+    """After a run of ``run`` symbols was added to table ``b``: its sum, and halving when large."""
+    totals[b] += INCREMENT * run
+    seen[b] += run
+    if totals[b] > HALVE_ABOVE:
+        c = counts[b]
+        s = np.int64(0)
+        for k in range(c.shape[0]):
+            c[k] = (c[k] + 1) >> 1
+            s += c[k]
+        totals[b] = s
+
+
+@njit(**_JIT)
+def _sort_by_table(table, n_tables, order, sizes):
+    """Stable counting sort of voxel indices by table; ``sizes`` receives the group sizes."""
+    for b in range(n_tables + 1):
+        sizes[b] = 0
+    for v in range(table.shape[0]):
+        sizes[table[v] + 1] += 1
+    for b in range(n_tables):
+        sizes[b + 1] += sizes[b]
+    for v in range(table.shape[0]):
+        b = table[v]
+        order[sizes[b]] = v
+        sizes[b] += 1
+    # sizes[b] is now the end of group b; its start is sizes[b - 1] (0 for b = 0)
+
+
+# -- encoding --------------------------------------------------------------------------------------------
+
+@njit(**_JIT)
+def tokens_of(x, pred, rank, nearest, lo, toks, nbits, extra):
+    """Residual tokens of voxels ``x`` against ``pred``: in value space, or in rank space when
+    ``rank`` (the rank of every value of the block range, :class:`voxcodec.core.palette.Lookup`)
+    is not empty.  Returns the number of raw bits."""
+    total = np.int64(0)
+    for v in range(x.shape[0]):
+        if rank.shape[0]:
+            r = np.int64(rank[x[v] - lo]) - nearest[pred[v] - lo]
+        else:
+            r = np.int64(x[v]) - pred[v]
+        u = 2 * r if r >= 0 else -2 * r - 1
+        if u < DIRECT:
+            toks[v] = u
+            nbits[v] = 0
+            extra[v] = 0
+        else:
+            n = 63
+            while not (u >> n) & 1:
+                n -= 1
+            nb = n - MSB
+            toks[v] = DIRECT + ((n - 4) << MSB) + ((u >> nb) & ((1 << MSB) - 1))
+            nbits[v] = nb
+            extra[v] = u & ((np.int64(1) << nb) - 1)
+            total += nb
+    return total
+
+
+@njit(**_JIT)
+def model_symbols(toks, table, n_tables, counts, totals, seen, starts, freqs, k0, order, sizes, cum, lut):
+    """The frequencies each token is coded with, in decoding order: tokens grouped by table
+    (stable), each table coding runs of symbols with one state and adapting after each run.
+    Writes ``starts``/``freqs`` from ``k0``; returns (next k, ideal code length in bits)."""
+    _sort_by_table(table, n_tables, order, sizes)
+    k = k0
+    bits = 0.0
+    a0 = 0
+    for b in range(n_tables):
+        end = sizes[b]
+        a = a0
+        while a < end:
+            run = min(end - a, max(MIN_RUN, min(seen[b], MAX_RUN)))
+            _build(counts[b], totals[b], cum, lut)
+            c = counts[b]
+            for q in range(a, a + run):
+                t = toks[order[q]]
+                f = cum[t + 1] - cum[t]
+                starts[k] = cum[t]
+                freqs[k] = f
+                bits += PROB_BITS - np.log2(f)
+                k += 1
+                c[t] += INCREMENT
+            _settle(counts, totals, seen, b, run)
+            a += run
+        a0 = end
+    return k, bits
+
+
+@njit(**_JIT)
+def rans_encode(starts, freqs, n, out, pos):
+    """rANS-encode symbols ``0..n-1`` into ``out`` (uint32) from ``pos`` onwards, in the order a decoder
+    reads them.  Two interleaved states (symbol i uses state i % 2, so that a decoder overlaps two
+    symbols): they are coded last symbol first and written first, as four words.  Returns the new end."""
+    tmp = np.empty(n + 4, np.uint32)
+    m = 0
+    xs = np.array([RANS_L, RANS_L], np.int64)
+    for i in range(n - 1, -1, -1):
+        x = xs[i & 1]
+        f = freqs[i]
+        if x >= f << (63 - PROB_BITS):
+            tmp[m] = x & 0xFFFFFFFF
+            m += 1
+            x >>= 32
+        xs[i & 1] = ((x // f) << PROB_BITS) + (x % f) + starts[i]
+    for c in (1, 0):
+        tmp[m] = xs[c] & 0xFFFFFFFF
+        tmp[m + 1] = xs[c] >> 32
+        m += 2
+    for i in range(m):
+        out[pos + i] = tmp[m - 1 - i]
+    return pos + m
+
+
+@njit(**_JIT)
+def put_bits(buf, state, value, n):
+    """Append the ``n`` (<= 32) low bits of ``value`` to a bit buffer, least significant first.
+    ``state`` = [bit position]; ``buf`` must have room (it is not grown)."""
+    p = state[0]
+    byte = p >> 3
+    sh = p & 7
+    v = np.int64(value) & ((np.int64(1) << n) - 1)
+    v <<= sh
+    while v:
+        buf[byte] |= v & 0xFF
+        v >>= 8
+        byte += 1
+    state[0] = p + n
+
+
+@njit(**_JIT)
+def put_raw(buf, state, nbits, extra):
+    for v in range(nbits.shape[0]):
+        if nbits[v]:
+            put_bits(buf, state, extra[v], nbits[v])
+
+
+# -- decoding --------------------------------------------------------------------------------------------
+
+@njit(**_JIT)
+def get_bits(buf, state, n):
+    """Read ``n`` (<= 32) bits written by :func:`put_bits`; ``state`` = [bit position, bit length].
+    Returns -1 past the end."""
+    p = state[0]
+    if p + n > state[1]:
+        return -1
+    byte = p >> 3
+    v = np.int64(0)
+    k = 0
+    while k * 8 < (p & 7) + n:
+        v |= np.int64(buf[byte + k]) << (8 * k)
+        k += 1
+    state[0] = p + n
+    return (v >> (p & 7)) & ((np.int64(1) << n) - 1)
+
+
+@njit(**_JIT)
+def decode_pass(table, pred, n_tables, counts, totals, seen, words, rstate, raw, bstate,
+                rank_values, nearest, lo, hi, order, sizes, cum, lut, toks, values):
+    """Decode the tokens and raw bits of one pass (voxels in ``table``/``pred`` order) and rebuild
+    their values into ``values``.  ``rstate`` = [the two rANS states, word position, word count].
+    ``rank_values``/``nearest``: a palette (:class:`voxcodec.core.palette.Lookup`), or empty.
+    Returns an error code (0: fine)."""
+    n = table.shape[0]
+    _sort_by_table(table, n_tables, order, sizes)
+    x0 = rstate[0]  # the state of the next symbol
+    x1 = rstate[1]  # the state of the one after it
+    pos = rstate[2]
+    nw = rstate[3]
+    a0 = 0
+    for b in range(n_tables):
+        end = sizes[b]
+        a = a0
+        while a < end:
+            run = min(end - a, max(MIN_RUN, min(seen[b], MAX_RUN)))
+            _build(counts[b], totals[b], cum, lut)
+            c = counts[b]
+            for q in range(np.uint64(a), np.uint64(a + run)):
+                slot = x0 & (PROB_SCALE - 1)
+                s = np.uint64(lut[np.uint64(slot >> LUT_SHIFT)])
+                while cum[s + np.uint64(1)] <= slot:
+                    s += np.uint64(1)
+                start = cum[s]
+                x = (cum[s + np.uint64(1)] - start) * (x0 >> PROB_BITS) + slot - start
+                if x < RANS_L:
+                    if pos >= nw:
+                        return ERR_WORDS
+                    x = (x << 32) | np.int64(words[np.uint64(pos)])
+                    pos += 1
+                x0 = x1
+                x1 = x
+                toks[np.uint64(order[q])] = s
+                c[s] += INCREMENT  # the run is coded with the table built above: adapt as we go
+            _settle(counts, totals, seen, b, run)
+            a += run
+        a0 = end
+    rstate[0] = x0
+    rstate[1] = x1
+    rstate[2] = pos
+    for v in range(n):
+        t = np.int64(toks[v])
+        if t < DIRECT:
+            u = t
+        else:
+            nb = ((t - DIRECT) >> MSB) + 1
+            e = get_bits(raw, bstate, nb)
+            if e < 0:
+                return ERR_BITS
+            u = (((np.int64(1) << MSB) + ((t - DIRECT) & ((1 << MSB) - 1))) << nb) | e
+        r = -((u + 1) >> 1) if u & 1 else u >> 1
+        if rank_values.shape[0]:
+            k = nearest[pred[v] - lo] + r
+            if k < 0 or k >= rank_values.shape[0]:
+                return ERR_RANGE
+            values[v] = rank_values[k]
+        else:
+            val = pred[v] + r
+            if val < lo or val > hi:
+                return ERR_RANGE
+            values[v] = val
+    return OK
+
+
+@njit(**_JIT)
+def place(values, y0, x0, step, ny, nx, pad, out, planes, centre, shift):
+    """Write a pass's values (ny * nx, row by row) into ``out`` (H, W) and, centred as
+    ``clip((value - centre) >> shift, -128, 127)``, into the phase planes ``planes`` (4, rows, cols)
+    of the padded slice."""
+    for i in range(ny):
+        y = y0 + step * i
+        orow = out[y]
+        py = pad + y
+        for j in range(nx):
+            v = values[i * nx + j]
+            xx = x0 + step * j
+            px = pad + xx
+            orow[xx] = v
+            c = (np.int64(v) - centre) >> shift
+            planes[(py & 1) * 2 + (px & 1), py >> 1, px >> 1] = np.float32(min(max(c, -128), 127))
+
+
+@njit(**_JIT)
+def get_flags(buf, state, flags):
+    """Read ``flags.size`` single bits; False (nothing read) past the end."""
+    p = state[0]
+    n = flags.shape[0]
+    if p + n > state[1]:
+        return False
+    for i in range(n):
+        q = p + i
+        flags[i] = (buf[q >> 3] >> (q & 7)) & 1
+    state[0] = p + n
+    return True
