@@ -255,6 +255,21 @@ def _sub_grids(grid):
     return [(y0 + a * step, x0 + b * step, 2 * step) for a in (0, 1) for b in (0, 1)]
 
 
+def pass_geometry_args(model: BlockModel, index: int, shape_yx, inter: bool, lo: int, hi: int, centre: int,
+                       shift: int):
+    """The arguments of :func:`kernels.infer_rows` for pass ``index`` but the planes and the outputs
+    (a decoder works them out once per block), or None for a grid of odd step."""
+    cfg = model.config
+    p = ctx.schedule(cfg.levels, cfg.neighbours)[index]
+    grid, = p.grids
+    if grid[2] % 2:
+        return None
+    ny, nx = ctx.grid_shape(shape_yx, grid)
+    net = (model.inter if inter else model.intra)[group_of(p)]
+    q, r, c, s = _pass_geometry(cfg.levels, cfg.neighbours, index, inter, *grid)
+    return (q, r, c, s, s, ny, nx, *net.kernel_args(), shift, cfg.bins, centre, lo, hi, cfg.bins * table_class(p))
+
+
 def pass_predictions(model: BlockModel, index: int, planes, shape_yx, inter: bool, lo: int, hi: int,
                      centre: int, shift: int, pred=None, table=None):
     """Predictions (clipped to [lo, hi]) and token-table indices of every voxel of pass ``index`` of

@@ -23,11 +23,12 @@ INCREMENT = 32
 HALVE_ABOVE = 1 << 20
 MIN_RUN = 64
 MAX_RUN = 4096
-#: rANS: 16-bit probabilities, a 63-bit state in [2^31, 2^63), 32-bit words (the state keeps 15 bits
-#: more than the probabilities, so coding costs within about 2^-15 of the ideal code length)
-PROB_BITS = 16
+#: rANS: 20-bit probabilities, 63-bit states in [2^47, 2^63), 16-bit words.  The states keep 27 bits
+#: more than the probabilities, so coding costs within about 2^-27 of the ideal code length, and a
+#: token no table has seen costs 2^-20 of the probability mass
+PROB_BITS = 20
 PROB_SCALE = 1 << PROB_BITS
-RANS_L = np.int64(1) << 31
+RANS_L = np.int64(1) << 47
 #: the symbol lookup of a table state: 2^LUT_BITS buckets, then a short linear search
 LUT_BITS = 10
 LUT_SHIFT = PROB_BITS - LUT_BITS
@@ -715,6 +716,8 @@ def infer_rows(planes, fq, fr, fc, rs, cs, ny, nx,
     ``table`` (D, ny * nx) int32 receive ``clip(centre + offset, lo, hi)`` and ``tbase + bin``,
     voxels row by row.  ``w1s`` holds the first layer's weights and, as its last row, the linear
     skip's.  This is :meth:`voxcodec.core.network.IntNet.infer` (the same integers)."""
+    if ny <= 0 or nx <= 0:
+        return
     nf = fq.shape[0]
     h1 = b1.shape[0]
     h2 = b2.shape[0]
@@ -732,54 +735,83 @@ def infer_rows(planes, fq, fr, fc, rs, cs, ny, nx,
     half = np.int64(1) << (sh - 1)
     flat = planes.ravel()
     rows, cols = planes.shape[2], planes.shape[3]
+    n = ny * nx
     for d in range(planes.shape[0]):
-        for i in range(ny):
-            for j0 in range(0, nx, COLS):
-                m = min(COLS, nx - j0)
+        pd = pred[d]
+        td = table[d]
+        # contiguous passes (level 0) read their features in place, a row at a time; strided ones
+        # gather COLS voxels at a time, across rows (short rows would leave the sweeps short)
+        for v0 in range(0, n, COLS if cs != 1 else nx):
+            if cs == 1:
+                i = v0 // nx
+                m = min(COLS, nx)
+                for j0 in range(0, nx, COLS):
+                    m = min(COLS, nx - j0)
+                    for f in range(nf):
+                        bases[f] = ((d * 8 + fq[f]) * rows + fr[f] + rs * i) * cols + fc[f] + j0
+                    _net(flat, bases, m, w1s, b1, s1, w2, b2, s2, wout, raw1, a1, a1flat, raw2, a2, a2flat, out,
+                         rows_h1, sh_mu, sh_skip, bmu, half, sh, bsc, sh_t, data_shift, bins, centre, lo, hi, tbase,
+                         pd, td, v0 + j0)
+            else:
+                m = min(COLS, n - v0)
+                ucs = np.uint64(cs)
                 for f in range(nf):
-                    base = ((d * 8 + fq[f]) * rows + fr[f] + rs * i) * cols + fc[f] + cs * j0
-                    if cs == 1:  # a contiguous run of a plane: read in place
-                        bases[f] = base
-                    else:
-                        xf = x[f]
-                        ub = np.uint64(base)
-                        ucs = np.uint64(cs)
-                        for j in range(np.uint64(m)):
-                            xf[j] = flat[ub + ucs * j]
-                        bases[f] = f * COLS
-                if cs == 1:
-                    _dense(flat, bases, w1s, raw1, m)
-                else:
-                    _dense(xflat, bases, w1s, raw1, m)
-                _activate(raw1, b1, s1, a1, m)
-                _dense(a1flat, rows_h1, w2, raw2, m)
-                _activate(raw2, b2, s2, a2, m)
-                _dense(a2flat, rows_h1, wout, out, m)
-                skip = raw1[h1]
-                o_mu = out[0]
-                o_sc = out[1]
-                base = np.uint64(i * nx + j0)
-                pd = pred[d]
-                td = table[d]
-                for j in range(np.uint64(m)):
-                    mu = (np.int64(o_mu[j]) << sh_mu) + (np.int64(skip[j]) << sh_skip) + bmu
-                    mu = ((mu << data_shift) + half) >> sh
-                    pd[base + j] = min(max(centre + mu, lo), hi)
-                    t = (np.int64(o_sc[j]) + bsc) >> sh_t
-                    td[base + j] = tbase + min(max(t, 0), bins - 1)
+                    xf = x[f]
+                    t = 0
+                    i = v0 // nx
+                    j = v0 - i * nx
+                    while t < m:
+                        run = min(nx - j, m - t)
+                        ub = np.uint64(((d * 8 + fq[f]) * rows + fr[f] + rs * i) * cols + fc[f] + cs * j)
+                        for k in range(np.uint64(run)):
+                            xf[np.uint64(t) + k] = flat[ub + ucs * k]
+                        t += run
+                        i += 1
+                        j = 0
+                    bases[f] = f * COLS
+                _net(xflat, bases, m, w1s, b1, s1, w2, b2, s2, wout, raw1, a1, a1flat, raw2, a2, a2flat, out,
+                     rows_h1, sh_mu, sh_skip, bmu, half, sh, bsc, sh_t, data_shift, bins, centre, lo, hi, tbase,
+                     pd, td, v0)
+
+
+@njit(**_JIT_F)
+def _net(src, bases, m, w1s, b1, s1, w2, b2, s2, wout, raw1, a1, a1flat, raw2, a2, a2flat, out, rows_h1,
+         sh_mu, sh_skip, bmu, half, sh, bsc, sh_t, data_shift, bins, centre, lo, hi, tbase, pd, td, start):
+    """The network on ``m`` voxels whose features are ``src[bases[f]:bases[f] + m]``; their
+    predictions and tables go to ``pd``/``td`` from ``start``."""
+    h1 = b1.shape[0]
+    _dense(src, bases, w1s, raw1, m)
+    _activate(raw1, b1, s1, a1, m)
+    _dense(a1flat, rows_h1, w2, raw2, m)
+    _activate(raw2, b2, s2, a2, m)
+    _dense(a2flat, rows_h1, wout, out, m)
+    skip = raw1[h1]
+    o_mu = out[0]
+    o_sc = out[1]
+    base = np.uint64(start)
+    for j in range(np.uint64(m)):
+        mu = (np.int64(o_mu[j]) << sh_mu) + (np.int64(skip[j]) << sh_skip) + bmu
+        mu = ((mu << data_shift) + half) >> sh
+        pd[base + j] = min(max(centre + mu, lo), hi)
+        t = (np.int64(o_sc[j]) + bsc) >> sh_t
+        td[base + j] = tbase + min(max(t, 0), bins - 1)
 
 
 # -- tables ----------------------------------------------------------------------------------------------
 
 @njit(**_JIT)
-def _build(counts, total, cum, lut):
-    """Quantize integer counts (sum ``total``) to frequencies summing to 2^16, every one >= 1:
-    ``cum`` (T + 1) receives their cumulative sums, ``lut`` the first symbol of every bucket."""
+def _build(counts, total, cum, lut, with_lut):
+    """Quantize integer counts (sum ``total``) to frequencies summing to 2^20, every one >= 1:
+    ``f = max(1, floor(c * (2^20 / total) + 0.5))`` in IEEE float64 (one correctly rounded division,
+    then exact products and sums: the same on every machine), the largest frequency (the first of
+    equal ones) taking what the others leave.  ``cum`` (T + 1) receives the cumulative sums and,
+    ``with_lut``, ``lut`` the first symbol of every bucket."""
     t = counts.shape[0]
     s = np.int64(0)
     best = 0
+    scale = PROB_SCALE / np.float64(total)
     for k in range(t):
-        f = (counts[k] << PROB_BITS) // total
+        f = np.int64(np.floor(np.float64(counts[k]) * scale + 0.5))
         if f < 1:
             f = 1
         cum[k + 1] = f
@@ -790,11 +822,29 @@ def _build(counts, total, cum, lut):
     cum[0] = 0
     for k in range(t):
         cum[k + 1] += cum[k]
-    sym = 0
-    for b in range(1 << LUT_BITS):
-        while cum[sym + 1] <= (b << LUT_SHIFT):
-            sym += 1
-        lut[b] = sym
+    if with_lut:
+        sym = 0
+        for b in range(1 << LUT_BITS):
+            while cum[sym + 1] <= (b << LUT_SHIFT):
+                sym += 1
+            lut[b] = sym
+
+
+#: runs shorter than this find their symbols by a linear search instead of a lookup table (building
+#: the table would cost more than it saves)
+LUT_RUN = 256
+
+
+@njit(**_JIT)
+def _adapt(counts, hist, b):
+    """Add a run's four token histograms (then cleared) to table ``b``, INCREMENT per symbol."""
+    c = counts[b]
+    for k in range(c.shape[0]):
+        c[k] += INCREMENT * (hist[0, k] + hist[1, k] + hist[2, k] + hist[3, k])
+        hist[0, k] = 0
+        hist[1, k] = 0
+        hist[2, k] = 0
+        hist[3, k] = 0
 
 
 @njit(**_JIT)
@@ -871,7 +921,7 @@ def model_symbols(toks, table, n_tables, counts, totals, seen, starts, freqs, k0
         a = a0
         while a < end:
             run = min(end - a, max(MIN_RUN, min(seen[b], MAX_RUN)))
-            _build(counts[b], totals[b], cum, lut)
+            _build(counts[b], totals[b], cum, lut, False)
             c = counts[b]
             for q in range(a, a + run):
                 t = toks[order[q]]
@@ -889,24 +939,26 @@ def model_symbols(toks, table, n_tables, counts, totals, seen, starts, freqs, k0
 
 @njit(**_JIT)
 def rans_encode(starts, freqs, n, out, pos):
-    """rANS-encode symbols ``0..n-1`` into ``out`` (uint32) from ``pos`` onwards, in the order a decoder
+    """rANS-encode symbols ``0..n-1`` into ``out`` (uint16) from ``pos`` onwards, in the order a decoder
     reads them.  Two interleaved states (symbol i uses state i % 2, so that a decoder overlaps two
-    symbols): they are coded last symbol first and written first, as four words.  Returns the new end."""
-    tmp = np.empty(n + 4, np.uint32)
+    symbols): they are coded last symbol first and written first, four words each, most significant
+    first.  Returns the new end."""
+    tmp = np.empty(4 * n + 8, np.uint16)
     m = 0
     xs = np.array([RANS_L, RANS_L], np.int64)
     for i in range(n - 1, -1, -1):
         x = xs[i & 1]
-        f = freqs[i]
-        if x >= f << (63 - PROB_BITS):
-            tmp[m] = x & 0xFFFFFFFF
+        f = np.int64(freqs[i])
+        top = f << (63 - PROB_BITS)
+        while x >= top:
+            tmp[m] = x & 0xFFFF
             m += 1
-            x >>= 32
+            x >>= 16
         xs[i & 1] = ((x // f) << PROB_BITS) + (x % f) + starts[i]
     for c in (1, 0):
-        tmp[m] = xs[c] & 0xFFFFFFFF
-        tmp[m + 1] = xs[c] >> 32
-        m += 2
+        for k in range(4):
+            tmp[m] = (xs[c] >> (16 * k)) & 0xFFFF
+            m += 1
     for i in range(m):
         out[pos + i] = tmp[m - 1 - i]
     return pos + m
@@ -963,6 +1015,7 @@ def decode_pass(table, pred, n_tables, counts, totals, seen, words, rstate, raw,
     Returns an error code (0: fine)."""
     n = table.shape[0]
     _sort_by_table(table, n_tables, order, sizes)
+    hist = np.zeros((4, counts.shape[1]), np.int64)
     x0 = rstate[0]  # the state of the next symbol
     x1 = rstate[1]  # the state of the one after it
     pos = rstate[2]
@@ -973,30 +1026,32 @@ def decode_pass(table, pred, n_tables, counts, totals, seen, words, rstate, raw,
         a = a0
         while a < end:
             run = min(end - a, max(MIN_RUN, min(seen[b], MAX_RUN)))
-            _build(counts[b], totals[b], cum, lut)
-            c = counts[b]
+            use_lut = run >= LUT_RUN
+            _build(counts[b], totals[b], cum, lut, use_lut)
             for q in range(np.uint64(a), np.uint64(a + run)):
                 slot = x0 & (PROB_SCALE - 1)
-                s = np.uint64(lut[np.uint64(slot >> LUT_SHIFT)])
+                s = np.uint64(lut[np.uint64(slot >> LUT_SHIFT)]) if use_lut else np.uint64(0)
                 while cum[s + np.uint64(1)] <= slot:
                     s += np.uint64(1)
                 start = cum[s]
                 x = (cum[s + np.uint64(1)] - start) * (x0 >> PROB_BITS) + slot - start
-                if x < RANS_L:
+                while x < RANS_L:
                     if pos >= nw:
                         return ERR_WORDS
-                    x = (x << 32) | np.int64(words[np.uint64(pos)])
+                    x = (x << 16) | np.int64(words[np.uint64(pos)])
                     pos += 1
                 x0 = x1
                 x1 = x
                 toks[np.uint64(order[q])] = s
-                c[s] += INCREMENT  # the run is coded with the table built above: adapt as we go
+                hist[q & np.uint64(3), s] += 1  # four histograms: repeated symbols do not wait on each other
+            _adapt(counts, hist, b)
             _settle(counts, totals, seen, b, run)
             a += run
         a0 = end
     rstate[0] = x0
     rstate[1] = x1
     rstate[2] = pos
+    palette = rank_values.shape[0] > 0
     for v in range(n):
         t = np.int64(toks[v])
         if t < DIRECT:
@@ -1008,7 +1063,7 @@ def decode_pass(table, pred, n_tables, counts, totals, seen, words, rstate, raw,
                 return ERR_BITS
             u = (((np.int64(1) << MSB) + ((t - DIRECT) & ((1 << MSB) - 1))) << nb) | e
         r = -((u + 1) >> 1) if u & 1 else u >> 1
-        if rank_values.shape[0]:
+        if palette:  # residuals are ranks
             k = nearest[pred[v] - lo] + r
             if k < 0 or k >= rank_values.shape[0]:
                 return ERR_RANGE

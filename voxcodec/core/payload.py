@@ -13,7 +13,7 @@ crosses stripes: nothing is lost at their borders).  The rANS state is flushed e
 Payload of a format 3 block (little-endian)::
 
     u8 streams (1..16); per stream: u32 rANS words, u32 raw bytes; then per stream its rANS words
-    (u32), then per stream its raw bytes
+    (u16), then per stream its raw bytes
 
 Formats 1 and 2 (constriction's range coder, :mod:`.entropy`) still decode here, with the same
 compiled inference.
@@ -27,7 +27,8 @@ import numpy as np
 
 from . import context as ctx
 from . import kernels, palette
-from .block import pass_predictions, plane_shape, padded, centred, table_class, to_planes, value_range
+from .block import (centred, padded, pass_geometry_args, pass_predictions, plane_shape, table_class, to_planes,
+                    value_range)
 from .entropy import n_tokens
 from .network import BlockModel
 from ..errors import CorruptStreamError
@@ -50,8 +51,8 @@ def stripe_rows(h: int, k: int):
 
 
 def chunk_slices(h: int, w: int) -> int:
-    """Slices between two flushes of the rANS state: about 2^20 voxels or more per flush."""
-    return max(1, (1 << 20) // max(h * w, 1))
+    """Slices between two flushes of the rANS state: about 2^22 voxels or more per flush."""
+    return max(1, (1 << 22) // max(h * w, 1))
 
 
 def _bits_for(n: int) -> int:
@@ -91,7 +92,7 @@ class _Scratch:
         self.order = np.empty(max(n, 1), np.int64)
         self.sizes = np.empty(n_tables + 1, np.int64)
         self.cum = np.empty(tokens + 1, np.int64)
-        self.lut = np.empty(1 << kernels.LUT_BITS, np.int64)
+        self.lut = np.empty(1 << kernels.LUT_BITS, np.int32)
         self.toks = np.empty(max(n, 1), np.int32)
 
 
@@ -202,18 +203,18 @@ def encode(data: np.ndarray, model: BlockModel, progress=None, streams: int = 1)
     scratch = _Scratch(most, n_tables, tokens)
     nbits, extra = np.empty(max(most, 1), np.int64), np.empty(max(most, 1), np.int64)
     cap = [max(1, sum(r[s][1] - r[s][0] for r in ranges) * min(group, d)) for s in range(k)]
-    starts = [np.empty(c, np.int64) for c in cap]
-    freqs = [np.empty(c, np.int64) for c in cap]
+    starts = [np.empty(c, np.int32) for c in cap]
+    freqs = [np.empty(c, np.int32) for c in cap]
     filled = [0] * k
-    words = [np.empty(16, np.uint32) for _ in range(k)]
+    words = [np.empty(16, np.uint16) for _ in range(k)]
     wpos = [0] * k
     slice_bits = []
 
     def flush():
         for s in range(k):
-            need = wpos[s] + filled[s] + 4
+            need = wpos[s] + 4 * filled[s] + 8
             if need > words[s].size:
-                grown = np.empty(max(need, 2 * words[s].size), np.uint32)
+                grown = np.empty(max(need, 2 * words[s].size), np.uint16)
                 grown[:wpos[s]] = words[s][:wpos[s]]
                 words[s] = grown
             wpos[s] = kernels.rans_encode(starts[s], freqs[s], filled[s], words[s], wpos[s])
@@ -248,7 +249,7 @@ def encode(data: np.ndarray, model: BlockModel, progress=None, streams: int = 1)
                 progress(len(slice_bits), d)
     head = struct.pack("<B", k) + b"".join(struct.pack("<II", wpos[s], (int(bits[s].state[0]) + 7) // 8)
                                            for s in range(k))
-    body = b"".join(words[s][:wpos[s]].astype("<u4").tobytes() for s in range(k))
+    body = b"".join(words[s][:wpos[s]].astype("<u2").tobytes() for s in range(k))
     payload = head + body + b"".join(b.getvalue() for b in bits)
     return payload, {"lo": lo, "hi": hi, "centre": centre, "shift": shift, "slice_bits": slice_bits}
 
@@ -273,16 +274,18 @@ class _Reader:
         return int(v)
 
     def start(self):
-        """Read the two rANS states that start a chunk."""
+        """Read the two rANS states that start a chunk (four words each, most significant first)."""
         pos = int(self.rstate[2])
-        if pos + 4 > self.words.size:
+        if pos + 8 > self.words.size:
             raise CorruptStreamError("the rANS section of the payload ends early")
         for c in (0, 1):
-            x = (int(self.words[pos + 2 * c]) << 32) | int(self.words[pos + 2 * c + 1])
+            x = 0
+            for k in range(4):
+                x = (x << 16) | int(self.words[pos + 4 * c + k])
             if not kernels.RANS_L <= x < 1 << 63:
                 raise CorruptStreamError("a rANS state of the payload is out of range")
             self.rstate[c] = x
-        self.rstate[2] = pos + 4
+        self.rstate[2] = pos + 8
 
     def finish(self):
         if int(self.rstate[0]) != kernels.RANS_L or int(self.rstate[1]) != kernels.RANS_L:
@@ -347,12 +350,12 @@ def _split(payload: bytes, h: int):
     if len(payload) < head:
         raise CorruptStreamError("the payload is cut short in its stream table")
     sizes = [struct.unpack_from("<II", payload, 1 + 8 * s) for s in range(k)]
-    if head + sum(4 * n + m for n, m in sizes) != len(payload):
+    if head + sum(2 * n + m for n, m in sizes) != len(payload):
         raise CorruptStreamError("the payload's length differs from what its stream table adds up to")
     pos, words = head, []
     for n, _ in sizes:
-        words.append(np.frombuffer(payload, "<u4", n, pos).astype(np.uint32))
-        pos += 4 * n
+        words.append(np.frombuffer(payload, "<u2", n, pos).astype(np.uint16))
+        pos += 2 * n
     raws = []
     for _, m in sizes:
         raws.append(payload[pos:pos + m])
@@ -379,26 +382,33 @@ def decode(payload: bytes, model: BlockModel, shape, lo: int, hi: int, centre: i
     table = np.empty((1, max(most, 1)), np.int32)
     planes = np.zeros((1, 8, *plane_shape((h, w), pad)), np.float32)
     group = chunk_slices(h, w)
+    steps = {inter: [(pass_geometry_args(model, i, (h, w), inter, lo, hi, centre, shift), grids[i], ranges[i])
+                     for i in range(len(passes))]
+             for inter in ((False, True) if model.inter is not None else (False,))}
+    cur = planes[0, :4]
     for z in range(d):
         if z % group == 0:
             for r in readers:
                 r.start()
-        inter = model.inter is not None and z > 0
         kind, pal = _read_header(readers[0], lo, hi, h * w)
-        cur = planes[0, :4]
         if kind == palette.CONSTANT:
             out[z] = pal[0]
             _fill_planes(cur, float(centred(pal[:1], centre, shift)[0]), (h, w), pad)
         else:
             lut = None if kind == palette.NORMAL else palette.Lookup(pal, lo, hi)
             rank_values, nearest = (_NONE, _NONE) if lut is None else (lut.values, lut.nearest)
-            for i, p in enumerate(passes):
-                y0, x0, step, ny, nx = grids[i]
+            oz = out[z]
+            for i, (args, (y0, x0, step, ny, nx), rng) in enumerate(steps[model.inter is not None and z > 0]):
                 n = ny * nx
                 if n == 0:
                     continue
-                pass_predictions(model, i, planes, (h, w), inter, lo, hi, centre, shift, pred[:, :n], table[:, :n])
-                for s, (a, b) in enumerate(ranges[i]):
+                pv, tv = pred[:, :n], table[:, :n]
+                if args is None:  # an odd step: see pass_predictions
+                    pass_predictions(model, i, planes, (h, w), z > 0 and model.inter is not None, lo, hi, centre,
+                                     shift, pv, tv)
+                else:
+                    kernels.infer_rows(planes, *args, pv, tv)
+                for s, (a, b) in enumerate(rng):
                     if a == b:
                         continue
                     r = readers[s]
@@ -408,8 +418,8 @@ def decode(payload: bytes, model: BlockModel, shape, lo: int, hi: int, centre: i
                                               scratch.order, scratch.sizes, scratch.cum, scratch.lut,
                                               scratch.toks, values[a:b])
                     if err:
-                        raise CorruptStreamError(_ERRORS[err] + f" (slice {z}, pass {p.name})")
-                kernels.place(values, y0, x0, step, ny, nx, pad, out[z], cur, centre, shift)
+                        raise CorruptStreamError(_ERRORS[err] + f" (slice {z}, pass {passes[i].name})")
+                kernels.place(values, y0, x0, step, ny, nx, pad, oz, cur, centre, shift)
         if (z + 1) % group == 0 or z == d - 1:
             for r in readers:
                 r.finish()
