@@ -11,7 +11,9 @@ Everything it reports is measured in this one run, on this machine:
   (MB = 10^6 bytes of voxels), and a check that decoding gave back every voxel;
 * **whole machine**: the same codecs on every core: voxcodec with ``workers`` = cores, the slice
   codecs with one single-threaded process per core over the slices (as EM pipelines run JPEG-XL);
-* **scaling**: voxcodec's whole-machine MB/s over its per-core MB/s (1 worker against N);
+* **scaling**: voxcodec's whole-machine MB/s over its per-core MB/s (1 worker against N), on each
+  volume and on a stack of the volumes that share a slice shape (more blocks than workers: a volume
+  of one block codes on one core, whatever the workers);
 * **contention**: 4 ``voxcodec encode`` commands at once (each with its default workers: every core)
   against one alone; their combined MB/s over the single one's.
 
@@ -90,7 +92,7 @@ def run_codec(path: str, name: str, workers: int, max_slices=None) -> dict:
         import voxcodec
 
         preset = name[len("voxcodec-"):]
-        voxcodec.encode(vol[:2, :64, :64], preset=preset, workers=1)  # loads torch and the kernels
+        voxcodec.encode(vol[:2, :64, :64], preset=preset, workers=1, train="always")  # loads torch, kernels
         t0 = time.perf_counter()
         data = voxcodec.encode(vol, preset=preset, workers=workers, threads=1)
         enc_s = time.perf_counter() - t0
@@ -140,6 +142,23 @@ def _subprocess(path, name, workers, max_slices) -> dict:
     if res.returncode:
         raise RuntimeError(f"{name} on {path} failed:\n{res.stderr}")
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _stack(vols, out: Path, max_slices=None):
+    """The volumes that share the most common slice shape (two or more), stacked along z: a volume of
+    several blocks, real EM throughout (written to ``out``; None when no two volumes share a shape)."""
+    import tifffile
+
+    shapes = {}
+    for v in vols:
+        with tifffile.TiffFile(v) as tf:
+            shapes.setdefault(tuple(tf.series[0].shape[-2:]), []).append(v)
+    group = max(shapes.values(), key=len)
+    if len(group) < 2:
+        return None
+    path = out / f"stack_{'_'.join(p.stem.split('_')[0] for p in group)}.tif"
+    tifffile.imwrite(path, np.concatenate([load(p, max_slices) for p in group]), photometric="minisblack")
+    return path
 
 
 # -- contention ------------------------------------------------------------------------------------------
@@ -233,6 +252,15 @@ def report(res: dict) -> str:
               "|---|---|---|---|"]
     for name, a in sorted(agg.items(), key=lambda kv: kv[1]["bpv_vs_e7"] or 0):
         lines.append(f"| {name} | {100 * a['bpv_vs_e7']:+.2f}% | {a['encode_MBps']:.2f} | {a['decode_MBps']:.1f} |")
+    if res.get("scaling"):
+        lines += ["", f"## Scaling: 1 worker against {res['cores']}", "",
+                  "| volume | codec | bits/voxel | encode MB/s, 1 / N workers | decode MB/s, 1 / N workers | encode x | decode x |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in res["scaling"]:
+            lines.append(f"| {r['volume']} ({'x'.join(map(str, r['shape']))}) | {r['codec']} | {r['bits_per_voxel']:.3f} | "
+                         f"{r['encode_MBps_1']:.2f} / {r['encode_MBps_n']:.2f} | {r['decode_MBps_1']:.1f} / "
+                         f"{r['decode_MBps_n']:.1f} | {r['encode_MBps_n'] / r['encode_MBps_1']:.2f} | "
+                         f"{r['decode_MBps_n'] / r['decode_MBps_1']:.2f} |")
     if res.get("contention"):
         c = res["contention"]
         lines += ["", "## Contention", "",
@@ -282,6 +310,19 @@ def main(argv=None):
                 res["machine_wide"].append(r)
                 print(f"{v.stem:24s} {c:18s} {n} cores  enc {r['encode_MBps']:7.2f}  dec {r['decode_MBps']:6.1f} MB/s",
                       flush=True)
+    stack = _stack(vols, Path(a.out), a.max_slices)
+    if stack is not None and n > 1:
+        res["scaling"] = []
+        for c in [f"voxcodec-{p}" for p in presets]:
+            one, many = _subprocess(stack, c, 1, None), _subprocess(stack, c, n, None)
+            res["scaling"].append({"volume": stack.stem, "codec": c, "shape": one["shape"],
+                                   "bits_per_voxel": one["bits_per_voxel"], "workers": n,
+                                   "encode_MBps_1": one["encode_MBps"], "encode_MBps_n": many["encode_MBps"],
+                                   "decode_MBps_1": one["decode_MBps"], "decode_MBps_n": many["decode_MBps"],
+                                   "lossless": one["lossless"] and many["lossless"]})
+            print(f"{stack.stem} {c}: encode x{many['encode_MBps'] / one['encode_MBps']:.2f}, "
+                  f"decode x{many['decode_MBps'] / one['decode_MBps']:.2f} with {n} workers", flush=True)
+        stack.unlink()
     if not a.skip_contention:
         cv = Path(a.contention_volume) if a.contention_volume else max(vols, key=lambda p: p.stat().st_size)
         res["contention"] = contention(cv, presets[-1] if "default" not in presets else "default",
