@@ -134,54 +134,6 @@ def laplace_bits(r: torch.Tensor, mu: torch.Tensor, t: torch.Tensor, bins: int, 
     return -torch.log2(p.clamp_min(1e-12))
 
 
-class _OneCycleAdam:
-    """Adam under a one-cycle schedule: what ``torch.optim.Adam`` with
-    ``torch.optim.lr_scheduler.OneCycleLR(max_lr=lr, total_steps, pct_start=0.1)`` computes (cosine
-    warm-up from lr / 25 over the first tenth, cosine decay to lr / 25e4, beta1 cycled between 0.95 and
-    0.85), written out: ``torch.optim`` imports torch's compiler stack on first use, 1.4 s per process."""
-
-    def __init__(self, params, lr: float, total: int, pct_start: float = 0.1, beta2: float = 0.999,
-                 eps: float = 1e-8):
-        self.params, self.total, self.beta2, self.eps = params, total, beta2, eps
-        self.max_lr, self.initial, self.end1 = lr, lr / 25.0, float(pct_start * total) - 1
-        self.min_lr = self.initial / 1e4
-        self.m = [torch.zeros_like(p) for p in params]
-        self.v = [torch.zeros_like(p) for p in params]
-        self.t = 0
-
-    @staticmethod
-    def _cos(start, end, pct):
-        return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
-
-    def _schedule(self, i: int):
-        """(lr, beta1) at step ``i`` (as OneCycleLR: two phases, the last takes any step beyond)."""
-        end2 = float(self.total - 1)
-        if i <= self.end1:
-            pct = i / self.end1 if self.end1 > 0 else 1.0
-            return self._cos(self.initial, self.max_lr, pct), self._cos(0.95, 0.85, pct)
-        pct = (i - self.end1) / (end2 - self.end1) if end2 > self.end1 else 1.0
-        return self._cos(self.max_lr, self.min_lr, pct), self._cos(0.85, 0.95, pct)
-
-    def zero_grad(self):
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self):
-        lr, beta1 = self._schedule(self.t)
-        self.t += 1
-        bc1 = 1 - beta1 ** self.t
-        bc2 = 1 - self.beta2 ** self.t
-        for p, m, v in zip(self.params, self.m, self.v):
-            if p.grad is None:
-                continue
-            g = p.grad
-            m.lerp_(g, 1 - beta1)
-            v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
-            denom = (v.sqrt() / math.sqrt(bc2)).add_(self.eps)
-            p.addcdiv_(m, denom, value=-lr / bc1)
-
-
 def fit(bank: NetBank, pools: list[tuple[np.ndarray, np.ndarray]], config: ModelConfig, steps: int,
         quantum: float, batch: int = 2048, lr: float = 1e-2, seed: int = 0, device: str = "cpu",
         progress=None) -> list[float]:
@@ -206,7 +158,8 @@ def fit(bank: NetBank, pools: list[tuple[np.ndarray, np.ndarray]], config: Model
     t_starts = torch.from_numpy(starts).to(device)[:, None]
     t_sizes = torch.from_numpy(sizes).to(device)[:, None].double()
     weight = torch.from_numpy((np.array([p[1].size for p in pools]) > 0).astype(np.float32)).to(device)
-    opt = _OneCycleAdam(list(bank.parameters()), lr, max(steps, 1))
+    opt = torch.optim.Adam(bank.parameters(), lr=lr, fused=True)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
     gen = torch.Generator(device=device).manual_seed(seed)
     tail = []
     for step in range(steps):
@@ -215,9 +168,10 @@ def fit(bank: NetBank, pools: list[tuple[np.ndarray, np.ndarray]], config: Model
         mu, t = bank(tx[idx])
         bits = laplace_bits(ty[idx], mu, t, config.bins, quantum).mean(1)
         loss = (bits * weight).sum() / weight.sum()
-        opt.zero_grad()
+        opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        sched.step()
         if step >= steps - max(steps // 10, 1):
             tail.append(bits.detach())
         if progress is not None:
