@@ -14,8 +14,8 @@ Everything it reports is measured in this one run, on this machine:
 * **scaling**: voxcodec's whole-machine MB/s over its per-core MB/s (1 worker against N), on each
   volume and on a stack of the volumes that share a slice shape (more blocks than workers: a volume
   of one block codes on one core, whatever the workers);
-* **contention**: 4 ``voxcodec encode`` commands at once (each with its default workers: every core)
-  against one alone; their combined MB/s over the single one's.
+* **contention**: on each volume, 4 ``voxcodec encode`` commands at once (each with its default
+  workers: every core) against one alone; their combined MB/s over the single one's.
 
 Timings: each process first codes a small crop (voxcodec loads torch and its compiled kernels
 then), encodes once and decodes three times, keeping the fastest decode.  Writes DIR/speed.json,
@@ -262,12 +262,14 @@ def report(res: dict) -> str:
                          f"{r['decode_MBps_n']:.1f} | {r['encode_MBps_n'] / r['encode_MBps_1']:.2f} | "
                          f"{r['decode_MBps_n'] / r['decode_MBps_1']:.2f} |")
     if res.get("contention"):
-        c = res["contention"]
+        c0 = res["contention"][0]
         lines += ["", "## Contention", "",
-                  f"{c['jobs']} `voxcodec encode --preset {c['preset']}` commands at once on {c['cores']} cores "
-                  f"({c['volume']}): {c['combined_MBps']:.2f} MB/s combined against {c['alone_MBps']:.2f} MB/s for "
-                  f"one alone (ratio {c['ratio']:.2f}; {c['together_seconds']:.1f} s against {c['alone_seconds']:.1f} s "
-                  "for a quarter of the work)."]
+                  f"{c0['jobs']} `voxcodec encode --preset {c0['preset']}` commands at once on {c0['cores']} cores (each "
+                  "with its default workers, one per core), against one alone:", "",
+                  "| volume | one alone: s, MB/s | four at once: s, combined MB/s | ratio |", "|---|---|---|---|"]
+        for c in res["contention"]:
+            lines.append(f"| {c['volume']} | {c['alone_seconds']:.1f}, {c['alone_MBps']:.2f} | "
+                         f"{c['together_seconds']:.1f}, {c['combined_MBps']:.2f} | {c['ratio']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -279,7 +281,7 @@ def main(argv=None):
     ap.add_argument("--presets", default="fast,default", help="voxcodec presets (comma-separated)")
     ap.add_argument("--codecs", default=",".join(SLICE_CODECS), help="other codecs (comma-separated)")
     ap.add_argument("--max-slices", type=int, help="use the first N slices of each volume (quick runs)")
-    ap.add_argument("--contention-volume", help="volume of the contention run (default: the largest)")
+    ap.add_argument("--contention-volume", help="volume of the contention run (default: every volume)")
     ap.add_argument("--skip-contention", action="store_true")
     ap.add_argument("--one", nargs=3, metavar=("VOLUME", "CODEC", "WORKERS"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -324,10 +326,11 @@ def main(argv=None):
                   f"decode x{many['decode_MBps'] / one['decode_MBps']:.2f} with {n} workers", flush=True)
         stack.unlink()
     if not a.skip_contention:
-        cv = Path(a.contention_volume) if a.contention_volume else max(vols, key=lambda p: p.stat().st_size)
-        res["contention"] = contention(cv, presets[-1] if "default" not in presets else "default",
-                                       max_slices=a.max_slices)
-        print(f"contention: ratio {res['contention']['ratio']:.2f}", flush=True)
+        res["contention"] = []
+        for cv in [Path(a.contention_volume)] if a.contention_volume else vols:
+            c = contention(cv, presets[-1] if "default" not in presets else "default", max_slices=a.max_slices)
+            res["contention"].append(c)
+            print(f"contention {cv.stem}: ratio {c['ratio']:.2f}", flush=True)
     (out / "speed.json").write_text(json.dumps(res, indent=1))
     (out / "speed.md").write_text(report(res))
     pareto(res["per_core"], out / "pareto.png")

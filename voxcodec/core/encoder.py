@@ -156,6 +156,17 @@ def _coded(model, data, progress=None):
     return model, model.to_bytes(), payload, fields
 
 
+def _load_trainer():
+    """Import what training loads on first use: torch, and the compiler stack torch.optim imports
+    when an optimizer is first built (about 1.4 s).  Forked workers then inherit it."""
+    import torch
+
+    try:
+        import torch._dynamo  # noqa: F401
+    except ImportError:
+        pass
+
+
 _SETTINGS: TileSettings | None = None  # in a worker process: the encoder's settings
 
 
@@ -360,6 +371,8 @@ class Encoder:
         z, lane = self._z, (self._z // self.block_depth) % LANES
         tiles = [(y0, x0) for y0 in range(0, h, th) for x0 in range(0, w, tw)]
         if self.workers > 1 and self._pool is None:
+            if self.train != "never" and self.shared_model is None:
+                _load_trainer()  # once here, not once in every forked worker
             self._pool = parallel.pool(self.workers, _worker_init, (self._settings(),), threads=self.threads or 1)
         done = []
         if self._pool is not None:  # keep at most 2 x workers tiles in flight
