@@ -241,6 +241,7 @@ class Encoder:
                 raise ValueError(f"unknown fit option {k!r}")
             setattr(self.opts, k, v)
         self.opts.device, self.opts.seed = device, seed
+        self.workers = parallel.resolve(workers)
         self.block_depth = int(block_depth) if block_depth else auto_block_depth(self.slice_shape, expected_slices)
         if self.block_depth < 1:
             raise ValueError("block_depth must be at least 1")
@@ -249,11 +250,13 @@ class Encoder:
         self.tile = (min(int(tile[0]), h), min(int(tile[1]), w))
         if min(self.tile) < 1:
             raise ValueError("tile sizes must be at least 1")
+        if expected_slices:  # never more workers than blocks: one block codes here, with progress that moves
+            n_blocks = -(-int(expected_slices) // self.block_depth) * -(-h // self.tile[0]) * -(-w // self.tile[1])
+            self.workers = max(1, min(self.workers, n_blocks))
         if train not in ("auto", "always", "never"):
             raise ValueError(f"train must be 'auto', 'always' or 'never', got {train!r}")
         self.train = train
         self.threads = threads
-        self.workers = parallel.resolve(workers)
         self.warm_start = warm_start
         self.on_block = on_block
         self.on_progress = on_progress
