@@ -159,10 +159,11 @@ def _coded(model, data, progress=None):
 def _load_trainer():
     """Import what training loads on first use: torch, and the compiler stack torch.optim imports
     when an optimizer is first built (about 1.4 s).  Forked workers then inherit it."""
-    import torch
+    import importlib
 
+    importlib.import_module("torch")
     try:
-        import torch._dynamo  # noqa: F401
+        importlib.import_module("torch._dynamo")
     except ImportError:
         pass
 

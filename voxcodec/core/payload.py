@@ -27,7 +27,7 @@ import numpy as np
 
 from . import context as ctx
 from . import kernels, palette
-from .block import (centred, padded, pass_geometry_args, pass_predictions, plane_shape, table_class, to_planes,
+from .block import (centred, padded, pass_geometry_args, pass_predictions, plane_shape, to_planes,
                     value_range)
 from .entropy import n_tokens
 from .network import BlockModel
