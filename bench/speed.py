@@ -38,22 +38,17 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data"
+sys.path.insert(0, str(HERE))
+from bitrate import load_volume, machine_info  # noqa: E402
+from voxcodec.core.parallel import cores  # noqa: E402
+
 ONE_THREAD = {v: "1" for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")}
 SLICE_CODECS = ["jpegxl-e1", "jpegxl-e2", "jpegxl-e3", "jpegxl-e5", "jpegxl-e7", "jpegxl-e9", "png", "jpegls"]
 
 
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def load(path, max_slices=None) -> np.ndarray:
-    import tifffile
-
-    a = tifffile.imread(path)
-    a = a[None] if a.ndim == 2 else a
+    """A volume (``bitrate.load_volume``), its first ``max_slices`` slices when given."""
+    a = load_volume(path)
     return np.ascontiguousarray(a[:max_slices] if max_slices else a)
 
 
@@ -296,9 +291,6 @@ def main(argv=None):
     n = cores()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    sys.path.insert(0, str(HERE))
-    from bitrate import machine_info
-
     res = {"machine": machine_info()["cpu"], "cores": n, "command": "python " + " ".join([__file__] + sys.argv[1:]),
            "per_core": [], "machine_wide": []}
     for v in vols:

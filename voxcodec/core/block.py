@@ -230,6 +230,16 @@ def to_planes(vpad: np.ndarray, out=None) -> np.ndarray:
     return out
 
 
+def fill_planes(planes: np.ndarray, value: float, shape_yx, pad: int):
+    """Set every voxel of a slice's phase planes (4, rows, cols) to ``value`` (padding stays 0)."""
+    h, w = shape_yx
+    for a in (0, 1):
+        for b in (0, 1):
+            r0, r1 = (pad - a + 1) // 2, (pad + h - a + 1) // 2
+            c0, c1 = (pad - b + 1) // 2, (pad + w - b + 1) // 2
+            planes[2 * a + b, r0:r1, c0:c1] = value
+
+
 @lru_cache(maxsize=None)
 def _pass_geometry(levels: int, neighbours: int, index: int, inter: bool, y0: int, x0: int, step: int):
     """Where each feature of pass ``index`` (on the grid ``y0, x0, step``) lies in the phase planes of
@@ -284,15 +294,14 @@ def pass_predictions(model: BlockModel, index: int, planes, shape_yx, inter: boo
     if pred is None:
         pred = np.empty((depth, ny * nx), np.int32)
         table = np.empty((depth, ny * nx), np.int32)
+    even = pass_geometry_args(model, index, shape_yx, inter, lo, hi, centre, shift)
+    if even is not None:
+        kernels.infer_rows(planes, *even, pred, table)
+        return pred, table
     net = (model.inter if inter else model.intra)[group_of(p)]
     args = (*net.kernel_args(), shift, cfg.bins, centre, lo, hi, cfg.bins * table_class(p))
-    subs = _sub_grids(grid)
-    if len(subs) == 1:
-        q, r, c, s = _pass_geometry(cfg.levels, cfg.neighbours, index, inter, *grid)
-        kernels.infer_rows(planes, q, r, c, s, s, ny, nx, *args, pred, table)
-        return pred, table
     pv, tv = pred.reshape(depth, ny, nx), table.reshape(depth, ny, nx)
-    for k, sub in enumerate(subs):
+    for k, sub in enumerate(_sub_grids(grid)):
         sy, sx = ctx.grid_shape(shape_yx, sub)
         if sy and sx:
             sp, st = np.empty((depth, sy * sx), np.int32), np.empty((depth, sy * sx), np.int32)
@@ -396,8 +405,7 @@ def _decode_range_coded(payload, model, shape, lo, hi, centre, shift, out, versi
             raise CorruptStreamError(f"entropy decoding failed in slice {z}: {exc}") from None
         if kind == palette.CONSTANT:
             out[z] = values[0]
-            cur[...] = 0
-            to_planes(padded(centred(np.full((1, h, w), values[0]), centre, shift), pad), planes[:1, :4])
+            fill_planes(cur, float(centred(values[:1], centre, shift)[0]), (h, w), pad)
             planes[0, 4:] = cur
             continue
         lut = None if kind == palette.NORMAL else palette.Lookup(values, lo, hi)

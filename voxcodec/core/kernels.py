@@ -744,7 +744,6 @@ def infer_rows(planes, fq, fr, fc, rs, cs, ny, nx,
         for v0 in range(0, n, COLS if cs != 1 else nx):
             if cs == 1:
                 i = v0 // nx
-                m = min(COLS, nx)
                 for j0 in range(0, nx, COLS):
                     m = min(COLS, nx - j0)
                     for f in range(nf):

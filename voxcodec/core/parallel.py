@@ -22,7 +22,7 @@ from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
-                "VECLIB_MAXIMUM_THREADS", "NUMBA_NUM_THREADS")
+                "VECLIB_MAXIMUM_THREADS")
 
 
 def cores() -> int:
@@ -47,8 +47,7 @@ def one_thread(threads: int = 1):
     """Limit this process to ``threads`` compute threads: torch (if imported), BLAS and OpenMP pools
     already loaded (threadpoolctl), and those loaded later (environment)."""
     for var in _THREAD_VARS:
-        if var != "NUMBA_NUM_THREADS":
-            os.environ[var] = str(threads)
+        os.environ[var] = str(threads)
     try:
         from threadpoolctl import threadpool_limits
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from . import context as ctx
 from . import kernels, palette
-from .block import (centred, padded, pass_geometry_args, pass_predictions, plane_shape, to_planes,
+from .block import (centred, fill_planes, padded, pass_geometry_args, pass_predictions, plane_shape, to_planes,
                     value_range)
 from .entropy import n_tokens
 from .network import BlockModel
@@ -330,16 +330,6 @@ def _read_header(r: _Reader, lo: int, hi: int, slice_voxels: int):
     return palette.NORMAL, None
 
 
-def _fill_planes(planes: np.ndarray, value: float, shape_yx, pad: int):
-    """Set every voxel of a slice's phase planes (4, rows, cols) to ``value`` (padding stays 0)."""
-    h, w = shape_yx
-    for a in (0, 1):
-        for b in (0, 1):
-            r0, r1 = (pad - a + 1) // 2, (pad + h - a + 1) // 2
-            c0, c1 = (pad - b + 1) // 2, (pad + w - b + 1) // 2
-            planes[2 * a + b, r0:r1, c0:c1] = value
-
-
 def _split(payload: bytes, h: int):
     if len(payload) < 1:
         raise CorruptStreamError("the payload is empty")
@@ -393,7 +383,7 @@ def decode(payload: bytes, model: BlockModel, shape, lo: int, hi: int, centre: i
         kind, pal = _read_header(readers[0], lo, hi, h * w)
         if kind == palette.CONSTANT:
             out[z] = pal[0]
-            _fill_planes(cur, float(centred(pal[:1], centre, shift)[0]), (h, w), pad)
+            fill_planes(cur, float(centred(pal[:1], centre, shift)[0]), (h, w), pad)
         else:
             lut = None if kind == palette.NORMAL else palette.Lookup(pal, lo, hi)
             rank_values, nearest = (_NONE, _NONE) if lut is None else (lut.values, lut.nearest)
