@@ -59,13 +59,14 @@ class Voxcodec(Codec):
     def __init__(self, preset):
         self.preset = preset
         self.name = f"voxcodec-{preset}"
-        self.params = {"preset": preset, "block_depth": "auto", "tile": "auto", "threads": "torch default"}
+        self.params = {"preset": preset, "block_depth": "auto", "tile": "auto", "threads": "torch default",
+                       "prior": "none (every block trains; the zoo's priors were trained on these volumes)"}
 
     def encode(self, vol):
         import voxcodec
 
         enc = voxcodec.Encoder(None, dtype=vol.dtype, slice_shape=vol.shape[1:], preset=self.preset,
-                               expected_slices=vol.shape[0])
+                               expected_slices=vol.shape[0], prior="none")
         enc.write(vol)
         data = enc.getvalue()
         if all(blk.x0 == 0 and blk.y0 == 0 for blk in enc.blocks):

@@ -80,6 +80,20 @@ def _dec_slices(args):
     return np.stack([dec(p) for p in parts])
 
 
+def bench_prior(path) -> str:
+    """The zoo priors voxcodec may use here (``--prior``, passed to the codec processes as
+    ``VOXCODEC_BENCH_PRIOR``): "none" (default: every block trains, as in voxcodec 0.3; the priors
+    shipped were trained on these volumes), "auto", or "loo": the prior ``loo-<volume>`` trained
+    without the volume (bench/zoo.py; its folder in ``VOXCODEC_ZOO``)."""
+    p = os.environ.get("VOXCODEC_BENCH_PRIOR", "none")
+    if p != "loo":
+        return p
+    from voxcodec import zoo
+
+    name = f"loo-{Path(path).stem}"
+    return name if name in {q.id for q in zoo.available()} else "none"  # a stack of volumes has no such prior
+
+
 def run_codec(path: str, name: str, workers: int, max_slices=None) -> dict:
     """Encode once, decode three times (fastest kept), compare: one record."""
     vol = load(path, max_slices)
@@ -87,9 +101,10 @@ def run_codec(path: str, name: str, workers: int, max_slices=None) -> dict:
         import voxcodec
 
         preset = name[len("voxcodec-"):]
-        voxcodec.encode(vol[:2, :64, :64], preset=preset, workers=1, train="always")  # loads torch, kernels
+        prior = bench_prior(path)
+        voxcodec.encode(vol[:2, :64, :64], preset=preset, workers=1, train="always", prior=prior)  # loads torch, kernels
         t0 = time.perf_counter()
-        data = voxcodec.encode(vol, preset=preset, workers=workers, threads=1)
+        data = voxcodec.encode(vol, preset=preset, workers=workers, threads=1, prior=prior)
         enc_s = time.perf_counter() - t0
         size = len(data)
         decode = lambda: voxcodec.decode(data, workers=workers)  # noqa: E731
@@ -168,7 +183,8 @@ def contention(path: Path, preset: str, jobs: int = 4, max_slices=None) -> dict:
             src = Path(tmp) / "input.tif"
             tifffile.imwrite(src, load(path, max_slices), photometric="minisblack")
         nbytes = load(src).nbytes
-        cli = [sys.executable, "-m", "voxcodec_cli.main", "encode", str(src), "--preset", preset, "-q", "--overwrite"]
+        cli = [sys.executable, "-m", "voxcodec_cli.main", "encode", str(src), "--preset", preset, "-q", "--overwrite",
+               "--prior", bench_prior(path)]
 
         def run(n):
             t0 = time.perf_counter()
@@ -281,8 +297,15 @@ def main(argv=None):
     ap.add_argument("--max-slices", type=int, help="use the first N slices of each volume (quick runs)")
     ap.add_argument("--contention-volume", help="volume of the contention run (default: every volume)")
     ap.add_argument("--skip-contention", action="store_true")
+    ap.add_argument("--prior", default="none", choices=["none", "auto", "loo"],
+                    help="zoo priors of voxcodec: none (every block trains; default), auto (the priors shipped, "
+                         "trained on ../shared/data itself), loo (loo-<volume> from --zoo, trained without it)")
+    ap.add_argument("--zoo", default=str(HERE / "results" / "zoo" / "priors"), help="folder of the loo priors")
     ap.add_argument("--one", nargs=3, metavar=("VOLUME", "CODEC", "WORKERS"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    os.environ["VOXCODEC_BENCH_PRIOR"] = a.prior  # read by the codec processes
+    if a.prior == "loo":
+        os.environ["VOXCODEC_ZOO"] = os.path.abspath(a.zoo)
     if a.one:
         print(json.dumps(run_codec(a.one[0], a.one[1], int(a.one[2]), a.max_slices)))
         return 0

@@ -24,7 +24,8 @@ from voxcodec.storage.volume_io import TiffStackWriter, VolumeReader, sample_pat
 EPILOG = """\b
 examples:
   voxcodec sample sample.tif                        # write the bundled FIB-SEM sample volume
-  voxcodec encode sample.tif -o sample.vxc          # compress (trains a small network per block)
+  voxcodec preview sample.tif                       # each prior and preset on a sample, beside JPEG-XL
+  voxcodec encode sample.tif -o sample.vxc          # compress (a zoo prior, fine-tuned per block)
   voxcodec info sample.vxc                          # bits per voxel, blocks, models, checksums
   voxcodec decode sample.vxc -o back.tif            # decompress, bit-exact
   voxcodec verify sample.vxc --against sample.tif   # decode everything and compare
@@ -194,13 +195,17 @@ def cli(ctx, debug):
 @click.option("--device", default="cpu", show_default=True,
               help="training device, e.g. cuda (the stream does not depend on it)")
 @click.option("--seed", type=int, default=0, show_default=True, help="random seed of the training")
+@click.option("--prior", default="auto", show_default=True, metavar="ID|auto|none",
+              help="zoo priors the blocks start from: auto (every installed prior; each block uses the one that "
+                   "codes a sample of it best), none (train every block from scratch), or an id (voxcodec zoo "
+                   "lists them)")
 @click.option("--no-warm-start", is_flag=True,
               help="train every block from scratch instead of from the previous block's weights")
 @click.option("--resume", is_flag=True, help="continue the interrupted encode in OUTPUT.part")
 @click.option("--overwrite", is_flag=True, help="replace OUTPUT (and any OUTPUT.part) if it exists")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar or summary")
-def encode(input, output, preset, block_depth, tile, workers, threads, device, seed, no_warm_start, resume, overwrite,
-           quiet):
+def encode(input, output, preset, block_depth, tile, workers, threads, device, seed, prior, no_warm_start, resume,
+           overwrite, quiet):
     """Compress a uint8/uint16 volume (TIFF stack, .npy, or a folder of slices) into a .vxc stream, block by
     block, streaming from disk."""
     out = output or os.path.splitext(input.rstrip("/"))[0] + ".vxc"
@@ -234,7 +239,7 @@ def encode(input, output, preset, block_depth, tile, workers, threads, device, s
             try:
                 enc = voxcodec.Encoder(tmp, dtype=vol.dtype, slice_shape=vol.shape[1:], preset=preset,
                                        block_depth=block_depth, tile=tile, device=device, threads=threads, seed=seed,
-                                       workers=workers,
+                                       workers=workers, prior=prior,
                                        warm_start=not no_warm_start, on_block=on_block, on_progress=on_progress,
                                        expected_slices=vol.shape[0], resume=resume, checkpoint=True,
                                        metadata={"source": os.path.basename(input.rstrip("/"))})
@@ -333,14 +338,16 @@ def _info(dec, path):
                        "bytes": e.length, "bits_per_voxel": round(8 * e.length / max(vox, 1), 4),
                        "model_bytes": e.model_bytes, "inter_slice_model": e.inter,
                        "constant": bool(hd.flags & 1), "value_range": [hd.lo, hd.hi],
+                       "prior": dec.meta["priors"][hd.prior - 1]["id"] if hd.prior else None,
                        "data_crc32": f"{hd.data_crc:08x}", "voxel_crc32": f"{hd.voxel_crc:08x}"})
-    return {"file": str(path), "format_version": 1, "encoder": dec.meta.get("encoder"),
+    return {"file": str(path), "format_version": dec.format_version, "encoder": dec.meta.get("encoder"),
             "preset": dec.meta.get("preset"), "shape": list(dec.shape), "dtype": str(dec.dtype),
             "bytes": dec.nbytes, "raw_bytes": nvox * dec.dtype.itemsize,
             "bits_per_voxel": round(8 * dec.nbytes / max(nvox, 1), 4),
             "ratio": round(nvox * dec.dtype.itemsize / max(dec.nbytes, 1), 4),
             "block_depth": dec.meta.get("block_depth"), "tile": dec.meta.get("tile"),
             "model": dec.meta.get("model"), "model_bytes": sum(b["model_bytes"] for b in blocks),
+            "priors": dec.meta.get("priors", []),
             "metadata": dec.meta.get("metadata", {}), "salvaged": dec.salvaged, "blocks": blocks}
 
 
@@ -363,15 +370,19 @@ def info(input, as_json, salvage):
     m = inf["model"]
     lines.append(f"  {len(inf['blocks'])} blocks of depth {inf['block_depth']}, tile {inf['tile'][0]}x{inf['tile'][1]}; "
                  f"network: {m['levels']} levels, hidden {m['hidden'][0]}+{m['hidden'][1]}, {m['bins']} scale bins")
+    if inf["priors"]:
+        used = [b["prior"] for b in inf["blocks"]]
+        lines.append("  zoo priors: " + ", ".join(f"{p['id']} (sha256 {p['sha256'][:12]}..., {used.count(p['id'])} blocks)"
+                                                 for p in inf["priors"]))
     if inf["salvaged"]:
         lines.append("  (salvaged: the stream has no block index; complete blocks were recovered by scanning)")
     lines.append(f"  {'block':>5} {'z':>11} {'y':>11} {'x':>11} {'bytes':>10} {'bpv':>7} {'model':>6} {'inter':>5} "
-                 f"{'data crc':>8} {'voxel crc':>9}")
+                 f"{'data crc':>8} {'voxel crc':>9}  prior")
     for b in inf["blocks"]:
         rng = lambda r: f"{r[0]}:{r[1]}"  # noqa: E731
         lines.append(f"  {b['index']:>5} {rng(b['z']):>11} {rng(b['y']):>11} {rng(b['x']):>11} {b['bytes']:>10} "
                      f"{b['bits_per_voxel']:>7.3f} {b['model_bytes']:>6} {'yes' if b['inter_slice_model'] else 'no':>5} "
-                     f"{b['data_crc32']:>8} {b['voxel_crc32']:>9}")
+                     f"{b['data_crc32']:>8} {b['voxel_crc32']:>9}  {b['prior'] or '-'}")
     click.echo("\n".join(lines))
     return 0
 
@@ -447,6 +458,68 @@ def fit(input, output, preset, max_slices, threads, seed, overwrite):
     click.echo(f"{input} (slices 0:{z}) -> {output}: shared model {model.id}, {len(model.to_bytes())} bytes of "
                f"weights, fitted in {time.perf_counter() - t0:.1f} s; use it with "
                f"voxcodec.zarr.VoxCodec(model=open({output!r}).read())")
+    return 0
+
+
+@command(epilog="The sample is coded on one thread by each codec in turn; every voxcodec row is decoded and compared "
+               "voxel for voxel. JPEG-XL rows need imagecodecs (pip install imagecodecs).")
+@click.argument("input", type=click.Path())
+@click.option("--slices", type=click.IntRange(min=1), default=16, show_default=True, metavar="N",
+              help="slices of the sample, from the middle of the volume")
+@click.option("--side", type=click.IntRange(min=16), default=512, show_default=True, metavar="N",
+              help="the sample is cropped to N x N voxels around the centre of the slices")
+@click.option("--presets", default="fast,default,max", show_default=True, help="presets to try, comma-separated")
+@click.option("--no-baselines", is_flag=True, help="leave JPEG-XL out")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def preview(input, slices, side, presets, no_baselines, as_json):
+    """Try every zoo prior and preset on a sample of a volume before committing to one: bits per voxel and MB/s
+    (one thread) of each, beside JPEG-XL lossless efforts 3 and 7 on the same sample."""
+    from voxcodec.zoo.preview import preview as run_preview, sample_of
+
+    names = [p.strip() for p in presets.split(",") if p.strip()]
+    for n in names:
+        if n not in PRESETS:
+            raise click.BadParameter(f"unknown preset {n!r}; choose from {', '.join(PRESETS)}", param_hint="'--presets'")
+    with VolumeReader(input) as vol:
+        sample = sample_of(vol, slices, side)
+    if not as_json:
+        click.echo(f"{input}: sample of {sample.shape[0]} x {sample.shape[1]} x {sample.shape[2]} {sample.dtype} "
+                   f"from the middle of {vol.shape[0]} x {vol.shape[1]} x {vol.shape[2]}; one thread per codec")
+        click.echo(f"{'codec':<34} {'bits/voxel':>10} {'encode MB/s':>12} {'decode MB/s':>12}  lossless")
+
+    def show(r):
+        if not as_json:
+            click.echo(f"{r.codec:<34} {r.bits_per_voxel:>10.4f} {r.encode_MBps:>12.2f} {r.decode_MBps:>12.1f}  "
+                       f"{'yes' if r.lossless else 'NO'}{'  ' + r.note if r.note else ''}")
+
+    rows = run_preview(sample, names, baselines=not no_baselines, on_row=show)
+    if as_json:
+        click.echo(json.dumps([vars(r) for r in rows], indent=1))
+    else:
+        best = min((r for r in rows if r.codec.startswith(("prior", "preset")) and r.lossless),
+                   key=lambda r: r.bits_per_voxel)
+        click.echo(f"fewest bits: {best.codec}")
+    return 0
+
+
+@command(name="zoo")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output (with the model cards)")
+def zoo_list(as_json):
+    """List the pretrained priors installed (the package's, then VOXCODEC_ZOO's folders): id, content hash,
+    what each was trained on."""
+    from voxcodec import zoo
+
+    priors = zoo.available()
+    if as_json:
+        click.echo(json.dumps([{"id": p.id, "sha256": p.sha256, "path": p.path, "card": p.card} for p in priors],
+                              indent=1))
+        return 0
+    if not priors:
+        click.echo("no priors installed: every block trains from scratch")
+    for p in priors:
+        vols = ", ".join(v.get("volume", "?") for v in p.card.get("trained_on", []))
+        click.echo(f"{p.id:<20} sha256 {p.sha256[:16]}  {p.model.config.hidden[0]}x{p.model.config.hidden[1]} hidden, "
+                   f"trained on {vols or '?'}")
     return 0
 
 

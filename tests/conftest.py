@@ -28,11 +28,12 @@ def em_u8(sample):
 
 @pytest.fixture(scope="session")
 def em_stream(em_u8):
-    """A trained two-block stream of em_u8 (with inter-slice networks) and the encoder's block infos."""
+    """A trained two-block stream of em_u8 (with inter-slice networks, each block its own: no zoo prior)
+    and the encoder's block infos."""
     import voxcodec
 
     enc = voxcodec.Encoder(None, slice_shape=em_u8.shape[1:], block_depth=6, train="always",
-                           fit_options={"steps": 60, "warm_steps": 30, "inter": "always"}, threads=1)
+                           fit_options={"steps": 60, "warm_steps": 30, "inter": "always"}, threads=1, prior="none")
     enc.write(em_u8)
     return enc.getvalue(), enc.blocks
 

@@ -27,7 +27,7 @@ def golden_arrays():
     return {"golden_u8": (u8, dict(block_depth=8, train="always", fit_options={"inter": "always", "steps": 60})),
             "golden_u16": (u16, dict(block_depth=4, tile=(128, 96), train="always", fit_options={"steps": 60})),
             "golden_plain_u8": (u8[:6, :40, :56], dict(block_depth=4, train="never")),
-            **golden_v2_arrays(), **golden_v3_arrays()}
+            **golden_v2_arrays(), **golden_v3_arrays(), **golden_v4_arrays()}
 
 
 def golden_v2_arrays():
@@ -56,6 +56,34 @@ def golden_v3_arrays():
     return {"golden_v3_u8": (u8, dict(block_depth=6, tile=(64, 40), train="always",
                                       fit_options={"inter": "always", "steps": 40})),
             "golden_v3_u16": (u16, dict(block_depth=6, train="never"))}
+
+
+#: the zoo priors released so far: each keeps a golden stream that must decode forever
+RELEASED_PRIORS = ("em-general-v1", "em-section-v1", "em-fib-v1")
+
+
+def golden_v4_arrays():
+    """Format 4 (voxcodec 0.4): blocks coded with each released zoo prior as it is, a block with a
+    fine-tuned difference against a prior, and a uint16 block with its own networks; all inside black
+    margins that drift from slice to slice (flat contexts and their edges)."""
+    s = sample_volume()
+
+    def framed(a, seed):
+        out = np.zeros((a.shape[0], a.shape[1] + 24, a.shape[2] + 24), a.dtype)
+        rng = np.random.default_rng(seed)
+        for z in range(a.shape[0]):
+            t, left = (int(v) for v in rng.integers(2, 22, 2))
+            out[z, t:t + a.shape[1], left:left + a.shape[2]] = a[z]
+        return out
+
+    out = {f"golden_v4_{p}": (framed(s[8 * i:8 * i + 6, :40, :56], i), dict(block_depth=6, prior=p, train="never"))
+           for i, p in enumerate(RELEASED_PRIORS)}
+    # em-section-v1 never saw FIB-SEM: a fine-tune pays for its difference here
+    out["golden_v4_delta"] = (framed(s[:16, :128, :128], 7), dict(block_depth=16, preset="default", prior="em-section-v1",
+                                                                   train="always", fit_options={"prior_steps": 300}))
+    u16 = framed(s[44:50, :48, :48].astype(np.uint16) * 37 + 900, 9)
+    out["golden_v4_u16"] = (u16, dict(block_depth=6, prior="none", train="always", fit_options={"steps": 30}))
+    return out
 
 
 def main():

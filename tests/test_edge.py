@@ -136,7 +136,7 @@ def test_delete_source_after_verify_and_partial_writes(volume, tmp_path):
 def test_sigkill_at_random_moments_loses_and_duplicates_nothing(volume, tmp_path):
     """Killed five times while slices arrive, blocks are coded, shipped, verified and sources deleted."""
     acq, dest, state = tmp_path / "acq", tmp_path / "dest.zarr", tmp_path / "state"
-    writer = start_microscope(volume, acq, rate=12)
+    writer = start_microscope(volume, acq, rate=2)  # 20 s of acquisition: the kills land while it runs
     rng = random.Random(5)
     kills = 0
     cmd = edge_cmd(acq, dest, state, "--delete-source-after-verify")

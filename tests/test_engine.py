@@ -32,16 +32,29 @@ def _random_model(rng, cfg: ModelConfig, inter=True, big_bias=False):
     return BlockModel(cfg, intra, inter_nets)
 
 
-def _reference(model, p, cur_pad, prev_pad, shape_yx, inter, lo, hi, centre, shift):
-    """The numpy path: strided gathers (context.gather) and IntNet.infer."""
+def _reference(model, p, cur_pad, prev_pad, shape_yx, inter, lo, hi, centre, shift, flat=False):
+    """The numpy path: strided gathers (context.gather) and IntNet.infer, then (format 4) the flat
+    contexts: the nearest features all equal give their value, and table 4 * bins (or 4 * bins + 1
+    when the farther ones differ); else k >= 2 of them at the lowest value give lo, table 4 * bins + k."""
     pad = ctx.pad_width(model.config.levels)
     feats = ctx.gather(cur_pad, prev_pad, p, shape_yx, pad, inter)
     f, depth, n = feats.shape
     nets = model.inter if inter else model.intra
     off, sbin = nets[group_of(p)].infer(feats.reshape(f, depth * n), model.config.bins, shift)
     bins = model.config.bins
-    return (np.clip(centre + off, lo, hi).reshape(depth, n),
-            (sbin + bins * block.table_class(p)).reshape(depth, n))
+    pred = np.clip(centre + off, lo, hi).reshape(depth, n)
+    table = (sbin + bins * block.table_class(p)).reshape(depth, n)
+    k = len(p.inslice) if p.inslice else (len(p.prev) if inter else 0)
+    if flat and k > 1:
+        near = feats[:min(k, 4)]
+        same = np.all(near == near[:1], axis=0)
+        pred = np.where(same, np.clip(centre + (feats[0].astype(np.int64) << shift), lo, hi), pred)
+        table = np.where(same, 4 * bins + np.any(feats[:k] != feats[:1], axis=0), table)
+        if near.shape[0] == 4:  # the edges of regions at the block's lowest value
+            low = (near == (lo - centre) >> shift).sum(axis=0)
+            edge = ~same & (low >= 2)
+            pred, table = np.where(edge, lo, pred), np.where(edge, 4 * bins + low, table)
+    return pred, table
 
 
 @pytest.mark.parametrize("levels, hidden, neighbours, shape, dtype", [
@@ -56,6 +69,8 @@ def test_kernel_inference_equals_reference(levels, hidden, neighbours, shape, dt
     top = np.iinfo(dtype).max
     data = rng.integers(0, top + 1, shape).astype(dtype)
     data[0, 0, 0], data[-1, -1, -1] = 0, top  # the full range: extreme centred values
+    data[:, 1:6, 2:] = top // 3  # a flat region, and its edges
+    data[:, -6:, :-3] = 0  # a region at the lowest value, and its edges
     lo, hi, centre, shift = block.value_range(data)
     pad = ctx.pad_width(levels)
     vpad = block.padded(block.centred(data, centre, shift), pad)
@@ -65,10 +80,11 @@ def test_kernel_inference_equals_reference(levels, hidden, neighbours, shape, dt
         model = _random_model(rng, cfg, big_bias=big)
         for inter in (False, True):
             for i, p in enumerate(ctx.schedule(levels, neighbours)):
-                want = _reference(model, p, vpad, prev, shape[1:], inter, lo, hi, centre, shift)
-                got = block.pass_predictions(model, i, planes, shape[1:], inter, lo, hi, centre, shift)
-                np.testing.assert_array_equal(got[0], want[0], err_msg=f"{p.name} inter={inter}")
-                np.testing.assert_array_equal(got[1], want[1], err_msg=f"{p.name} inter={inter}")
+                for flat in (False, True):
+                    want = _reference(model, p, vpad, prev, shape[1:], inter, lo, hi, centre, shift, flat)
+                    got = block.pass_predictions(model, i, planes, shape[1:], inter, lo, hi, centre, shift, flat=flat)
+                    np.testing.assert_array_equal(got[0], want[0], err_msg=f"{p.name} inter={inter} flat={flat}")
+                    np.testing.assert_array_equal(got[1], want[1], err_msg=f"{p.name} inter={inter} flat={flat}")
 
 
 def test_rans_roundtrip_and_its_checks():
@@ -168,12 +184,12 @@ def test_damaged_format3_payloads_are_refused(sample):
             pass
 
 
-def test_format3_payload_costs_what_the_tables_say(sample):
+def test_payload_costs_what_the_tables_say(sample):
     """The rANS coder spends within 0.1% of the ideal code length of its integer tables."""
     data = np.ascontiguousarray(sample[:16])
     stream = voxcodec.encode(data, preset="fast", block_depth=16)
     with voxcodec.Decoder(stream) as dec:
-        assert dec.format_version == 3
+        assert dec.format_version == 4
     enc = voxcodec.core.encoder.Encoder(None, dtype=data.dtype, slice_shape=data.shape[1:], preset="fast", block_depth=16)
     infos = []
     enc.on_block = infos.append

@@ -151,10 +151,13 @@ def test_every_offset_is_known_when_read():
 
 @pytest.mark.parametrize("name, version", [("golden_u8", 1), ("golden_u16", 1), ("golden_plain_u8", 1),
                                            ("golden_v2_stored_u8", 2), ("golden_v2_listed_u16", 2),
-                                           ("golden_v3_u8", 3), ("golden_v3_u16", 3)])
+                                           ("golden_v3_u8", 3), ("golden_v3_u16", 3),
+                                           ("golden_v4_em-general-v1", 4), ("golden_v4_em-section-v1", 4),
+                                           ("golden_v4_em-fib-v1", 4), ("golden_v4_delta", 4), ("golden_v4_u16", 4)])
 def test_golden_streams_still_decode(name, version):
-    """Streams written by voxcodec 0.1.0 (format 1), 0.2.0 (format 2) and 0.3.0 (format 3) keep
-    decoding to the same voxels."""
+    """Streams written by voxcodec 0.1.0 (format 1), 0.2.0 (format 2), 0.3.0 (format 3) and 0.4.0
+    (format 4, one per zoo prior released: every released prior stays decodable) keep decoding to the
+    same voxels."""
     meta = json.loads((DATA / "golden.json").read_text())[name]
     with voxcodec.Decoder(DATA / f"{name}.vxc") as dec:
         assert dec.format_version == version

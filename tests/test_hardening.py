@@ -31,8 +31,8 @@ def vol(sample):
 
 @pytest.fixture(scope="module")
 def stream(vol):
-    """2 layers of 6 slices x 2 tiles of 24 x 12: 4 blocks."""
-    return voxcodec.encode(vol, block_depth=6, tile=(24, 12), train="never")
+    """2 layers of 6 slices x 2 tiles of 24 x 12: 4 blocks, each with its own model section (no prior)."""
+    return voxcodec.encode(vol, block_depth=6, tile=(24, 12), train="never", prior="none")
 
 
 def centre_shift(lo, hi):
@@ -301,7 +301,7 @@ def test_constant_block_fields(stream, vol):
 
 def test_unknown_flags_and_reserved_fields(stream):
     for k, v, what in ((13, 16, "unknown flag"), (13, 8, "a stored block"), (8, 1, "reserved"),
-                       (14, 1, "reserved")):
+                       (14, 1, "field prior is 1, but the file header names 0 priors")):
         def edit(p, k=k, v=v):
             p.records[1].fields[k] |= v
         _raises(_edited(stream, edit), f"block 1: block header.*{what}")
@@ -439,7 +439,7 @@ def test_random_bytes_after_the_magic_do_not_ask_for_an_upgrade(stream):
 
 
 def test_future_version_asks_for_an_upgrade(stream):
-    _raises(_edited(stream, lambda p: setattr(p, "version", 4)), "format version 4 is not supported.*upgrade voxcodec")
+    _raises(_edited(stream, lambda p: setattr(p, "version", 5)), "format version 5 is not supported.*upgrade voxcodec")
     _raises(_edited(stream, lambda p: setattr(p, "version", 40000)), "^file header is damaged: its format version")
 
 

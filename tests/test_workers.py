@@ -51,7 +51,8 @@ def test_warm_starts_follow_lanes(vol):
 
     enc_mod.fit_block = spy
     try:
-        voxcodec.encode(vol, block_depth=4, train="always", fit_options={"steps": 4, "warm_steps": 2}, workers=1)
+        voxcodec.encode(vol, block_depth=4, train="always", fit_options={"steps": 4, "warm_steps": 2}, workers=1,
+                        prior="none")
     finally:
         enc_mod.fit_block = real
     assert [fresh for fresh, _ in seen] == [True] * LANES + [False] * (5 - LANES)

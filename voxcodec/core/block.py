@@ -46,6 +46,11 @@ class FitOptions:
     device: str = "cpu"
     #: inter-slice networks: "auto" keeps them where their gain pays for their weights
     inter: str = "auto"
+    #: steps and learning rate of the fine-tune from a zoo prior (0 steps: the prior as it is)
+    prior_steps: int = 0
+    prior_lr: float = 1e-2
+    #: with a prior, also train a model from scratch and keep whichever codes the block smaller
+    scratch: bool = False
 
 
 @dataclass
@@ -144,6 +149,7 @@ def _training_pools(data, config: ModelConfig, opts: FitOptions, inter_ok: bool)
         prev_picks = np.array([1])
     need = np.unique(np.concatenate([picks, prev_picks - 1, prev_picks]))
     vol = {int(z): v for z, v in zip(need, padded(centred(data[need], centre, shift), pad))}
+    floor = float((lo - centre) >> shift)  # the block's lowest value, centred (see kernels.infer_rows)
     target = {int(z): (data[z].astype(np.float32) - centre) / 2.0 ** shift for z in need}
     groups = _group_passes(config)
     pools = []
@@ -151,10 +157,16 @@ def _training_pools(data, config: ModelConfig, opts: FitOptions, inter_ok: bool)
         for g in groups:
             xs, ys = [], []
             for p in groups[g]:
+                flat_n = flat_args(config, p, kind == "inter", True)[0]
                 for z in zs:
                     prev = vol[int(z) - 1] if kind == "inter" else vol[int(z)]
-                    xs.append(ctx.gather(vol[int(z)][None], prev[None], p, (h, w), pad, kind == "inter")[:, 0])
-                    ys.append(ctx.take(target[int(z)][None], p)[0])
+                    x = ctx.gather(vol[int(z)][None], prev[None], p, (h, w), pad, kind == "inter")[:, 0]
+                    y = ctx.take(target[int(z)][None], p)[0]
+                    if flat_n:  # flat contexts are predicted without the network: nothing to learn there
+                        keep = by_network(x, flat_n, floor)
+                        x, y = x[:, keep], y[keep]
+                    xs.append(x)
+                    ys.append(y)
             n = n_inputs(groups[g][0], kind == "inter")
             x = np.concatenate(xs, axis=1) if xs else np.zeros((n, 0), np.float32)
             y = np.concatenate(ys) if ys else np.zeros(0, np.float32)
@@ -166,11 +178,12 @@ def _training_pools(data, config: ModelConfig, opts: FitOptions, inter_ok: bool)
 
 
 def fit_block(data, config: ModelConfig, opts: FitOptions, bank=None, min_voxels: int = MIN_TRAIN_VOXELS,
-              progress=None):
+              progress=None, steps: int | None = None, lr: float | None = None):
     """Train the block's networks. Returns (BlockModel, bank, stats); ``bank`` warm-starts the next block.
 
     Blocks of fewer than ``min_voxels`` voxels get :func:`untrained_model` (and bank None).
-    ``progress(step, steps)`` is called as training goes."""
+    ``progress(step, steps)`` is called as training goes.  ``steps`` and ``lr`` override the
+    options' (a fine-tune from a prior)."""
     from . import training  # torch is only needed to encode
 
     t0 = time.perf_counter()
@@ -185,10 +198,10 @@ def fit_block(data, config: ModelConfig, opts: FitOptions, bank=None, min_voxels
     n_in = [n_inputs(groups[g][0], kind == "inter") for kind in ("intra", "inter") for g in names]
     if bank is None or bank.n_in != n_in or tuple(bank.w2.shape[1:]) != (config.hidden[1], config.hidden[0]):
         bank = _new_bank(config, seed=opts.seed)
-        steps, lr = opts.steps, opts.lr
+        steps, lr = (opts.steps if steps is None else steps), (opts.lr if lr is None else lr)
     else:  # warm start from the previous block's weights
         bank = copy.deepcopy(bank)
-        steps, lr = opts.warm_steps, opts.warm_lr
+        steps, lr = (opts.warm_steps if steps is None else steps), (opts.warm_lr if lr is None else lr)
     per_net = training.fit(bank, pools, config, steps, quantum=2.0 ** -shift, batch=opts.batch, lr=lr,
                            seed=opts.seed, device=opts.device, progress=progress)
     nets = bank.export()
@@ -265,10 +278,36 @@ def _sub_grids(grid):
     return [(y0 + a * step, x0 + b * step, 2 * step) for a in (0, 1) for b in (0, 1)]
 
 
+def n_tables(config: ModelConfig, flat: bool) -> int:
+    """Token tables of a block: ``bins`` per table class, and four for flat contexts and their edges
+    (format 4, see :func:`kernels.infer_rows`)."""
+    return config.bins * 4 + (4 if flat else 0)
+
+
+def flat_args(config: ModelConfig, p, inter: bool, flat: bool):
+    """``(flat_n, flat_table)`` of :func:`kernels.infer_rows` for pass ``p``: the in-slice features
+    (or, for the top pass of an inter-slice network, the previous slice's) decide flatness."""
+    if not flat:
+        return 0, -1
+    n = len(p.inslice) if p.inslice else (len(p.prev) if inter else 0)
+    return (n if n > 1 else 0), config.bins * 4
+
+
+def by_network(x: np.ndarray, flat_n: int, floor: float) -> np.ndarray:
+    """Which samples (columns of the features ``x``, (F, N)) the network predicts in format 4: not the
+    flat contexts nor their edges at the block's lowest value ``floor`` (see :func:`kernels.infer_rows`)."""
+    near = x[:min(flat_n, kernels.FLAT_NEAR)]
+    flat = np.all(near == near[:1], axis=0)
+    if near.shape[0] == kernels.FLAT_NEAR:
+        flat |= (near == floor).sum(axis=0) >= 2
+    return ~flat
+
+
 def pass_geometry_args(model: BlockModel, index: int, shape_yx, inter: bool, lo: int, hi: int, centre: int,
-                       shift: int):
+                       shift: int, flat: bool = True):
     """The arguments of :func:`kernels.infer_rows` for pass ``index`` but the planes and the outputs
-    (a decoder works them out once per block), or None for a grid of odd step."""
+    (a decoder works them out once per block), or None for a grid of odd step.  ``flat``: flat
+    contexts get their own prediction and table (format 4 on)."""
     cfg = model.config
     p = ctx.schedule(cfg.levels, cfg.neighbours)[index]
     grid, = p.grids
@@ -277,11 +316,12 @@ def pass_geometry_args(model: BlockModel, index: int, shape_yx, inter: bool, lo:
     ny, nx = ctx.grid_shape(shape_yx, grid)
     net = (model.inter if inter else model.intra)[group_of(p)]
     q, r, c, s = _pass_geometry(cfg.levels, cfg.neighbours, index, inter, *grid)
-    return (q, r, c, s, s, ny, nx, *net.kernel_args(), shift, cfg.bins, centre, lo, hi, cfg.bins * table_class(p))
+    return (q, r, c, s, s, ny, nx, *net.kernel_args(), shift, cfg.bins, centre, lo, hi, cfg.bins * table_class(p),
+            *flat_args(cfg, p, inter, flat))
 
 
 def pass_predictions(model: BlockModel, index: int, planes, shape_yx, inter: bool, lo: int, hi: int,
-                     centre: int, shift: int, pred=None, table=None):
+                     centre: int, shift: int, pred=None, table=None, flat: bool = True):
     """Predictions (clipped to [lo, hi]) and token-table indices of every voxel of pass ``index`` of
     the schedule, for a stack of slices given as phase planes (D, 8, rows, cols) (:func:`to_planes`
     of each slice, then of the slice before it): two int32 arrays (D, voxels of the pass, row by
@@ -294,12 +334,12 @@ def pass_predictions(model: BlockModel, index: int, planes, shape_yx, inter: boo
     if pred is None:
         pred = np.empty((depth, ny * nx), np.int32)
         table = np.empty((depth, ny * nx), np.int32)
-    even = pass_geometry_args(model, index, shape_yx, inter, lo, hi, centre, shift)
+    even = pass_geometry_args(model, index, shape_yx, inter, lo, hi, centre, shift, flat)
     if even is not None:
         kernels.infer_rows(planes, *even, pred, table)
         return pred, table
     net = (model.inter if inter else model.intra)[group_of(p)]
-    args = (*net.kernel_args(), shift, cfg.bins, centre, lo, hi, cfg.bins * table_class(p))
+    args = (*net.kernel_args(), shift, cfg.bins, centre, lo, hi, cfg.bins * table_class(p), *flat_args(cfg, p, inter, flat))
     pv, tv = pred.reshape(depth, ny, nx), table.reshape(depth, ny, nx)
     for k, sub in enumerate(_sub_grids(grid)):
         sy, sx = ctx.grid_shape(shape_yx, sub)
@@ -351,7 +391,8 @@ def decode_block(payload: bytes, model: BlockModel, shape, lo: int, hi: int, cen
                  dtype, block_index=None, out=None, batch=None, version: int = FORMAT_VERSION) -> np.ndarray:
     """Decode a block payload into an array of ``shape`` (depth, H, W).
 
-    ``version``: the stream's format version (3: :mod:`.payload`'s rANS payload; 1 and 2:
+    ``version``: the stream's format version (3 and 4: :mod:`.payload`'s rANS payload, 4 with flat
+    contexts; 1 and 2:
     constriction's range coder, see :mod:`.palette`).  ``batch`` is accepted for compatibility (the
     compiled kernels bound their own memory).  The arguments come from a checked block header (see
     :meth:`voxcodec.core.container.BlockHeader.check`): ``0 <= lo < hi <= dtype max``, centre and
@@ -378,7 +419,7 @@ def _decode_block(payload, model, shape, lo, hi, centre, shift, dtype, out, vers
     if version >= 3:
         from . import payload as _payload
 
-        return _payload.decode(payload, model, shape, lo, hi, centre, shift, out)
+        return _payload.decode(payload, model, shape, lo, hi, centre, shift, out, flat=version >= 4)
     return _decode_range_coded(payload, model, shape, lo, hi, centre, shift, out, version)
 
 
@@ -412,7 +453,7 @@ def _decode_range_coded(payload, model, shape, lo, hi, centre, shift, out, versi
         for i, p in enumerate(passes):
             (y0, x0, step), = p.grids
             ny, nx = ctx.grid_shape((h, w), p.grids[0])
-            pred, table = pass_predictions(model, i, planes, (h, w), inter, lo, hi, centre, shift)
+            pred, table = pass_predictions(model, i, planes, (h, w), inter, lo, hi, centre, shift, flat=False)
             try:
                 u = decode_symbols(decoder, tables, table[0])
             except (ValueError, RuntimeError, AssertionError) as exc:

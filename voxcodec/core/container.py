@@ -24,8 +24,8 @@ from ..errors import CorruptStreamError, TruncatedStreamError, UnsupportedError
 
 MAGIC = b"\x89VXC\r\n\x1a\n"
 #: the version written; every version in READ_VERSIONS is read (see docs/format.md)
-FORMAT_VERSION = 3
-READ_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4
+READ_VERSIONS = (1, 2, 3, 4)
 BLOCK_MAGIC = b"VXBK"
 INDEX_MAGIC = b"VXIX"
 END_MAGIC = b"VXCEND01"
@@ -110,6 +110,8 @@ class Layout:
     block_depth: int
     tile: tuple[int, int]
     version: int = FORMAT_VERSION
+    #: zoo priors the file header names (format 4 on); block header field ``prior`` k > 0 is the k-th
+    n_priors: int = 0
 
     @property
     def tiles_x(self) -> int:
@@ -170,7 +172,32 @@ def layout_from_meta(meta, version: int = FORMAT_VERSION) -> Layout:
         raise CorruptStreamError(f"file header field tile is {[th, tw]}: {th * tw} voxels per tile slice, over "
                                  f"the limit of {MAX_TILE_VOXELS}")
     depth = check_int(meta["block_depth"], "file header field block_depth", 1, MAX_BLOCK_VOXELS // (th * tw))
-    return Layout(DTYPE_NAMES[dt], (h, w), depth, (th, tw), version)
+    priors = check_priors(meta.get("priors", []), version)
+    return Layout(DTYPE_NAMES[dt], (h, w), depth, (th, tw), version, len(priors))
+
+
+#: at most this many zoo priors per stream
+MAX_PRIORS = 64
+_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def check_priors(priors, version: int = FORMAT_VERSION) -> list:
+    """The file header's ``priors``: a list of ``{"id": name, "sha256": hex}`` (format 4 on), the
+    zoo priors its blocks may start from."""
+    if priors and version < 4:
+        raise CorruptStreamError(f"file header field priors in a format {version} stream (format 4 brought them)")
+    if not isinstance(priors, list) or len(priors) > MAX_PRIORS:
+        raise CorruptStreamError(f"file header field priors is {_show(priors)}, not a list of at most "
+                                 f"{MAX_PRIORS} priors")
+    for p in priors:
+        pid = p.get("id") if isinstance(p, dict) else None
+        digest = p.get("sha256") if isinstance(p, dict) else None
+        if not (isinstance(pid, str) and 1 <= len(pid) <= 64 and set(pid) <= _ID_CHARS
+                and isinstance(digest, str) and len(digest) == 64 and set(digest) <= set("0123456789abcdef")
+                and len(p) == 2):
+            raise CorruptStreamError(f"file header field priors holds {_show(p)}, not {{\"id\": name, \"sha256\": "
+                                     "64 hex digits}")
+    return priors
 
 
 @dataclass
@@ -191,6 +218,9 @@ class BlockHeader:
     payload_len: int
     data_crc: int  # CRC-32 of model bytes + payload bytes
     voxel_crc: int  # CRC-32 of the decoded voxels (C order, little-endian)
+    #: format 4: 0, or k when the block's model is the k-th prior the file header names (its model
+    #: section, if any, holds a difference against it)
+    prior: int = 0
 
     @property
     def shape(self):
@@ -198,7 +228,7 @@ class BlockHeader:
 
     def pack(self) -> bytes:
         body = _BLOCK.pack(BLOCK_MAGIC, self.index, self.z0, self.depth, self.y0, self.x0, self.h, self.w, 0,
-                           self.lo, self.hi, self.centre, self.shift, self.flags, 0, self.model_len,
+                           self.lo, self.hi, self.centre, self.shift, self.flags, self.prior, self.model_len,
                            self.payload_len, self.data_crc, self.voxel_crc)
         return body + struct.pack("<I", zlib.crc32(body))
 
@@ -213,12 +243,12 @@ class BlockHeader:
             raise CorruptStreamError("no block marker where a block should start", where)
         if zlib.crc32(body) != crc:
             raise CorruptStreamError("block header checksum mismatch", where)
-        (_, index, z0, depth, y0, x0, h, w, reserved, lo, hi, centre, shift, flags, reserved2, model_len, payload_len,
+        (_, index, z0, depth, y0, x0, h, w, reserved, lo, hi, centre, shift, flags, prior, model_len, payload_len,
          data_crc, voxel_crc) = fields
-        if reserved or reserved2:
-            raise CorruptStreamError(f"block header reserved fields are {reserved}, {reserved2}, not 0", where)
+        if reserved:
+            raise CorruptStreamError(f"block header reserved field is {reserved}, not 0", where)
         return cls(index, z0, depth, y0, x0, h, w, lo, hi, centre, shift, flags, model_len, payload_len,
-                   data_crc, voxel_crc)
+                   data_crc, voxel_crc, prior)
 
     @property
     def geometry(self) -> tuple[int, int, int, int, int, int]:
@@ -229,6 +259,11 @@ class BlockHeader:
         stream, default ``i``), value range, centre and shift, flags, section lengths.  (The caller
         checks the geometry against the block index or the layout.)  Errors name block ``i``."""
         number = i if number is None else number
+        if self.prior and layout.version < 4:
+            raise CorruptStreamError(f"block header reserved field is {self.prior}, not 0", i)
+        if self.prior > layout.n_priors:
+            raise CorruptStreamError(f"block header field prior is {self.prior}, but the file header names "
+                                     f"{layout.n_priors} priors", i)
         if self.index != number:
             raise CorruptStreamError(f"block header field index is {self.index}: this record is not block "
                                      f"{number}", i)
@@ -246,21 +281,25 @@ class BlockHeader:
             raise CorruptStreamError(f"block header field flags is {self.flags:#x}, but the value range "
                                      f"{self.lo}..{self.hi} is {'' if constant else 'not '}one value", i)
         if constant:
-            if self.flags != FLAG_CONSTANT or self.model_len or self.payload_len:
-                raise CorruptStreamError("constant block with a model, a payload or other flags", i)
+            if self.flags != FLAG_CONSTANT or self.model_len or self.payload_len or self.prior:
+                raise CorruptStreamError("constant block with a model, a prior, a payload or other flags", i)
             return
         if self.flags & FLAG_RAW:
             raw = self.depth * self.h * self.w * layout.dtype.itemsize
-            if self.flags != FLAG_RAW or self.model_len or self.payload_len != raw:
+            if self.flags != FLAG_RAW or self.model_len or self.payload_len != raw or self.prior:
                 raise CorruptStreamError(f"block header field flags is {self.flags:#x} (a stored block) with "
-                                         f"model_len {self.model_len} and payload_len {self.payload_len}: its voxels "
-                                         f"take {raw} bytes and it has no model", i)
+                                         f"model_len {self.model_len}, payload_len {self.payload_len} and prior "
+                                         f"{self.prior}: its voxels take {raw} bytes and it has no model", i)
             return
         if self.payload_len % 4 and layout.version < 3:  # range-coded payloads are 32-bit words
             raise CorruptStreamError(f"block header field payload_len is {self.payload_len}, not a multiple of 4", i)
         if self.depth * MIN_SLICE_BITS_X100 > (8 * self.payload_len + PAYLOAD_SLACK_BITS) * 100:
             raise CorruptStreamError(f"block header field payload_len is {self.payload_len}: too short for "
                                      f"{self.depth} slices (each costs at least 1.58 bits)", i)
+        if self.prior:
+            if self.flags & FLAG_SHARED:
+                raise CorruptStreamError("block header names both a prior and the shared model", i)
+            return
         if bool(self.flags & FLAG_SHARED) == (self.model_len > 0):
             raise CorruptStreamError(f"block header field model_len is {self.model_len} with flags "
                                      f"{self.flags:#x}: a block carries a model unless it uses the shared one", i)

@@ -85,6 +85,7 @@ class Decoder:
         shared = self.meta.get("shared_model")
         if shared is not None and not (isinstance(shared, str) and 1 <= len(shared) <= 64):
             raise CorruptStreamError(f"file header field shared_model is {shared!r:.40}, not a model name")
+        self._priors = {}  # k -> the model of the k-th prior the file header names, once looked up
         self.salvaged = False
         try:
             shape, self.index, end = read_index(self._f, self.nbytes)
@@ -198,6 +199,8 @@ class Decoder:
             else:
                 if hd.flags & FLAG_SHARED:
                     model = self._shared(i)
+                elif hd.prior:
+                    model = self._prior(hd.prior, body[:hd.model_len], i)
                 else:
                     try:
                         model = BlockModel.from_bytes(body[:hd.model_len], self.config)
@@ -213,6 +216,22 @@ class Decoder:
         if voxel_crc(out) != hd.voxel_crc:
             raise CorruptStreamError("decoded voxels do not match their checksum", i)
         return out
+
+    def _prior(self, k: int, delta: bytes, i: int) -> BlockModel:
+        """The model of a block that names the k-th prior of the file header: the zoo prior itself, or
+        with the difference the block carries."""
+        from .. import zoo
+
+        ref = self.meta["priors"][k - 1]  # checked by layout_from_meta and BlockHeader.check
+        prior = self._priors.get(k)
+        if prior is None:
+            prior = self._priors[k] = zoo.get(ref["id"], ref["sha256"]).model
+        if not delta:
+            return prior
+        try:
+            return BlockModel.from_delta(delta, prior)
+        except CorruptStreamError as exc:
+            raise CorruptStreamError(str(exc), i) from None
 
     def _shared(self, i):
         want = self.meta.get("shared_model")

@@ -91,6 +91,8 @@ class TileSettings:
     train: str
     threads: int | None
     shared_model: BlockModel | None
+    #: zoo priors (their models) a block may start from; a block header names the one it uses
+    priors: tuple = ()
 
 
 def code_tile(st: TileSettings, data: np.ndarray, z: int, y0: int, x0: int, index: int, bank,
@@ -103,17 +105,18 @@ def code_tile(st: TileSettings, data: np.ndarray, z: int, y0: int, x0: int, inde
     if lo == hi:  # constant block: no model, no payload
         flags, model_bytes, payload, inter, slice_bits, fit_s = FLAG_CONSTANT, b"", b"", False, [0] * d, 0.0
         bank = None
+        prior = 0
     else:
-        model, model_bytes, payload, fields, fit_s, bank = _code(st, data, bank, progress)
+        model, model_bytes, payload, fields, fit_s, bank, prior = _code(st, data, bank, progress)
         inter = model.inter is not None
         flags = (FLAG_INTER if inter else 0) | (FLAG_SHARED if model is st.shared_model else 0)
         slice_bits = fields["slice_bits"]
         if len(model_bytes) + len(payload) >= data.nbytes:  # incompressible (noise): store the voxels
-            flags, inter, model_bytes = FLAG_RAW, False, b""
+            flags, inter, model_bytes, prior = FLAG_RAW, False, b"", 0
             payload = np.ascontiguousarray(data, data.dtype.newbyteorder("<")).tobytes()
             slice_bits = [8 * data.itemsize * h * w] * d
     header = BlockHeader(index, z, d, y0, x0, h, w, lo, hi, centre, shift, flags, len(model_bytes),
-                         len(payload), zlib.crc32(model_bytes + payload), voxel_crc(data))
+                         len(payload), zlib.crc32(model_bytes + payload), voxel_crc(data), prior)
     record = header.pack() + model_bytes + payload
     info = BlockInfo(index, z, d, y0, x0, h, w, len(record), len(model_bytes), inter,
                      bool(flags & FLAG_CONSTANT), fit_s, time.perf_counter() - t0 - fit_s, slice_bits)
@@ -123,13 +126,28 @@ def code_tile(st: TileSettings, data: np.ndarray, z: int, y0: int, x0: int, inde
 def _code(st: TileSettings, data, bank, progress=(None, None)):
     """Choose the block's model and code the block with it.
 
-    Returns ``(model, model bytes to embed, payload, fields, fit seconds, bank)``."""
+    Returns ``(model, model bytes to embed, payload, fields, fit seconds, bank, prior)``: ``prior`` is
+    0, or k when the model is the k-th prior (the model bytes then hold its difference from it)."""
     on_fit, on_code = progress
     if st.shared_model is not None:
         payload, fields = encode_block(data, st.shared_model, progress=on_code)
-        return st.shared_model, b"", payload, fields, 0.0, bank
+        return st.shared_model, b"", payload, fields, 0.0, bank, 0
+    if st.priors:
+        return _code_with_prior(st, data, bank, progress)
     if st.train == "never":
-        return (*_coded(untrained_model(st.config), data, on_code), 0.0, bank)
+        return (*_coded(untrained_model(st.config), data, on_code), 0.0, bank, 0)
+    model, bank, fit_s = _fit(st, data, bank, st.config, on_fit)
+    best = _coded(model, data, on_code)
+    if data.size < CHECK_UNTRAINED_BELOW and bank is not None and st.train == "auto":
+        # small block: keep the trained model only if it pays for its weights
+        plain = _coded(untrained_model(st.config), data)
+        if len(plain[1]) + len(plain[2]) < len(best[1]) + len(best[2]):
+            best = plain
+    return (*best, fit_s, bank, 0)
+
+
+def _fit(st: TileSettings, data, bank, config, on_fit, **kw):
+    """Train (or fine-tune) a model for the block: ``(model, bank, seconds)``."""
     import torch
 
     t0 = time.perf_counter()
@@ -137,18 +155,55 @@ def _code(st: TileSettings, data, bank, progress=(None, None)):
     if st.threads:
         torch.set_num_threads(st.threads)
     try:
-        model, bank, _ = fit_block(data, st.config, st.opts, bank,
-                                   min_voxels=1 if st.train == "always" else MIN_TRAIN_VOXELS, progress=on_fit)
+        model, bank, _ = fit_block(data, config, st.opts, bank,
+                                   min_voxels=1 if st.train == "always" else MIN_TRAIN_VOXELS, progress=on_fit, **kw)
     finally:
         torch.set_num_threads(old)
-    fit_s = time.perf_counter() - t0
-    best = _coded(model, data, on_code)
-    if data.size < CHECK_UNTRAINED_BELOW and bank is not None and st.train == "auto":
-        # small block: keep the trained model only if it pays for its weights
-        plain = _coded(untrained_model(st.config), data)
-        if len(plain[1]) + len(plain[2]) < len(best[1]) + len(best[2]):
-            best = plain
-    return (*best, fit_s, bank)
+    return model, bank, time.perf_counter() - t0
+
+
+def _code_with_prior(st: TileSettings, data, bank, progress):
+    """Code the block with the prior that codes a sample of it best, as it is or fine-tuned (and, with
+    ``scratch``, with a model trained from scratch too): the candidate of fewest bytes wins."""
+    from ..zoo.select import choose
+
+    on_fit, on_code = progress
+    k = choose(data, st.priors)
+    prior = st.priors[k]
+    opts = st.opts
+    train = st.train != "never" and opts.prior_steps > 0 and data.size >= MIN_TRAIN_VOXELS
+    best = (*_coded(prior, data, None if train or opts.scratch else on_code), k + 1)
+    best = (best[0], b"", *best[2:])
+    fit_s = 0.0
+    banks = dict(bank) if isinstance(bank, dict) else {}  # the lane's training state: "tuned", "scratch"
+    if train:
+        from .training import NetBank
+
+        start = banks.get("tuned")
+        if getattr(start, "prior_sha256", None) != prior.sha256:
+            start = NetBank.from_nets(list(prior.intra.values()) + list(prior.inter.values()), prior.config.hidden)
+        model, tuned_bank, fit_s = _fit(st, data, start, prior.config, on_fit, steps=opts.prior_steps,
+                                        lr=opts.prior_lr)
+        if tuned_bank is not None:
+            tuned_bank.prior_sha256 = prior.sha256
+            banks["tuned"] = tuned_bank
+            payload, fields = encode_block(data, model, progress=None if opts.scratch else on_code)
+            tuned = (model, model.delta_bytes(prior), payload, fields, k + 1)
+            if _size(tuned) < _size(best):
+                best = tuned
+    if opts.scratch and st.train != "never":
+        model, scratch_bank, s_fit = _fit(st, data, banks.get("scratch"), st.config, on_fit)
+        fit_s += s_fit
+        if scratch_bank is not None:
+            banks["scratch"] = scratch_bank
+        own = (*_coded(model, data, on_code), 0)
+        if _size(own) < _size(best):
+            best = own
+    return (*best[:4], fit_s, banks or None, best[4])
+
+
+def _size(c) -> int:
+    return len(c[1]) + len(c[2])
 
 
 def _coded(model, data, progress=None):
@@ -196,6 +251,9 @@ class Encoder:
     code a small block into fewer bytes; "always" / "never" force one or the other.
     ``fit_options`` overrides fields of the preset's :class:`~voxcodec.core.block.FitOptions`
     (for example ``{"steps": 400, "inter": "always"}``).
+    ``prior``: the zoo priors (:mod:`voxcodec.zoo`) blocks may start from: "auto" (default) every prior
+    installed, "none" none (every block trains from scratch), an id or a list of ids; each block
+    uses the one that codes a sample of it best, as the preset says (see :mod:`.presets`).
     ``shared_model`` (from :func:`voxcodec.fit_model`) codes every block with one model held
     outside the stream, for many small chunks that cannot each afford a model; the decoder then
     needs the same model.
@@ -223,7 +281,7 @@ class Encoder:
                  seed: int = 0, warm_start: bool = True, on_block=None, config: ModelConfig | None = None,
                  train: str = "auto", fit_options: dict | None = None, expected_slices: int | None = None,
                  shared_model: BlockModel | None = None, banks: dict | None = None, on_progress=None,
-                 resume: bool = False, checkpoint: bool = False, workers: int | None = 1):
+                 resume: bool = False, checkpoint: bool = False, workers: int | None = 1, prior="auto"):
         self.dtype = check_dtype(dtype)
         h, w = (int(s) for s in slice_shape)
         if h < 1 or w < 1:
@@ -283,6 +341,13 @@ class Encoder:
                      "metadata": metadata or {}}
         if shared_model is not None:
             self.meta["shared_model"] = shared_model.id
+        from .. import zoo
+
+        if shared_model is not None and prior not in ("auto", "none", None):
+            raise ValueError("a shared model and a prior exclude each other")
+        self.priors = [] if shared_model is not None else zoo.resolve(prior)
+        if self.priors:
+            self.meta["priors"] = [p.ref for p in self.priors]
         try:  # never write a stream that a decoder would refuse
             layout_from_meta(self.meta)
         except CorruptStreamError as exc:
@@ -354,7 +419,8 @@ class Encoder:
         return done
 
     def _settings(self) -> TileSettings:
-        return TileSettings(self.config, self.opts, self.train, self.threads or 1, self.shared_model)
+        return TileSettings(self.config, self.opts, self.train, self.threads or 1, self.shared_model,
+                            tuple(p.model for p in self.priors))
 
     def _bank(self, key):
         if not self.warm_start:
@@ -375,7 +441,8 @@ class Encoder:
         z, lane = self._z, (self._z // self.block_depth) % LANES
         tiles = [(y0, x0) for y0 in range(0, h, th) for x0 in range(0, w, tw)]
         if self.workers > 1 and self._pool is None:
-            if self.train != "never" and self.shared_model is None:
+            if self.train != "never" and self.shared_model is None and (self.opts.prior_steps or self.opts.scratch
+                                                                        or not self.priors):
                 _load_trainer()  # once here, not once in every forked worker
             self._pool = parallel.pool(self.workers, _worker_init, (self._settings(),), threads=self.threads or 1)
         done = []
@@ -520,7 +587,8 @@ class Encoder:
 
 def encode(array, *, preset: str = "default", block_depth=None, tile=None, metadata=None, device="cpu",
            threads=None, seed: int = 0, train: str = "auto", fit_options: dict | None = None,
-           shared_model: BlockModel | None = None, banks: dict | None = None, workers: int | None = 1) -> bytes:
+           shared_model: BlockModel | None = None, banks: dict | None = None, workers: int | None = 1,
+           prior="auto") -> bytes:
     """Encode a (Z, Y, X) uint8 or uint16 array into a ``.vxc`` stream (bytes).
 
     2-D arrays are treated as a single slice. ``banks``: training state carried over between
@@ -535,7 +603,7 @@ def encode(array, *, preset: str = "default", block_depth=None, tile=None, metad
     enc = Encoder(None, dtype=a.dtype, slice_shape=a.shape[1:], preset=preset, block_depth=block_depth, tile=tile,
                   metadata=metadata, device=device, threads=threads, seed=seed, train=train,
                   fit_options=fit_options, expected_slices=a.shape[0], shared_model=shared_model, banks=banks,
-                  workers=workers)
+                  workers=workers, prior=prior)
     enc.write(a)
     return enc.getvalue()
 

@@ -35,6 +35,8 @@ LUT_SHIFT = PROB_BITS - LUT_BITS
 
 #: columns handled at a time by the inference kernel (its buffers stay in the L1/L2 cache)
 COLS = 256
+#: flat contexts: the nearest features that decide them (see infer_rows)
+FLAT_NEAR = 4
 
 # error codes returned by the decoding kernels
 OK = 0
@@ -707,7 +709,7 @@ def _activate(raw, b, s, a, m):
 @njit(**_JIT_F)
 def infer_rows(planes, fq, fr, fc, rs, cs, ny, nx,
                w1s, b1, s1, w2, b2, s2, wout, sh_mu, sh_skip, bmu, sh, bsc, sh_t, data_shift, bins,
-               centre, lo, hi, tbase, pred, table):
+               centre, lo, hi, tbase, flat_n, flat_table, pred, table):
     """Predictions and table indices of every voxel of one pass, for a stack of slices.
 
     ``planes`` (D, 8, rows, cols) float32 holds each slice's centred values as four phase planes
@@ -715,7 +717,15 @@ def infer_rows(planes, fq, fr, fc, rs, cs, ny, nx,
     voxel (i, j) of the pass is ``planes[d, fq[f], fr[f] + rs * i, fc[f] + cs * j]``.  ``pred`` and
     ``table`` (D, ny * nx) int32 receive ``clip(centre + offset, lo, hi)`` and ``tbase + bin``,
     voxels row by row.  ``w1s`` holds the first layer's weights and, as its last row, the linear
-    skip's.  This is :meth:`voxcodec.core.network.IntNet.infer` (the same integers)."""
+    skip's.  This is :meth:`voxcodec.core.network.IntNet.infer` (the same integers).
+
+    Flat contexts (format 4): when ``flat_n > 0`` and the first ``min(flat_n, FLAT_NEAR)`` features
+    of a voxel (its nearest neighbours) are all equal to one value v, its prediction is
+    ``clip(centre + (v << data_shift), lo, hi)`` and its table ``flat_table`` if all ``flat_n`` are
+    equal, else ``flat_table + 1``, whatever the network says: constant regions such as the black
+    borders of aligned stacks then cost almost nothing.  At their edges, a voxel whose nearest
+    ``FLAT_NEAR`` (4) features hold k >= 2 times the block's lowest value ``lo`` (centred) and are not
+    all equal is predicted as ``lo``, with table ``flat_table + k``."""
     if ny <= 0 or nx <= 0:
         return
     nf = fq.shape[0]
@@ -750,7 +760,7 @@ def infer_rows(planes, fq, fr, fc, rs, cs, ny, nx,
                         bases[f] = ((d * 8 + fq[f]) * rows + fr[f] + rs * i) * cols + fc[f] + j0
                     _net(flat, bases, m, w1s, b1, s1, w2, b2, s2, wout, raw1, a1, a1flat, raw2, a2, a2flat, out,
                          rows_h1, sh_mu, sh_skip, bmu, half, sh, bsc, sh_t, data_shift, bins, centre, lo, hi, tbase,
-                         pd, td, v0 + j0)
+                         flat_n, flat_table, pd, td, v0 + j0)
             else:
                 m = min(COLS, n - v0)
                 ucs = np.uint64(cs)
@@ -770,12 +780,13 @@ def infer_rows(planes, fq, fr, fc, rs, cs, ny, nx,
                     bases[f] = f * COLS
                 _net(xflat, bases, m, w1s, b1, s1, w2, b2, s2, wout, raw1, a1, a1flat, raw2, a2, a2flat, out,
                      rows_h1, sh_mu, sh_skip, bmu, half, sh, bsc, sh_t, data_shift, bins, centre, lo, hi, tbase,
-                     pd, td, v0)
+                     flat_n, flat_table, pd, td, v0)
 
 
 @njit(**_JIT_F)
 def _net(src, bases, m, w1s, b1, s1, w2, b2, s2, wout, raw1, a1, a1flat, raw2, a2, a2flat, out, rows_h1,
-         sh_mu, sh_skip, bmu, half, sh, bsc, sh_t, data_shift, bins, centre, lo, hi, tbase, pd, td, start):
+         sh_mu, sh_skip, bmu, half, sh, bsc, sh_t, data_shift, bins, centre, lo, hi, tbase, flat_n, flat_table, pd, td,
+         start):
     """The network on ``m`` voxels whose features are ``src[bases[f]:bases[f] + m]``; their
     predictions and tables go to ``pd``/``td`` from ``start``."""
     h1 = b1.shape[0]
@@ -794,6 +805,33 @@ def _net(src, bases, m, w1s, b1, s1, w2, b2, s2, wout, raw1, a1, a1flat, raw2, a
         pd[base + j] = min(max(centre + mu, lo), hi)
         t = (np.int64(o_sc[j]) + bsc) >> sh_t
         td[base + j] = tbase + min(max(t, 0), bins - 1)
+    if flat_n > 0:  # flat contexts: the value of the neighbours, and tables of their own
+        near = min(flat_n, FLAT_NEAR)
+        floor = np.float32((lo - centre) >> data_shift)  # the block's lowest value, centred (black borders)
+        b0 = bases[0]
+        for j in range(np.uint64(m)):
+            v = src[b0 + j]
+            same = True
+            for f in range(1, near):
+                if src[bases[f] + j] != v:
+                    same = False
+                    break
+            if same:
+                t = flat_table
+                for f in range(near, flat_n):
+                    if src[bases[f] + j] != v:
+                        t = flat_table + 1
+                        break
+                pd[base + j] = min(max(centre + (np.int64(v) << data_shift), lo), hi)
+                td[base + j] = t
+            elif near == FLAT_NEAR:
+                k = 0
+                for f in range(near):
+                    if src[bases[f] + j] == floor:
+                        k += 1
+                if k >= 2:  # the edge of a region at the block's lowest value
+                    pd[base + j] = lo
+                    td[base + j] = flat_table + k
 
 
 # -- tables ----------------------------------------------------------------------------------------------
@@ -884,8 +922,9 @@ def tokens_of(x, pred, rank, nearest, lo, toks, nbits, extra):
     ``rank`` (the rank of every value of the block range, :class:`voxcodec.core.palette.Lookup`)
     is not empty.  Returns the number of raw bits."""
     total = np.int64(0)
+    ranked = rank.shape[0] > 0
     for v in range(x.shape[0]):
-        if rank.shape[0]:
+        if ranked:
             r = np.int64(rank[x[v] - lo]) - nearest[pred[v] - lo]
         else:
             r = np.int64(x[v]) - pred[v]
@@ -895,9 +934,9 @@ def tokens_of(x, pred, rank, nearest, lo, toks, nbits, extra):
             nbits[v] = 0
             extra[v] = 0
         else:
-            n = 63
-            while not (u >> n) & 1:
-                n -= 1
+            n = 4  # floor(log2 u), u >= DIRECT = 2^4
+            while u >> (n + 1):
+                n += 1
             nb = n - MSB
             toks[v] = DIRECT + ((n - 4) << MSB) + ((u >> nb) & ((1 << MSB) - 1))
             nbits[v] = nb
@@ -915,6 +954,7 @@ def model_symbols(toks, table, n_tables, counts, totals, seen, starts, freqs, k0
     k = k0
     bits = 0.0
     a0 = 0
+    hist = np.zeros(counts.shape[1], np.int64)  # tokens of the run in hand, for its ideal code length
     for b in range(n_tables):
         end = sizes[b]
         a = a0
@@ -924,12 +964,15 @@ def model_symbols(toks, table, n_tables, counts, totals, seen, starts, freqs, k0
             c = counts[b]
             for q in range(a, a + run):
                 t = toks[order[q]]
-                f = cum[t + 1] - cum[t]
                 starts[k] = cum[t]
-                freqs[k] = f
-                bits += PROB_BITS - np.log2(f)
+                freqs[k] = cum[t + 1] - cum[t]
+                hist[t] += 1
                 k += 1
                 c[t] += INCREMENT
+            for t in range(hist.shape[0]):
+                if hist[t]:
+                    bits += hist[t] * (PROB_BITS - np.log2(cum[t + 1] - cum[t]))
+                    hist[t] = 0
             _settle(counts, totals, seen, b, run)
             a += run
         a0 = end
@@ -981,9 +1024,25 @@ def put_bits(buf, state, value, n):
 
 @njit(**_JIT)
 def put_raw(buf, state, nbits, extra):
+    """Append ``extra[v]``'s ``nbits[v]`` (<= 32) low bits for every v, as :func:`put_bits` would one by one."""
+    p = state[0]
+    byte = p >> 3
+    fill = p & 7
+    acc = np.uint64(buf[byte]) & np.uint64((1 << fill) - 1)
     for v in range(nbits.shape[0]):
-        if nbits[v]:
-            put_bits(buf, state, extra[v], nbits[v])
+        nb = nbits[v]
+        if nb:
+            acc |= (np.uint64(extra[v]) & np.uint64((np.int64(1) << nb) - 1)) << np.uint64(fill)
+            fill += nb
+            p += nb
+            while fill >= 8:
+                buf[byte] = np.uint8(acc & np.uint64(0xFF))
+                byte += 1
+                acc >>= np.uint64(8)
+                fill -= 8
+    if fill:
+        buf[byte] = np.uint8(acc & np.uint64(0xFF))
+    state[0] = p
 
 
 # -- decoding --------------------------------------------------------------------------------------------
@@ -1073,6 +1132,24 @@ def decode_pass(table, pred, n_tables, counts, totals, seen, words, rstate, raw,
                 return ERR_RANGE
             values[v] = val
     return OK
+
+
+@njit(**_JIT)
+def planes_of(src, centre, shift, pad, out):
+    """Phase planes (n, 4, rows, cols) of slices ``src`` (n, H, W) padded by ``pad``: voxel (y, x) goes to
+    plane ``2 * (y' & 1) + (x' & 1)`` at ``(y' >> 1, x' >> 1)``, y' = y + pad, x' = x + pad, as
+    ``clip((v - centre) >> shift, -128, 127)`` (what :func:`voxcodec.core.block.to_planes` makes of
+    :func:`~voxcodec.core.block.centred` slices).  The padding of ``out`` is left as it is."""
+    n, h, w = src.shape
+    for d in range(n):
+        for y in range(h):
+            yy = y + pad
+            a = 2 * (yy & 1)
+            r = yy >> 1
+            for x in range(w):
+                xx = x + pad
+                v = (np.int64(src[d, y, x]) - centre) >> shift
+                out[d, a + (xx & 1), r, xx >> 1] = np.float32(min(max(v, -128), 127))
 
 
 @njit(**_JIT)

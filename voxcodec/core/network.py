@@ -343,28 +343,54 @@ class BlockModel:
                 raise
             raise CorruptStreamError(f"not a voxcodec model: {exc}") from None
 
-    def to_bytes(self) -> bytes:
+    def raw_bytes(self) -> bytes:
+        """The model section before compression: a flag byte (1: inter-slice networks follow), then the
+        networks of every pass group, intra-slice first."""
         parts = [bytes([1 if self.inter is not None else 0])]
         for g in self.groups():
             parts.append(self.intra[g].to_bytes())
         if self.inter is not None:
             for g in self.groups():
                 parts.append(self.inter[g].to_bytes())
-        return zlib.compress(b"".join(parts), 9)
+        return b"".join(parts)
+
+    def to_bytes(self) -> bytes:
+        return zlib.compress(self.raw_bytes(), 9)
+
+    @property
+    def sha256(self) -> str:
+        """Content hash of the model (configuration and integer weights, uncompressed): what a stream
+        that names a zoo prior checks it against."""
+        import hashlib
+        import json
+
+        return hashlib.sha256(json.dumps(self.config.to_json(), sort_keys=True).encode() + self.raw_bytes()).hexdigest()
+
+    def delta_bytes(self, prior: "BlockModel") -> bytes:
+        """This model as a difference against ``prior`` (same configuration): the bytewise difference
+        (mod 256) of the uncompressed sections, zlib-compressed.  Weights a fine-tune left alone are
+        zeros, which cost almost nothing."""
+        if prior.config != self.config:
+            raise ValueError("a model differs from a prior of another configuration")
+        a = np.frombuffer(self.raw_bytes(), np.uint8)
+        b = _padded(prior.raw_bytes(), a.size)
+        return zlib.compress((a - b).tobytes(), 9)
+
+    @classmethod
+    def from_delta(cls, data: bytes, prior: "BlockModel") -> "BlockModel":
+        """Inverse of :meth:`delta_bytes` (a damaged section raises CorruptStreamError)."""
+        diff = np.frombuffer(_inflate(data, prior.config.raw_model_bytes(True)), np.uint8)
+        return cls.from_raw((diff + _padded(prior.raw_bytes(), diff.size)).tobytes(), prior.config)
 
     @classmethod
     def from_bytes(cls, data: bytes, config: ModelConfig) -> "BlockModel":
         """A model section (zlib) for ``config`` (validated by the caller).  Its decompressed length
         is exactly what ``config`` implies, and decompression stops there (no zlib bomb)."""
-        limit = config.raw_model_bytes(True)
-        try:
-            z = zlib.decompressobj()
-            raw = z.decompress(data, limit + 1)
-            if len(raw) > limit or not z.eof or z.unused_data or z.unconsumed_tail:
-                raise CorruptStreamError("model section is damaged: it is not one zlib stream of the size its "
-                                         "configuration implies")
-        except zlib.error as exc:
-            raise CorruptStreamError(f"model section does not decompress: {exc}") from None
+        return cls.from_raw(_inflate(data, config.raw_model_bytes(True)), config)
+
+    @classmethod
+    def from_raw(cls, raw: bytes, config: ModelConfig) -> "BlockModel":
+        """Inverse of :meth:`raw_bytes`; raises CorruptStreamError."""
         raw = memoryview(raw)
         if len(raw) < 1 or raw[0] > 1:
             raise CorruptStreamError("model section has a bad flag byte")
@@ -382,3 +408,24 @@ class BlockModel:
         if pos != len(raw):
             raise CorruptStreamError("model section has trailing bytes")
         return model
+
+
+def _padded(raw: bytes, n: int) -> np.ndarray:
+    """The first ``n`` bytes of ``raw``, zero-padded: what a delta is taken against."""
+    out = np.zeros(n, np.uint8)
+    b = np.frombuffer(raw, np.uint8)[:n]
+    out[:b.size] = b
+    return out
+
+
+def _inflate(data: bytes, limit: int) -> bytes:
+    """One zlib stream of at most ``limit`` bytes once decompressed (decompression stops there)."""
+    try:
+        z = zlib.decompressobj()
+        raw = z.decompress(data, limit + 1)
+        if len(raw) > limit or not z.eof or z.unused_data or z.unconsumed_tail:
+            raise CorruptStreamError("model section is damaged: it is not one zlib stream of the size its "
+                                     "configuration implies")
+    except zlib.error as exc:
+        raise CorruptStreamError(f"model section does not decompress: {exc}") from None
+    return raw

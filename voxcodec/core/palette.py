@@ -36,7 +36,7 @@ def listed_bits(n: int, lo: int, hi: int) -> float:
 def choose(slice_values: np.ndarray, lo: int, hi: int):
     """``(kind, values)`` for a slice: its one value, its sorted used values when a palette pays
     for its bitmap or its list (whichever is cheaper), or ``(NORMAL, None)``."""
-    vals = np.unique(slice_values)
+    vals = np.flatnonzero(np.bincount(np.ravel(slice_values)))  # uint8 / uint16: sorted used values
     if vals.size == 1:
         return CONSTANT, vals.astype(np.int64)
     span = int(vals[-1]) - int(vals[0]) + 1

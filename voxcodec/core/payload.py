@@ -2,7 +2,7 @@
 
     exact integer inference (kernels.infer_rows) -> tokens and adaptive tables -> rANS -> payload
 
-Format 3 (written since voxcodec 0.3) codes with the compiled kernels of :mod:`.kernels`: the token
+Formats 3 and 4 (written since voxcodec 0.3 and 0.4) code with the compiled kernels of :mod:`.kernels`: the token
 tables of :mod:`.entropy` (same counts, runs and adaptation), quantized to 16-bit integer
 frequencies, drive an rANS coder; raw mantissa bits and slice headers go to a separate bit section.
 A block's rows are cut into ``streams`` stripes, each with its own tables, rANS words and bits, so
@@ -10,7 +10,10 @@ that stripes decode independently once the passes before have been decoded (the 
 crosses stripes: nothing is lost at their borders).  The rANS state is flushed every
 :func:`chunk_slices` slices, and checked by the decoder at each flush.
 
-Payload of a format 3 block (little-endian)::
+Format 4 adds flat contexts: a voxel whose in-slice context features are all equal is predicted as
+their value and coded with a table of its own (see :func:`kernels.infer_rows`).
+
+Payload of a format 3 or 4 block (little-endian)::
 
     u8 streams (1..16); per stream: u32 rANS words, u32 raw bytes; then per stream its rANS words
     (u16), then per stream its raw bytes
@@ -27,7 +30,7 @@ import numpy as np
 
 from . import context as ctx
 from . import kernels, palette
-from .block import (centred, fill_planes, padded, pass_geometry_args, pass_predictions, plane_shape, to_planes,
+from .block import (centred, fill_planes, n_tables as _n_tables, pass_geometry_args, pass_predictions, plane_shape,
                     value_range)
 from .entropy import n_tokens
 from .network import BlockModel
@@ -142,18 +145,15 @@ def _put_header(bits: _BitWriter, kind: int, values, lo: int, hi: int) -> int:
 def stack_planes(data: np.ndarray, z0: int, z1: int, centre: int, shift: int, pad: int) -> np.ndarray:
     """Phase planes (z1 - z0, 8, rows, cols) of slices ``z0:z1`` of a block and of the slice before
     each (zero before the first), as :func:`pass_predictions` reads them."""
-    lo_z = max(z0 - 1, 0)
-    vpad = padded(centred(data[lo_z:z1], centre, shift), pad)
     planes = np.zeros((z1 - z0, 8, *plane_shape(data.shape[1:], pad)), np.float32)
-    to_planes(vpad[z0 - lo_z:], planes[:, :4])
+    kernels.planes_of(data[z0:z1], centre, shift, pad, planes[:, :4])
+    planes[1:, 4:] = planes[:-1, :4]
     if z0 > 0:
-        to_planes(vpad[:z1 - z0], planes[:, 4:])
-    elif z1 - z0 > 1:
-        to_planes(vpad[:z1 - z0 - 1], planes[1:, 4:])
+        kernels.planes_of(data[z0 - 1:z0], centre, shift, pad, planes[:1, 4:])
     return planes
 
 
-def predictions(data: np.ndarray, model: BlockModel, chunk_voxels: int = 1 << 20):
+def predictions(data: np.ndarray, model: BlockModel, chunk_voxels: int = 1 << 20, flat: bool = True):
     """Encoder-side predictions of a whole block, a few slices at a time.
 
     Yields ``(z0, z1, passes)``: for each pass of the schedule, ``(values, prediction, table)``
@@ -172,18 +172,20 @@ def predictions(data: np.ndarray, model: BlockModel, chunk_voxels: int = 1 << 20
         for i, p in enumerate(passes):
             x = ctx.take(data[z0:z1], p)
             if model.inter is not None:
-                pred, table = pass_predictions(model, i, planes, (h, w), True, lo, hi, centre, shift)
+                pred, table = pass_predictions(model, i, planes, (h, w), True, lo, hi, centre, shift, flat=flat)
                 if z0 == 0:  # the first slice of a block has no slice before it
-                    pred[:1], table[:1] = pass_predictions(model, i, planes[:1], (h, w), False, lo, hi, centre, shift)
+                    pred[:1], table[:1] = pass_predictions(model, i, planes[:1], (h, w), False, lo, hi, centre, shift,
+                                                           flat=flat)
             else:
-                pred, table = pass_predictions(model, i, planes, (h, w), False, lo, hi, centre, shift)
+                pred, table = pass_predictions(model, i, planes, (h, w), False, lo, hi, centre, shift, flat=flat)
             per_pass.append((x, pred, table))
         yield z0, z1, per_pass
 
 
-def encode(data: np.ndarray, model: BlockModel, progress=None, streams: int = 1) -> tuple[bytes, dict]:
-    """Entropy-code ``data`` (depth, H, W) with ``model`` (format 3), in ``streams`` stripes (see
-    :func:`n_streams`).
+def encode(data: np.ndarray, model: BlockModel, progress=None, streams: int = 1,
+           flat: bool = True) -> tuple[bytes, dict]:
+    """Entropy-code ``data`` (depth, H, W) with ``model`` (format 4; ``flat=False``: format 3), in
+    ``streams`` stripes (see :func:`n_streams`).
 
     Returns ``(payload, fields)``: fields hold the value range for the block header and
     ``slice_bits``, the bits each slice costs (tokens at their ideal code length, raw bits, slice
@@ -196,7 +198,7 @@ def encode(data: np.ndarray, model: BlockModel, progress=None, streams: int = 1)
     rows = stripe_rows(h, k)
     ranges = [_pass_voxels((h, w), p, rows) for p in passes]
     group = chunk_slices(h, w)
-    n_tables, tokens = cfg.bins * 4, n_tokens(2 * (hi - lo))
+    n_tables, tokens = _n_tables(cfg, flat), n_tokens(2 * (hi - lo))
     tables = [_Tables(n_tables, tokens) for _ in range(k)]
     bits = [_BitWriter() for _ in range(k)]
     most = max((b - a for r in ranges for a, b in r), default=0)
@@ -220,7 +222,7 @@ def encode(data: np.ndarray, model: BlockModel, progress=None, streams: int = 1)
             wpos[s] = kernels.rans_encode(starts[s], freqs[s], filled[s], words[s], wpos[s])
             filled[s] = 0
 
-    for z0, z1, per_pass in predictions(data, model):
+    for z0, z1, per_pass in predictions(data, model, flat=flat):
         for z in range(z0, z1):
             kind, values = palette.choose(data[z], lo, hi)
             cost = float(_put_header(bits[0], kind, values, lo, hi))
@@ -353,15 +355,17 @@ def _split(payload: bytes, h: int):
     return words, raws
 
 
-def decode(payload: bytes, model: BlockModel, shape, lo: int, hi: int, centre: int, shift: int, out: np.ndarray):
-    """Decode a format 3 payload into ``out`` (depth, H, W).  Raises CorruptStreamError."""
+def decode(payload: bytes, model: BlockModel, shape, lo: int, hi: int, centre: int, shift: int, out: np.ndarray,
+           flat: bool = True):
+    """Decode a format 4 payload (``flat=False``: format 3) into ``out`` (depth, H, W).  Raises
+    CorruptStreamError."""
     d, h, w = shape
     cfg = model.config
     passes = ctx.schedule(cfg.levels, cfg.neighbours)
     pad = ctx.pad_width(cfg.levels)
     words, raws = _split(payload, h)
     k = len(words)
-    n_tables, tokens = cfg.bins * 4, n_tokens(2 * (hi - lo))
+    n_tables, tokens = _n_tables(cfg, flat), n_tokens(2 * (hi - lo))
     readers = [_Reader(wd, rw, n_tables, tokens) for wd, rw in zip(words, raws)]
     ranges = [_pass_voxels((h, w), p, stripe_rows(h, k)) for p in passes]
     grids = [_grid((h, w), p) for p in passes]
@@ -372,7 +376,7 @@ def decode(payload: bytes, model: BlockModel, shape, lo: int, hi: int, centre: i
     table = np.empty((1, max(most, 1)), np.int32)
     planes = np.zeros((1, 8, *plane_shape((h, w), pad)), np.float32)
     group = chunk_slices(h, w)
-    steps = {inter: [(pass_geometry_args(model, i, (h, w), inter, lo, hi, centre, shift), grids[i], ranges[i])
+    steps = {inter: [(pass_geometry_args(model, i, (h, w), inter, lo, hi, centre, shift, flat), grids[i], ranges[i])
                      for i in range(len(passes))]
              for inter in ((False, True) if model.inter is not None else (False,))}
     cur = planes[0, :4]
@@ -395,7 +399,7 @@ def decode(payload: bytes, model: BlockModel, shape, lo: int, hi: int, centre: i
                 pv, tv = pred[:, :n], table[:, :n]
                 if args is None:  # an odd step: see pass_predictions
                     pass_predictions(model, i, planes, (h, w), z > 0 and model.inter is not None, lo, hi, centre,
-                                     shift, pv, tv)
+                                     shift, pv, tv, flat=flat)
                 else:
                     kernels.infer_rows(planes, *args, pv, tv)
                 for s, (a, b) in enumerate(rng):

@@ -1,4 +1,11 @@
-"""Named presets: how big the networks are and how long each block trains."""
+"""Named presets: how big the networks are and how long each block trains.
+
+With zoo priors (:mod:`voxcodec.zoo`, the default), every block starts from the prior that codes a
+sample of it best: ``fast`` codes with the prior as it is (no training; the token tables still
+adapt), ``default`` also fine-tunes it briefly and keeps the fine-tune where it pays for its stored
+difference, ``max`` fine-tunes longer and also trains a larger model from scratch, keeping whichever
+codes the block smallest.  Without priors (``prior="none"``) every block trains from scratch with
+the preset's configuration, as in voxcodec 0.3."""
 
 from __future__ import annotations
 
@@ -8,13 +15,14 @@ from .network import ModelConfig
 PRESETS = {
     # fewer, smaller networks and a short fit: for slow edge computers
     "fast": (ModelConfig(levels=4, hidden=(8, 8), bins=20),
-             FitOptions(steps=80, warm_steps=40, batch=1024, pool=12288, train_slices=3)),
+             FitOptions(steps=80, warm_steps=40, batch=1024, pool=12288, train_slices=3, prior_steps=0)),
     # the default: beats JPEG-XL lossless on the EM volumes we test, at >= 1 MB/s on 2 cores
     "default": (ModelConfig(levels=4, hidden=(8, 8), bins=20),
-                FitOptions(steps=200, warm_steps=100, batch=1024, pool=24576, train_slices=6)),
+                FitOptions(steps=200, warm_steps=100, batch=1024, pool=24576, train_slices=6, prior_steps=150)),
     # more capacity and a longer fit: trades encode time for bits
     "max": (ModelConfig(levels=4, hidden=(16, 16), bins=24, neighbours=16),
-            FitOptions(steps=1200, warm_steps=600, batch=2048, pool=98304, train_slices=12)),
+            FitOptions(steps=1200, warm_steps=600, batch=2048, pool=98304, train_slices=12, prior_steps=600,
+                       scratch=True)),
 }
 
 

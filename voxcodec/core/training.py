@@ -67,6 +67,29 @@ class NetBank(torch.nn.Module):
                 for p in (self.w1, self.w2, self.wmu, self.wsc):
                     p.zero_()
 
+    @classmethod
+    def from_nets(cls, nets: list[IntNet], hidden) -> "NetBank":
+        """A bank holding exactly the integer networks ``nets`` (a prior, to fine-tune from): each
+        weight is its integer over 2^e, which :meth:`export` gives back unchanged before training."""
+        bank = cls([n.w1.shape[1] for n in nets], hidden)
+        with torch.no_grad():
+            for i, n in enumerate(nets):
+                e1, e2, emu, es, esc = (float(2.0 ** e) for e in n.e)
+                f = n.w1.shape[1]
+                fmu = 2.0 ** n.fmu
+                bank.w1[i].zero_()
+                bank.w1[i, :, :f] = torch.from_numpy(n.w1.astype(np.float64) / e1)
+                bank.b1[i] = torch.from_numpy(n.b1.astype(np.float64) / (e1 * 2.0 ** IN_BITS))
+                bank.w2[i] = torch.from_numpy(n.w2.astype(np.float64) / e2)
+                bank.b2[i] = torch.from_numpy(n.b2.astype(np.float64) / (e2 * 2.0 ** ACT_BITS))
+                bank.wmu[i] = torch.from_numpy(n.wmu.astype(np.float64) / emu)
+                bank.ws[i].zero_()
+                bank.ws[i, :f] = torch.from_numpy(n.ws.astype(np.float64) / es)
+                bank.bmu[i] = float(n.bmu) / fmu
+                bank.wsc[i] = torch.from_numpy(n.wsc.astype(np.float64) / esc)
+                bank.bsc[i] = float(n.bsc) / (esc * 2.0 ** ACT_BITS)
+        return bank
+
     def init_skip(self, index: int, weights: dict[int, float]):
         with torch.no_grad():
             for k, v in weights.items():

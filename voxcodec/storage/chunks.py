@@ -39,8 +39,27 @@ def check_dtype(dtype) -> np.dtype:
 
 @lru_cache(maxsize=16)
 def cached_model(text: str | None) -> BlockModel | None:
-    """The shared model written as text in a codec configuration, decoded once per process."""
-    return None if text is None else BlockModel.from_text(text)
+    """The shared model written as text in a codec configuration, decoded once per process (None for
+    no model or a zoo prior, ``"zoo:<id>"``, which streams name themselves)."""
+    return None if text is None or text.startswith(ZOO) else BlockModel.from_text(text)
+
+
+#: a codec's ``model`` that names a zoo prior: ``"zoo:<id>"``
+ZOO = "zoo:"
+
+
+def model_options(model: str | None) -> dict:
+    """Encoder options for a codec's ``model``: None, each chunk its own networks (started from the
+    zoo's priors, as the preset says); ``"zoo:<id>"``, that prior as it is (no training, no weights
+    in the chunks or in the array's configuration); else the text of a shared model."""
+    if model is None:
+        return {}
+    if model.startswith(ZOO):
+        from .. import zoo
+
+        zoo.get(model[len(ZOO):])  # fails early, naming what to install
+        return {"prior": model[len(ZOO):], "train": "never"}
+    return {"shared_model": cached_model(model)}
 
 
 def encode_chunk(arr, *, preset: str = "default", model: str | None = None, banks: dict | None = None,
@@ -55,8 +74,8 @@ def encode_chunk(arr, *, preset: str = "default", model: str | None = None, bank
     meta = {"chunk_shape": list(arr.shape)}
     if position is not None:
         meta["chunk_position"] = [int(i) for i in position]
-    return _encode(vol, preset=preset, block_depth=max(vol.shape[0], 1), shared_model=cached_model(model),
-                   metadata=meta, banks=banks, device=device)
+    return _encode(vol, preset=preset, block_depth=max(vol.shape[0], 1), metadata=meta, banks=banks, device=device,
+                   **model_options(model))
 
 
 def check_chunk_dtype(stored: np.dtype, wanted, what: str = "chunk"):

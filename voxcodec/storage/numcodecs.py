@@ -33,7 +33,8 @@ class _Base(Codec):
 
 
 class VoxCodec(_Base):
-    """voxcodec for numcodecs: a small network per chunk, or one shared ``model`` (see :meth:`fit`)."""
+    """voxcodec for numcodecs: a small network per chunk, a zoo prior (``model="zoo:<id>"``), or one
+    shared ``model`` (see :meth:`fit`)."""
 
     codec_id = "voxcodec"
 
@@ -41,7 +42,7 @@ class VoxCodec(_Base):
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
         if model is not None:
-            chunks.cached_model(model)
+            chunks.model_options(model)  # fail early on a malformed model or a prior not installed
         self.preset = preset
         self.model = model
 
@@ -55,7 +56,7 @@ class VoxCodec(_Base):
         return {"id": self.codec_id, "preset": self.preset, **({"model": self.model} if self.model else {})}
 
     def __repr__(self):
-        return f"VoxCodec(preset={self.preset!r}{', model=<shared>' if self.model else ''})"
+        return f"VoxCodec(preset={self.preset!r}{'' if not self.model else f', model={self.model!r}' if self.model.startswith(chunks.ZOO) else ', model=<shared>'})"
 
     def _encode_array(self, arr):
         return chunks.encode_chunk(arr, preset=self.preset, model=self.model)

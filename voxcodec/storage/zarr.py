@@ -9,8 +9,10 @@
 ``VoxCodec``, ``PngCodec`` and ``JpegXlCodec`` are array-to-bytes codecs named ``voxcodec``,
 ``voxcodec_png`` and ``voxcodec_jpegxl`` in the array metadata, registered through the
 ``zarr.codecs`` entry point: a Python process that never imports voxcodec still reads the array.
-Their configuration is plain JSON. ``VoxCodec.fit(sample)`` trains one shared model whose weights
-live in the configuration, for chunks too small to train and carry their own.
+Their configuration is plain JSON. For chunks too small to train and carry their own networks,
+``VoxCodec(model="zoo:em-general-v1")`` codes every chunk with a zoo prior as it is (no weights in
+the chunks or the configuration: each chunk names the prior by id and content hash), and
+``VoxCodec.fit(sample)`` trains one shared model whose weights live in the configuration.
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ class _ChunkCodec(ArrayBytesCodec):
 
 @dataclass(frozen=True)
 class VoxCodec(_ChunkCodec):
-    """voxcodec: a small network per chunk (or one shared model, see :meth:`fit`), lossless."""
+    """voxcodec: a small network per chunk (or a zoo prior, ``model="zoo:<id>"``, or one shared model,
+    see :meth:`fit`), lossless."""
 
     codec_name = "voxcodec"
     preset: str = "default"
@@ -76,7 +79,7 @@ class VoxCodec(_ChunkCodec):
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
         if model is not None:
-            chunks.cached_model(model)  # fail early on a malformed model
+            chunks.model_options(model)  # fail early on a malformed model or a prior not installed
         object.__setattr__(self, "preset", preset)
         object.__setattr__(self, "model", model)
 

@@ -1,0 +1,41 @@
+"""Choosing a block's prior: each candidate codes the same sample of the block, the fewest bytes win."""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: the sample: up to this many slices from the middle of the block...
+SAMPLE_SLICES = 4
+#: ...cropped to at most this many rows and columns around the centre of the slice
+SAMPLE_SIDE = 384
+
+
+def sample(data: np.ndarray) -> np.ndarray:
+    """A sub-block that stands for ``data`` (depth, H, W): a few consecutive slices from its middle
+    (the inter-slice networks need neighbours), cropped around the centre."""
+    d, h, w = data.shape
+    k = min(d, SAMPLE_SLICES)
+    z0 = (d - k) // 2
+    sy, sx = min(h, SAMPLE_SIDE), min(w, SAMPLE_SIDE)
+    y0, x0 = (h - sy) // 2, (w - sx) // 2
+    return np.ascontiguousarray(data[z0:z0 + k, y0:y0 + sy, x0:x0 + sx])
+
+
+def sample_bytes(data: np.ndarray, model) -> int:
+    """Bytes of the sample of ``data`` coded with ``model`` (exactly what the coder would write)."""
+    from ..core.block import encode_block
+
+    payload, _ = encode_block(sample(data), model)
+    return len(payload)
+
+
+def choose(data: np.ndarray, models) -> int:
+    """The index of the model (prior) of ``models`` that codes the sample of ``data`` in the fewest bytes
+    (the first of equals); 0 when there is only one."""
+    if len(models) <= 1:
+        return 0
+    s = sample(data)
+    if s.min() == s.max():
+        return 0
+    costs = [sample_bytes(s, m) for m in models]
+    return int(np.argmin(costs))
