@@ -81,6 +81,12 @@ def golden_v4_arrays():
     # em-section-v1 never saw FIB-SEM: a fine-tune pays for its difference here
     out["golden_v4_delta"] = (framed(s[:16, :128, :128], 7), dict(block_depth=16, preset="default", prior="em-section-v1",
                                                                    train="always", fit_options={"prior_steps": 300}))
+    # every other slice a black and white pattern (palette slices): the slice before misleads, so the block
+    # uses the prior's intra-slice networks alone
+    alt = np.ascontiguousarray(s[:6, :48, :48]).copy()
+    yy, xx = np.mgrid[:48, :48]
+    alt[::2] = np.where((yy // 3 + xx // 3) % 2, 255, 0)
+    out["golden_v4_intra"] = (alt, dict(block_depth=6, prior="em-section-v1", train="never"))
     u16 = framed(s[44:50, :48, :48].astype(np.uint16) * 37 + 900, 9)
     out["golden_v4_u16"] = (u16, dict(block_depth=6, prior="none", train="always", fit_options={"steps": 30}))
     return out

@@ -201,6 +201,8 @@ class Decoder:
                     model = self._shared(i)
                 elif hd.prior:
                     model = self._prior(hd.prior, body[:hd.model_len], i)
+                    if not hd.model_len and not hd.flags & FLAG_INTER:  # the prior's intra-slice networks alone
+                        model = BlockModel(model.config, model.intra, None)
                 else:
                     try:
                         model = BlockModel.from_bytes(body[:hd.model_len], self.config)

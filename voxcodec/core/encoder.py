@@ -169,10 +169,13 @@ def _code_with_prior(st: TileSettings, data, bank, progress):
 
     on_fit, on_code = progress
     k = choose(data, st.priors)
-    prior = st.priors[k]
+    prior = as_is = st.priors[k]
+    if prior.inter is not None and choose(data, [prior, intra_only(prior)]) == 1:
+        as_is = intra_only(prior)  # the slice before does not pay for its inputs here (sectioned EM, mostly)
     opts = st.opts
-    train = st.train != "never" and opts.prior_steps > 0 and data.size >= MIN_TRAIN_VOXELS
-    best = (*_coded(prior, data, None if train or opts.scratch else on_code), k + 1)
+    train = st.train != "never" and opts.prior_steps > 0 and \
+        data.size >= (1 if st.train == "always" else MIN_TRAIN_VOXELS)
+    best = (*_coded(as_is, data, None if train or opts.scratch else on_code), k + 1)
     best = (best[0], b"", *best[2:])
     fit_s = 0.0
     banks = dict(bank) if isinstance(bank, dict) else {}  # the lane's training state: "tuned", "scratch"
@@ -181,7 +184,8 @@ def _code_with_prior(st: TileSettings, data, bank, progress):
 
         start = banks.get("tuned")
         if getattr(start, "prior_sha256", None) != prior.sha256:
-            start = NetBank.from_nets(list(prior.intra.values()) + list(prior.inter.values()), prior.config.hidden)
+            start = NetBank.from_nets(list(prior.intra.values()) + list((prior.inter or {}).values()),
+                                      prior.config.hidden)
         model, tuned_bank, fit_s = _fit(st, data, start, prior.config, on_fit, steps=opts.prior_steps,
                                         lr=opts.prior_lr)
         if tuned_bank is not None:
@@ -200,6 +204,11 @@ def _code_with_prior(st: TileSettings, data, bank, progress):
         if _size(own) < _size(best):
             best = own
     return (*best[:4], fit_s, banks or None, best[4])
+
+
+def intra_only(model: BlockModel) -> BlockModel:
+    """A prior's intra-slice networks alone (a prior block without flag bit 1 uses only those)."""
+    return BlockModel(model.config, model.intra, None)
 
 
 def _size(c) -> int:

@@ -7,7 +7,7 @@ import numpy as np
 #: the sample: up to this many slices from the middle of the block...
 SAMPLE_SLICES = 4
 #: ...cropped to at most this many rows and columns around the centre of the slice
-SAMPLE_SIDE = 384
+SAMPLE_SIDE = 256
 
 
 def sample(data: np.ndarray) -> np.ndarray:
