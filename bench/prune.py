@@ -82,7 +82,7 @@ def main(argv=None):
                 t0 = time.perf_counter()
                 data = voxcodec.encode(vol, preset="fast", prior=[pruned], workers=1, threads=1)
                 te = time.perf_counter() - t0
-                with voxcodec.Decoder(data) as dec:
+                with voxcodec.Decoder(data, workers=1) as dec:
                     dec._priors[1] = pruned.model  # the pruned copy is not installed: hand it over
                     t0 = time.perf_counter()
                     out = dec.read()

@@ -468,7 +468,8 @@ def fit(input, output, preset, max_slices, threads, seed, overwrite):
               help="slices of the sample, from the middle of the volume")
 @click.option("--side", type=click.IntRange(min=16), default=512, show_default=True, metavar="N",
               help="the sample is cropped to N x N voxels around the centre of the slices")
-@click.option("--presets", default="fast,default,max", show_default=True, help="presets to try, comma-separated")
+@click.option("--presets", default="fast,default", show_default=True,
+              help="presets to try, comma-separated (max trains for about a minute on the sample)")
 @click.option("--no-baselines", is_flag=True, help="leave JPEG-XL out")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def preview(input, slices, side, presets, no_baselines, as_json):

@@ -42,7 +42,7 @@ def _timed(f):
     return out, time.perf_counter() - t0
 
 
-def preview(sample: np.ndarray, presets=("fast", "default", "max"), priors=None, baselines=True, on_row=None):
+def preview(sample: np.ndarray, presets=("fast", "default"), priors=None, baselines=True, on_row=None):
     """Rows of (codec, bits per voxel, encode and decode MB/s on one thread, lossless) for ``sample``."""
     import voxcodec
     from threadpoolctl import threadpool_limits
