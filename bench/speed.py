@@ -1,8 +1,12 @@
 #!/usr/bin/env python
 """Speed against JPEG-XL, PNG and JPEG-LS: per core, whole machine, worker scaling, contention.
 
-    python bench/speed.py --shared --out bench/results/speed     # every volume in ../shared/data
-    python bench/speed.py VOLUME.tif ... --out DIR [--presets fast,default] [--max-slices N]
+    python bench/speed.py --shared --prior loo --out bench/results/speed   # every volume in ../shared/data
+    python bench/speed.py VOLUME.tif ... --out DIR [--presets fast,default] [--max-slices N] [--prior none]
+
+``--prior``: the zoo priors voxcodec may use: ``none`` (default; every block trains, as voxcodec 0.3
+did), ``auto`` (the priors shipped, trained on ../shared/data itself: in-sample there) or ``loo``
+(each volume V with ``loo-V`` from ``--zoo``, trained without it; see bench/zoo.py).
 
 Everything it reports is measured in this one run, on this machine:
 
@@ -303,12 +307,12 @@ def main(argv=None):
     ap.add_argument("--zoo", default=str(HERE / "results" / "zoo" / "priors"), help="folder of the loo priors")
     ap.add_argument("--one", nargs=3, metavar=("VOLUME", "CODEC", "WORKERS"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.one:  # a codec process: the prior comes from the parent (VOXCODEC_BENCH_PRIOR)
+        print(json.dumps(run_codec(a.one[0], a.one[1], int(a.one[2]), a.max_slices)))
+        return 0
     os.environ["VOXCODEC_BENCH_PRIOR"] = a.prior  # read by the codec processes
     if a.prior == "loo":
         os.environ["VOXCODEC_ZOO"] = os.path.abspath(a.zoo)
-    if a.one:
-        print(json.dumps(run_codec(a.one[0], a.one[1], int(a.one[2]), a.max_slices)))
-        return 0
     vols = [Path(v) for v in a.volumes] + (sorted(SHARED.glob("*.tif")) if a.shared else [])
     if not vols:
         ap.error("name volumes or pass --shared")

@@ -38,6 +38,7 @@ FORMAT = "voxcodec-prior/1"
 _ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _extra: list[Path] = []
 _cache: dict = {}
+_broken: dict = {}  # path -> why it is not a prior (named when an id is not found)
 _lock = threading.Lock()
 
 
@@ -126,8 +127,9 @@ def available() -> list[Prior]:
             if prior is None:
                 try:
                     prior = load(path)
-                except UnsupportedError:
-                    continue  # not a prior (another JSON file in a user's folder)
+                except UnsupportedError as exc:
+                    _broken[str(path)] = str(exc)  # another JSON file in a user's folder, or a damaged prior
+                    continue
                 with _lock:
                     _cache[key] = prior
             found.setdefault(prior.id, prior)
@@ -144,9 +146,10 @@ def get(prior_id: str, sha256: str | None = None) -> Prior:
                                        f"{sha256[:16]}...: its file ({p.path}) was changed; restore it")
             return p
     where = ", ".join(str(p) for p in search_path())
+    broken = [f"{p}: {why}" for p, why in _broken.items() if Path(p).stem == prior_id]
     raise UnsupportedError(f"the model zoo has no prior {prior_id!r} (looked in {where}); install the voxcodec "
                            "version that wrote the stream, or put the prior's .json file in a folder named by "
-                           "VOXCODEC_ZOO")
+                           "VOXCODEC_ZOO" + (f" (unreadable: {'; '.join(broken)})" if broken else ""))
 
 
 def resolve(spec) -> list[Prior]:
