@@ -33,7 +33,7 @@ examples:
 
 \b
 Inputs: a TIFF stack (z, y, x), a .npy array or a folder of slice images (TIFF/PNG, in natural name
-order: s2.png before s10.png); uint8 or uint16, one channel.
+order: s2.png before s10.png); uint8, uint16, int8 or int16, one channel.
 \b
 Exit status: 0 ok; 1 a damaged stream or a failed verification; 2 bad usage or input (nothing
 was written); 3 an internal error (a bug: rerun with --debug and report the traceback);
@@ -206,7 +206,7 @@ def cli(ctx, debug):
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar or summary")
 def encode(input, output, preset, block_depth, tile, workers, threads, device, seed, prior, no_warm_start, resume,
            overwrite, quiet):
-    """Compress a uint8/uint16 volume (TIFF stack, .npy, or a folder of slices) into a .vxc stream, block by
+    """Compress a uint8/uint16/int8/int16 volume (TIFF stack, .npy, or a folder of slices) into a .vxc stream, block by
     block, streaming from disk."""
     out = output or os.path.splitext(input.rstrip("/"))[0] + ".vxc"
     check_output(out, overwrite, STREAM_SUFFIXES, "a .vxc stream")

@@ -87,6 +87,9 @@ def golden_v4_arrays():
     yy, xx = np.mgrid[:48, :48]
     alt[::2] = np.where((yy // 3 + xx // 3) % 2, 255, 0)
     out["golden_v4_intra"] = (alt, dict(block_depth=6, prior="em-section-v1", train="never"))
+    i16 = (s[50:56, :40, :48].astype(np.int32) - 128) * 250  # a signed volume: the offset mapping
+    i16[0, 0, :2] = (-32768, 32767)
+    out["golden_v4_i16"] = (i16.astype(np.int16), dict(block_depth=6, preset="fast", prior="em-general-v1"))
     u16 = framed(s[44:50, :48, :48].astype(np.uint16) * 37 + 900, 9)
     out["golden_v4_u16"] = (u16, dict(block_depth=6, prior="none", train="always", fit_options={"steps": 30}))
     return out

@@ -43,10 +43,38 @@ KNOWN_FLAGS = FLAG_CONSTANT | FLAG_INTER | FLAG_SHARED
 def known_flags(version: int) -> int:
     return KNOWN_FLAGS | (FLAG_RAW if version >= 2 else 0)
 
-#: the voxel types a stream can hold
+#: the voxel types a stream codes
 DTYPES = (np.dtype("uint8"), np.dtype("uint16"))
 #: how the file header spells them
 DTYPE_NAMES = {"|u1": np.dtype("uint8"), "<u2": np.dtype("uint16")}
+#: signed types (format 4 on), coded as the unsigned type of their size through the offset mapping
+#: ``coded = value + 2^(bits - 1)`` (:func:`to_coded`), and decoded back to themselves
+SIGNED = {np.dtype("int8"): np.dtype("uint8"), np.dtype("int16"): np.dtype("uint16")}
+SIGNED_NAMES = {"|i1": np.dtype("int8"), "<i2": np.dtype("int16")}
+
+
+def coded_dtype(dtype) -> np.dtype:
+    """The unsigned type a volume of ``dtype`` is coded as (itself when unsigned)."""
+    dt = np.dtype(dtype).newbyteorder("=")
+    return SIGNED.get(dt, dt)
+
+
+def to_coded(a: np.ndarray) -> np.ndarray:
+    """int8 / int16 voxels as the unsigned values the codec sees: ``value + 2^(bits - 1)`` (the sign
+    bit flipped), so that -32768 .. 32767 becomes 0 .. 65535 in order.  Unsigned arrays pass as they are."""
+    dt = a.dtype.newbyteorder("=")
+    if dt not in SIGNED:
+        return a
+    u = SIGNED[dt]
+    return np.ascontiguousarray(a, dt).view(u) ^ u.type(1 << (8 * u.itemsize - 1))
+
+
+def from_coded(u: np.ndarray, dtype) -> np.ndarray:
+    """Inverse of :func:`to_coded`: unsigned codec values back to ``dtype``."""
+    dt = np.dtype(dtype).newbyteorder("=")
+    if dt not in SIGNED:
+        return u
+    return (u ^ u.dtype.type(1 << (8 * u.dtype.itemsize - 1))).view(dt)
 
 # -- limits (docs/format.md, "Limits"): a stream beyond them is refused before any allocation ----------
 #: y and x extent of a slice
@@ -69,11 +97,18 @@ PAYLOAD_SLACK_BITS = 64
 
 
 def check_dtype(dtype) -> np.dtype:
+    """The volume type (native byte order) if voxcodec codes it: uint8, uint16, int8 or int16."""
     dt = np.dtype(dtype)
-    if dt.newbyteorder("=") not in DTYPES:
-        raise UnsupportedError(f"dtype {dt} is not supported: voxcodec codes uint8 and uint16 volumes "
+    if dt.newbyteorder("=") not in DTYPES and dt.newbyteorder("=") not in SIGNED:
+        raise UnsupportedError(f"dtype {dt} is not supported: voxcodec codes uint8, uint16, int8 and int16 volumes "
                                "(convert with arr.astype(np.uint16) if the values fit)")
     return dt.newbyteorder("=")
+
+
+def dtype_name(dtype) -> str:
+    """How the file header spells a volume type: ``|u1``, ``<u2``, ``|i1`` or ``<i2``."""
+    dt = np.dtype(dtype)
+    return ("|" if dt.itemsize == 1 else "<") + dt.kind + str(dt.itemsize)
 
 
 def _show(v, limit: int = 40) -> str:
@@ -112,6 +147,13 @@ class Layout:
     version: int = FORMAT_VERSION
     #: zoo priors the file header names (format 4 on); block header field ``prior`` k > 0 is the k-th
     n_priors: int = 0
+    #: the volume's type when it differs from the coded ``dtype``: int8 / int16 (format 4 on)
+    signed: np.dtype | None = None
+
+    @property
+    def volume_dtype(self) -> np.dtype:
+        """What a decoder returns: ``signed`` if set, else ``dtype``."""
+        return self.signed if self.signed is not None else self.dtype
 
     @property
     def tiles_x(self) -> int:
@@ -155,8 +197,10 @@ def layout_from_meta(meta, version: int = FORMAT_VERSION) -> Layout:
         if key not in meta:
             raise CorruptStreamError(f"file header is malformed: field {key} is missing")
     dt = meta["dtype"]
-    if not isinstance(dt, str) or dt not in DTYPE_NAMES:
-        raise CorruptStreamError(f"file header field dtype is {_show(dt)}, not one of {', '.join(DTYPE_NAMES)}")
+    names = {**DTYPE_NAMES, **(SIGNED_NAMES if version >= 4 else {})}
+    if not isinstance(dt, str) or dt not in names:
+        raise CorruptStreamError(f"file header field dtype is {_show(dt)}, not one of {', '.join(names)}")
+    signed = SIGNED_NAMES.get(dt)
 
     def pair(key, hi):
         v = meta[key]
@@ -173,7 +217,7 @@ def layout_from_meta(meta, version: int = FORMAT_VERSION) -> Layout:
                                  f"the limit of {MAX_TILE_VOXELS}")
     depth = check_int(meta["block_depth"], "file header field block_depth", 1, MAX_BLOCK_VOXELS // (th * tw))
     priors = check_priors(meta.get("priors", []), version)
-    return Layout(DTYPE_NAMES[dt], (h, w), depth, (th, tw), version, len(priors))
+    return Layout(coded_dtype(names[dt]), (h, w), depth, (th, tw), version, len(priors), signed)
 
 
 #: at most this many zoo priors per stream

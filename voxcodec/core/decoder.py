@@ -23,6 +23,7 @@ from ..errors import CorruptStreamError, TruncatedStreamError, UnsupportedError,
 from . import parallel
 from .block import decode_block
 from .container import (FLAG_CONSTANT, FLAG_INTER, FLAG_RAW, FLAG_SHARED, HEADER_SIZE, BlockHeader, IndexEntry, check_entry,
+                        from_coded,
                         check_index, layout_from_meta, read_file_header, read_index, voxel_crc)
 from .network import BlockModel, ModelConfig
 
@@ -79,7 +80,7 @@ class Decoder:
         self._f.seek(0)
         self.meta, self._header_size, self.format_version = read_file_header(self._f, self.nbytes)
         self._layout = layout_from_meta(self.meta, self.format_version)
-        self.dtype = self._layout.dtype
+        self.dtype = self._layout.volume_dtype  # int8 / int16 volumes are coded as unsigned (container.to_coded)
         self.slice_shape = self._layout.slice_shape
         self.config = ModelConfig.from_json(self.meta["model"], where="file header field model")
         shared = self.meta.get("shared_model")
@@ -192,10 +193,11 @@ class Decoder:
         if zlib.crc32(body) != hd.data_crc:
             raise CorruptStreamError("block data checksum mismatch (the stream is damaged)", i)
         try:
+            coded = self._layout.dtype  # what the blocks hold: unsigned (int8 / int16 volumes are mapped back below)
             if hd.flags & FLAG_CONSTANT:
-                out = np.full(hd.shape, hd.lo, self.dtype)
+                out = np.full(hd.shape, hd.lo, coded)
             elif hd.flags & FLAG_RAW:  # stored: the voxels themselves (their length was checked)
-                out = np.frombuffer(body, self.dtype.newbyteorder("<")).reshape(hd.shape).astype(self.dtype)
+                out = np.frombuffer(body, coded.newbyteorder("<")).reshape(hd.shape).astype(coded)
             else:
                 if hd.flags & FLAG_SHARED:
                     model = self._shared(i)
@@ -211,13 +213,13 @@ class Decoder:
                 if bool(hd.flags & FLAG_INTER) != (model.inter is not None):
                     raise CorruptStreamError("block flags disagree with its model", i)
                 out = decode_block(body[hd.model_len:], model, hd.shape, hd.lo, hd.hi, hd.centre, hd.shift,
-                                   self.dtype, block_index=i, batch=self.batch, version=self.format_version)
+                                   coded, block_index=i, batch=self.batch, version=self.format_version)
         except MemoryError as exc:  # a valid block of up to MAX_BLOCK_VOXELS voxels, on a small machine
             raise UnsupportedError(f"block {i}: not enough memory to decode this block of {hd.depth} x {hd.h} x "
                                    f"{hd.w} voxels") from exc
         if voxel_crc(out) != hd.voxel_crc:
             raise CorruptStreamError("decoded voxels do not match their checksum", i)
-        return out
+        return from_coded(out, self.dtype)
 
     def _prior(self, k: int, delta: bytes, i: int) -> BlockModel:
         """The model of a block that names the k-th prior of the file header: the zoo prior itself, or

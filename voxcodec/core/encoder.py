@@ -23,6 +23,7 @@ from . import parallel
 from . import resume as _resume
 from .block import MIN_TRAIN_VOXELS, encode_block, fit_block, untrained_model, value_range
 from .container import (FLAG_CONSTANT, FLAG_INTER, FLAG_RAW, FLAG_SHARED, MAX_SLICES, BlockHeader, IndexEntry, check_dtype,
+                        dtype_name, to_coded,
                         layout_from_meta, pack_file_header, pack_index, voxel_crc)
 from .network import BlockModel, ModelConfig
 from .presets import preset as get_preset
@@ -291,7 +292,7 @@ class Encoder:
                  train: str = "auto", fit_options: dict | None = None, expected_slices: int | None = None,
                  shared_model: BlockModel | None = None, banks: dict | None = None, on_progress=None,
                  resume: bool = False, checkpoint: bool = False, workers: int | None = 1, prior="auto"):
-        self.dtype = check_dtype(dtype)
+        self.dtype = check_dtype(dtype)  # the volume's type; int8 / int16 are coded as unsigned (to_coded)
         h, w = (int(s) for s in slice_shape)
         if h < 1 or w < 1:
             raise UnsupportedError(f"slices must be at least 1 x 1, got {h} x {w}")
@@ -344,7 +345,7 @@ class Encoder:
         self.blocks: list[BlockInfo] = []
         self._index: list[IndexEntry] = []
         self._closed = False
-        self.meta = {"dtype": self.dtype.str.replace(">", "<").replace("=", "<").replace("|", "|"),
+        self.meta = {"dtype": dtype_name(self.dtype),
                      "slice_shape": list(self.slice_shape), "block_depth": self.block_depth, "tile": list(self.tile),
                      "model": self.config.to_json(), "preset": preset, "encoder": f"voxcodec {__version__}",
                      "metadata": metadata or {}}
@@ -415,12 +416,13 @@ class Encoder:
             raise UnsupportedError(f"expected slices of shape {self.slice_shape}, got an array of shape {a.shape}")
         if a.dtype.newbyteorder("=") != self.dtype:
             raise UnsupportedError(f"expected {self.dtype} slices, got {a.dtype}")
+        a = to_coded(np.asarray(a, self.dtype))  # what the blocks code: unsigned values
         if self._z + self._buffered + a.shape[0] > MAX_SLICES:
             raise UnsupportedError(f"a stream holds at most {MAX_SLICES} slices")
         done = []
         while a.shape[0]:
             take = min(a.shape[0], self.block_depth - self._buffered)
-            self._buffer.append(np.ascontiguousarray(a[:take], self.dtype))
+            self._buffer.append(np.ascontiguousarray(a[:take]))
             self._buffered += take
             a = a[take:]
             if self._buffered == self.block_depth:
@@ -598,7 +600,9 @@ def encode(array, *, preset: str = "default", block_depth=None, tile=None, metad
            threads=None, seed: int = 0, train: str = "auto", fit_options: dict | None = None,
            shared_model: BlockModel | None = None, banks: dict | None = None, workers: int | None = 1,
            prior="auto") -> bytes:
-    """Encode a (Z, Y, X) uint8 or uint16 array into a ``.vxc`` stream (bytes).
+    """Encode a (Z, Y, X) uint8, uint16, int8 or int16 array into a ``.vxc`` stream (bytes).  Signed
+    volumes are coded through the offset mapping of :func:`voxcodec.core.container.to_coded` and
+    decode to their own type.
 
     2-D arrays are treated as a single slice. ``banks``: training state carried over between
     calls; ``workers``: processes coding blocks at once (see :class:`Encoder`).

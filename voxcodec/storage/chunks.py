@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..core.container import DTYPES
+from ..core.container import DTYPES, SIGNED
 from ..core.decoder import Decoder
 from ..core.encoder import encode as _encode
 from ..errors import CorruptStreamError, UnsupportedError
@@ -30,10 +30,13 @@ def as_volume(arr: np.ndarray) -> np.ndarray:
     return arr.reshape(-1, *arr.shape[-2:])
 
 
-def check_dtype(dtype) -> np.dtype:
+def check_dtype(dtype, signed: bool = False) -> np.dtype:
+    """The array type if the codec stores it: uint8 and uint16, and (``signed``: the voxcodec codec)
+    int8 and int16, coded through the offset mapping of :func:`voxcodec.core.container.to_coded`."""
     dt = np.dtype(dtype)
-    if dt.newbyteorder("=") not in DTYPES:
-        raise UnsupportedError(f"voxcodec codecs store uint8 and uint16 arrays, not {dt}")
+    if dt.newbyteorder("=") not in DTYPES and not (signed and dt.newbyteorder("=") in SIGNED):
+        kinds = "uint8, uint16, int8 and int16" if signed else "uint8 and uint16"
+        raise UnsupportedError(f"this codec stores {kinds} arrays, not {dt}")
     return dt
 
 
@@ -69,7 +72,7 @@ def encode_chunk(arr, *, preset: str = "default", model: str | None = None, bank
     previous chunk's weights. The bytes do not depend on it for decoding. ``position``, the chunk's
     index in the array's chunk grid where the writer knows it, is recorded and checked on decoding."""
     arr = np.asarray(arr)
-    check_dtype(arr.dtype)
+    check_dtype(arr.dtype, signed=True)
     vol = np.ascontiguousarray(as_volume(arr))
     meta = {"chunk_shape": list(arr.shape)}
     if position is not None:

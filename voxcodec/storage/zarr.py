@@ -45,7 +45,7 @@ class _ChunkCodec(ArrayBytesCodec):
         return {"name": self.codec_name, "configuration": self._config()}
 
     def evolve_from_array_spec(self, array_spec):
-        chunks.check_dtype(array_spec.dtype.to_native_dtype())
+        chunks.check_dtype(array_spec.dtype.to_native_dtype(), signed=self.codec_name == "voxcodec")
         return self
 
     def compute_encoded_size(self, input_byte_length, chunk_spec):
