@@ -73,7 +73,7 @@ def test_errors_are_clear(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
     np.save(tmp_path / "f.npy", np.zeros((2, 4, 4), np.float32))
     assert main(["encode", str(tmp_path / "f.npy"), "-o", str(tmp_path / "f.vxc")]) == 2
-    assert "uint8 and uint16" in capsys.readouterr().err
+    assert "uint8, uint16, int8 and int16" in capsys.readouterr().err
     assert not (tmp_path / "f.vxc").exists()
     (tmp_path / "junk.vxc").write_bytes(b"hello world")
     assert main(["info", str(tmp_path / "junk.vxc")]) == 1

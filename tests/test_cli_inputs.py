@@ -94,7 +94,7 @@ def test_truncated_png_in_a_folder_is_named(tmp_path, capsys, em_u8):
 def test_other_bad_inputs(tmp_path, capsys):
     refused(tmp_path, capsys, tmp_path / "missing.tif", "missing.tif")
     np.save(tmp_path / "f.npy", np.zeros((2, 8, 8), np.float32))
-    refused(tmp_path, capsys, tmp_path / "f.npy", "uint8 and uint16")
+    refused(tmp_path, capsys, tmp_path / "f.npy", "uint8, uint16, int8 and int16")
     (tmp_path / "v.raw").write_bytes(b"\0" * 64)
     refused(tmp_path, capsys, tmp_path / "v.raw", "v.raw")
     (tmp_path / "nothing").mkdir()

@@ -135,7 +135,7 @@ def test_numcodecs_chunk_shapes(sample):
 
 
 def test_bad_dtype_and_damaged_chunks(tmp_path):
-    with pytest.raises(ValueError, match="uint8 and uint16"):
+    with pytest.raises(ValueError, match="uint8, uint16, int8 and int16"):
         zarr.create_array(str(tmp_path / "f.zarr"), shape=(4, 4, 4), chunks=(4, 4, 4), dtype="float32",
                           serializer=vz.VoxCodec(), compressors=None)
     from voxcodec import CorruptStreamError
