@@ -166,7 +166,7 @@ def test_salvage_keeps_whole_layers_only(vol, stream):
 
 @pytest.mark.parametrize("key,value", [("model.levels", 7), ("model.neighbours", 2 ** 31), ("model.bins", 10 ** 6),
                                        ("model.hidden", [1040, 8]), ("model.hidden", [8]), ("model", -1),
-                                       ("model.bins", "20"), ("dtype", "<i2"), ("dtype", [["a", "<u2"]]),
+                                       ("model.bins", "20"), ("dtype", "<i4"), ("dtype", [["a", "<u2"]]),
                                        ("slice_shape", [24]), ("slice_shape", [24, 2 ** 21]), ("tile", [0, 12]),
                                        ("block_depth", 2 ** 40), ("block_depth", 6.0), ("tile", [2 ** 20, 2 ** 20])])
 def test_file_header_fields_are_checked(stream, key, value):
