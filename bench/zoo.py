@@ -137,14 +137,15 @@ def write_report(results: dict, out: Path):
     plain = [v for v in e7 if not v.endswith("+margins")]
     checks = []
 
+    def rec(codec, v):
+        return next((x for x in recs if x["codec"] == codec and x["volume"] == v), None)
+
     def rel(codec, v):
-        r = next((x for x in recs if x["codec"] == codec and x["volume"] == v), None)
+        r = rec(codec, v)
         return None if r is None else r["bits_per_voxel"] / e7[v]
 
-    fast_ok = all(next(x for x in recs if x["codec"] == "voxcodec-fast" and x["volume"] == v)["bits_per_voxel"]
-                  < e3[v]["bits_per_voxel"] and
-                  next(x for x in recs if x["codec"] == "voxcodec-fast" and x["volume"] == v)["encode_MBps"]
-                  >= e3[v]["encode_MBps"] for v in plain)
+    fast_ok = all(rec("voxcodec-fast", v)["bits_per_voxel"] < e3[v]["bits_per_voxel"] and
+                  rec("voxcodec-fast", v)["encode_MBps"] >= e3[v]["encode_MBps"] for v in plain)
     checks.append(f"1. fast: fewer bits than JPEG-XL e3 and at least its encode MB/s on every volume: {fast_ok}")
     d = [rel("voxcodec-default", v) for v in plain]
     checks.append(f"2. default: at most 0.98 x e7 on every volume (worst {max(d):.4f}), mean at most 0.97 "

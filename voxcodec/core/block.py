@@ -224,23 +224,8 @@ def fit_block(data, config: ModelConfig, opts: FitOptions, bank=None, min_voxels
 
 
 def plane_shape(shape_yx, pad: int):
-    """Rows and columns of the phase planes of a slice padded by ``pad`` (see :func:`to_planes`)."""
+    """Rows and columns of the phase planes of a slice padded by ``pad`` (see :func:`kernels.planes_of`)."""
     return (shape_yx[0] + 2 * pad + 1) // 2, (shape_yx[1] + 2 * pad + 1) // 2
-
-
-def to_planes(vpad: np.ndarray, out=None) -> np.ndarray:
-    """Phase planes of padded slices (D, H + 2p, W + 2p): (D, 4, rows, cols) float32 holding
-    ``vpad[:, a::2, b::2]`` at plane ``2a + b`` (zero where a plane is one shorter).  A pass's
-    voxels lie on a lattice of even step, so each of its features reads one plane at a fixed stride:
-    contiguous for the passes of level 0, which hold three quarters of the voxels."""
-    d, hp, wp = vpad.shape
-    if out is None:
-        out = np.zeros((d, 4, (hp + 1) // 2, (wp + 1) // 2), np.float32)
-    for a in (0, 1):
-        for b in (0, 1):
-            q = vpad[:, a::2, b::2]
-            out[:, 2 * a + b, :q.shape[1], :q.shape[2]] = q
-    return out
 
 
 def fill_planes(planes: np.ndarray, value: float, shape_yx, pad: int):
@@ -314,16 +299,23 @@ def pass_geometry_args(model: BlockModel, index: int, shape_yx, inter: bool, lo:
     if grid[2] % 2:
         return None
     ny, nx = ctx.grid_shape(shape_yx, grid)
-    net = (model.inter if inter else model.intra)[group_of(p)]
     q, r, c, s = _pass_geometry(cfg.levels, cfg.neighbours, index, inter, *grid)
-    return (q, r, c, s, s, ny, nx, *net.kernel_args(), shift, cfg.bins, centre, lo, hi, cfg.bins * table_class(p),
+    return (q, r, c, s, s, ny, nx, *_network_args(model, p, inter, lo, hi, centre, shift, flat))
+
+
+def _network_args(model: BlockModel, p, inter: bool, lo: int, hi: int, centre: int, shift: int, flat: bool):
+    """The arguments of :func:`kernels.infer_rows` after the geometry: the pass's network, the value
+    range, its table class and its flat contexts."""
+    cfg = model.config
+    net = (model.inter if inter else model.intra)[group_of(p)]
+    return (*net.kernel_args(), shift, cfg.bins, centre, lo, hi, cfg.bins * table_class(p),
             *flat_args(cfg, p, inter, flat))
 
 
 def pass_predictions(model: BlockModel, index: int, planes, shape_yx, inter: bool, lo: int, hi: int,
                      centre: int, shift: int, pred=None, table=None, flat: bool = True):
     """Predictions (clipped to [lo, hi]) and token-table indices of every voxel of pass ``index`` of
-    the schedule, for a stack of slices given as phase planes (D, 8, rows, cols) (:func:`to_planes`
+    the schedule, for a stack of slices given as phase planes (D, 8, rows, cols) (:func:`kernels.planes_of`
     of each slice, then of the slice before it): two int32 arrays (D, voxels of the pass, row by
     row), computed by the compiled exact kernel (the same integers as :meth:`IntNet.infer`)."""
     cfg = model.config
@@ -338,8 +330,7 @@ def pass_predictions(model: BlockModel, index: int, planes, shape_yx, inter: boo
     if even is not None:
         kernels.infer_rows(planes, *even, pred, table)
         return pred, table
-    net = (model.inter if inter else model.intra)[group_of(p)]
-    args = (*net.kernel_args(), shift, cfg.bins, centre, lo, hi, cfg.bins * table_class(p), *flat_args(cfg, p, inter, flat))
+    args = _network_args(model, p, inter, lo, hi, centre, shift, flat)
     pv, tv = pred.reshape(depth, ny, nx), table.reshape(depth, ny, nx)
     for k, sub in enumerate(_sub_grids(grid)):
         sy, sx = ctx.grid_shape(shape_yx, sub)

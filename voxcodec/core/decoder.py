@@ -204,7 +204,7 @@ class Decoder:
                 elif hd.prior:
                     model = self._prior(hd.prior, body[:hd.model_len], i)
                     if not hd.model_len and not hd.flags & FLAG_INTER:  # the prior's intra-slice networks alone
-                        model = BlockModel(model.config, model.intra, None)
+                        model = model.intra_only()
                 else:
                     try:
                         model = BlockModel.from_bytes(body[:hd.model_len], self.config)

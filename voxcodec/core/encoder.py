@@ -169,15 +169,14 @@ def _code_with_prior(st: TileSettings, data, bank, progress):
     from ..zoo.select import choose
 
     on_fit, on_code = progress
-    k = choose(data, st.priors)
-    prior = as_is = st.priors[k]
-    if prior.inter is not None and choose(data, [prior, intra_only(prior)]) == 1:
-        as_is = intra_only(prior)  # the slice before does not pay for its inputs here (sectioned EM, mostly)
+    # the prior, and whether the slice before pays for its inputs here (on sectioned EM it mostly does not)
+    k, as_is = choose(data, st.priors)
+    prior = st.priors[k]
     opts = st.opts
     train = st.train != "never" and opts.prior_steps > 0 and \
         data.size >= (1 if st.train == "always" else MIN_TRAIN_VOXELS)
-    best = (*_coded(as_is, data, None if train or opts.scratch else on_code), k + 1)
-    best = (best[0], b"", *best[2:])
+    payload, fields = encode_block(data, as_is, progress=None if train or opts.scratch else on_code)
+    best = (as_is, b"", payload, fields, k + 1)  # the prior as it is: no model bytes
     fit_s = 0.0
     banks = dict(bank) if isinstance(bank, dict) else {}  # the lane's training state: "tuned", "scratch"
     if train:
@@ -205,11 +204,6 @@ def _code_with_prior(st: TileSettings, data, bank, progress):
         if _size(own) < _size(best):
             best = own
     return (*best[:4], fit_s, banks or None, best[4])
-
-
-def intra_only(model: BlockModel) -> BlockModel:
-    """A prior's intra-slice networks alone (a prior block without flag bit 1 uses only those)."""
-    return BlockModel(model.config, model.intra, None)
 
 
 def _size(c) -> int:

@@ -1138,8 +1138,10 @@ def decode_pass(table, pred, n_tables, counts, totals, seen, words, rstate, raw,
 def planes_of(src, centre, shift, pad, out):
     """Phase planes (n, 4, rows, cols) of slices ``src`` (n, H, W) padded by ``pad``: voxel (y, x) goes to
     plane ``2 * (y' & 1) + (x' & 1)`` at ``(y' >> 1, x' >> 1)``, y' = y + pad, x' = x + pad, as
-    ``clip((v - centre) >> shift, -128, 127)`` (what :func:`voxcodec.core.block.to_planes` makes of
-    :func:`~voxcodec.core.block.centred` slices).  The padding of ``out`` is left as it is."""
+    ``clip((v - centre) >> shift, -128, 127)`` (:func:`~voxcodec.core.block.centred`).  A pass's voxels
+    lie on a lattice of even step, so each of its features reads one plane at a fixed stride:
+    contiguous for the passes of level 0, which hold three quarters of the voxels.  The padding of
+    ``out`` (zero) is left as it is."""
     n, h, w = src.shape
     for d in range(n):
         for y in range(h):

@@ -343,6 +343,10 @@ class BlockModel:
                 raise
             raise CorruptStreamError(f"not a voxcodec model: {exc}") from None
 
+    def intra_only(self) -> "BlockModel":
+        """The intra-slice networks alone (a zoo prior used without its inter-slice networks)."""
+        return BlockModel(self.config, self.intra, None)
+
     def raw_bytes(self) -> bytes:
         """The model section before compression: a flag byte (1: inter-slice networks follow), then the
         networks of every pass group, intra-slice first."""

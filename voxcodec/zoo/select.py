@@ -29,13 +29,18 @@ def sample_bytes(data: np.ndarray, model) -> int:
     return len(payload)
 
 
-def choose(data: np.ndarray, models) -> int:
-    """The index of the model (prior) of ``models`` that codes the sample of ``data`` in the fewest bytes
-    (the first of equals); 0 when there is only one."""
-    if len(models) <= 1:
-        return 0
+def choose(data: np.ndarray, models):
+    """``(k, model)``: the index of the model (prior) of ``models`` that codes the sample of ``data`` in
+    the fewest bytes (the first of equals; 0 when there is only one), and that model as the block
+    uses it: without its inter-slice networks where they code the sample in strictly more bytes."""
     s = sample(data)
     if s.min() == s.max():
-        return 0
-    costs = [sample_bytes(s, m) for m in models]
-    return int(np.argmin(costs))
+        return 0, models[0]
+    costs = [sample_bytes(s, m) for m in models] if len(models) > 1 else [None]
+    k = int(np.argmin(costs)) if len(models) > 1 else 0
+    best = models[k]
+    if best.inter is None:
+        return k, best
+    with_inter = costs[k] if costs[k] is not None else sample_bytes(s, best)
+    alone = best.intra_only()
+    return k, (alone if sample_bytes(s, alone) < with_inter else best)
