@@ -536,6 +536,10 @@ def sample(output, overwrite):
     return 0
 
 
+# -- commands defined in their own modules (each imports `cli` and `command` from here) ----------------------
+# (one import line per module below)
+
+
 # -- entry point ---------------------------------------------------------------------------------------
 def _on_sigterm(signum, frame):
     raise KeyboardInterrupt  # SIGTERM ends a run exactly as Ctrl-C does
