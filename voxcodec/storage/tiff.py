@@ -1,7 +1,8 @@
 """TIFF stacks read as one (z, y, x) volume of 2-D pages, checked against what the file declares
 (series shape, ImageJ ``images=``, OME SizeZ, tifffile's shaped metadata) and refused with an
 :class:`~voxcodec.errors.InputError` when the pages found fall short of it, lie past the end of
-the file, disagree with each other or hold several channels."""
+the file, disagree with each other or hold several channels. The voxel size its metadata declares is
+read too (:mod:`.voxel_size`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from ..errors import InputError
 from ._messages import RECOPY as _RECOPY, dims as _dims, index_expr as _index_expr, slices as _slices, why as _why
+from .voxel_size import from_tiff as voxel_size_from_tiff
 
 # tifffile reports damage it works around (pages past the end of the file, a broken IFD chain,
 # metadata that does not fit the pages) only on its logger; such a record makes the input refused.
@@ -97,6 +99,12 @@ class TiffStack:
         except InputError:
             self.close()
             raise
+        #: (z, y, x) size of a voxel (None entries where unknown) or None, and its unit: see voxel_size.py
+        self.voxel_size, self.voxel_unit = self._voxel_size()
+
+    def _voxel_size(self):
+        with _TiffLog():  # what tifffile says about metadata it cannot parse does not refuse the volume
+            return voxel_size_from_tiff(self._tif)
 
     # -- what the file holds
 

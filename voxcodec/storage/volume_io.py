@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import InputError
 from ._messages import RECOPY as _RECOPY, dims as _dims, index_expr as _index_expr, slices as _slices, why as _why
 from .tiff import TiffStack as _TiffStack
+from .voxel_size import tiff_calibration
 
 SLICE_SUFFIXES = (".tif", ".tiff", ".png")
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf")
@@ -40,6 +41,11 @@ class VolumeReader:
     Reads a TIFF stack (.tif, .tiff, .btf: multi-page, ImageJ, OME, BigTIFF, compressed pages), a .npy
     array (memory-mapped), a single PNG image, or a folder of .tif/.tiff/.png slices (natural name order).
     Anything that cannot be read completely is refused with :class:`~voxcodec.errors.InputError`.
+
+    ``voxel_size`` is the (z, y, x) size of a voxel in ``voxel_unit`` (``"nanometer"``, ``"micrometer"``, ...)
+    as the input's metadata declares it: ``None`` when it declares none (.npy, PNG), otherwise a tuple
+    whose unknown entries are None (a folder of TIFF slices tells y and x, not z). See
+    :mod:`voxcodec.storage.voxel_size` for the rules.
     """
 
     def __init__(self, path):
@@ -48,6 +54,8 @@ class VolumeReader:
             raise FileNotFoundError(f"no such file or folder: {self.path}")
         self._close = None
         self._label = self.path.name or str(self.path)
+        self.voxel_size: tuple | None = None
+        self.voxel_unit: str | None = None
         try:
             if self.path.is_dir():
                 self._init_folder()
@@ -68,6 +76,7 @@ class VolumeReader:
                     tif = _TiffStack(self.path, self._label)
                     self._close = tif.close
                     self._set(tif.shape, tif.dtype)
+                    self.voxel_size, self.voxel_unit = tif.voxel_size, tif.voxel_unit
                     self._read = tif.read
         except InputError:
             self.close()
@@ -176,6 +185,14 @@ class VolumeReader:
                 head = _png_header(f, self._slice_label(f))
                 if head is not None:
                     self._check_slice(f, *head)
+
+        if files[0].suffix.lower() in TIFF_SUFFIXES:  # y and x of the first slice; the spacing of slices is unknown
+            tif = _TiffStack(files[0], self._slice_label(files[0]))
+            try:
+                if tif.voxel_size is not None and tif.voxel_size[1:] != (None, None):
+                    self.voxel_size, self.voxel_unit = (None, *tif.voxel_size[1:]), tif.voxel_unit
+            finally:
+                tif.close()
 
         def read(a, b):
             out = np.empty((b - a, *self.shape[1:]), self.dtype)
@@ -299,31 +316,36 @@ def read_image(path, label: str | None = None) -> np.ndarray:
 
 
 class TiffStackWriter:
-    """Append (n, y, x) chunks to a TIFF stack, one page per slice (BigTIFF above 2 GB)."""
+    """Append (n, y, x) chunks to a TIFF stack, one page per slice (BigTIFF above 2 GB).
 
-    def __init__(self, path, shape, dtype):
+    With a ``voxel_size`` (z, y, x) and its ``unit`` the file carries them as ImageJ writes them
+    (XResolution/YResolution = 1 / size, ImageJ ``spacing`` and ``unit``), so that Fiji, tifffile and
+    :class:`VolumeReader` read them back; ``notes`` says what of it a TIFF could not hold."""
+
+    def __init__(self, path, shape, dtype, voxel_size=None, unit=None):
         import tifffile
 
         big = int(np.prod(shape)) * np.dtype(dtype).itemsize > 2**31 - 2**25
+        self._first, self._every, self.notes = tiff_calibration(shape, dtype, voxel_size, unit)
         self._tw = tifffile.TiffWriter(path, bigtiff=big)
-        self._meta = {"axes": "ZYX"}
 
     def write(self, chunk: np.ndarray):
         for s in chunk:
-            self._tw.write(s, contiguous=True, metadata=self._meta)
-            self._meta = None
+            self._tw.write(s, contiguous=True, **{"metadata": None, **self._every, **self._first})
+            self._first = {}
 
     def close(self):
         self._tw.close()
 
 
-def write_volume(path, array: np.ndarray):
-    """Write a whole array as .npy or a TIFF stack, chosen by the file name."""
+def write_volume(path, array: np.ndarray, voxel_size=None, unit=None):
+    """Write a whole array as .npy or a TIFF stack, chosen by the file name (a TIFF stack with the voxel
+    size, if given: see :class:`TiffStackWriter`; a .npy file holds none)."""
     path = Path(path)
     if path.suffix.lower() == ".npy":
         np.save(path, array)
         return
-    w = TiffStackWriter(path, array.shape, array.dtype)
+    w = TiffStackWriter(path, array.shape, array.dtype, voxel_size, unit)
     try:
         w.write(array)
     finally:
