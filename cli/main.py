@@ -19,6 +19,7 @@ from voxcodec.core import parallel
 from voxcodec.core.presets import PRESETS
 from voxcodec.core.resume import remove_state
 from voxcodec.errors import CorruptStreamError, VoxcodecError
+from voxcodec.storage import voxel_size as vsize
 from voxcodec.storage.volume_io import TiffStackWriter, VolumeReader, sample_path
 
 EPILOG = """\b
@@ -102,6 +103,61 @@ class ZRangeType(click.ParamType):
         if z0 < 0 or (z1 is not None and z1 <= z0):
             self.fail(f"wants 0 <= START < STOP, got {value!r}", param, ctx)
         return z0, z1
+
+
+class VoxelSizeType(click.ParamType):
+    name = "Z,Y,X"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        parts = [p.strip() for p in str(value).replace("x", ",").split(",")]
+        try:
+            sizes = tuple(float(p) for p in parts)
+        except ValueError:
+            self.fail(f"wants three sizes Z,Y,X, for example 40,4,4; got {value!r}", param, ctx)
+        if len(sizes) != 3:
+            self.fail(f"wants three sizes Z,Y,X (z first), for example 40,4,4; got {len(sizes)} in {value!r}",
+                      param, ctx)
+        if not all(np.isfinite(v) and v > 0 for v in sizes):
+            self.fail(f"wants positive sizes Z,Y,X, for example 40,4,4; got {value!r}", param, ctx)
+        return sizes
+
+
+class UnitType(click.ParamType):
+    name = "UNIT"
+
+    def convert(self, value, param, ctx):
+        try:
+            return vsize.normalize_unit(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def resolve_voxel_size(vol, voxel_size, unit):
+    """The (voxel size, unit) an encode stores: the input's, overridden by --voxel-size (in --unit, else in the
+    input's unit) or re-expressed in --unit alone."""
+    found, found_unit = vol.voxel_size, vol.voxel_unit
+    if voxel_size is not None:
+        if unit is None and found_unit is None:
+            raise click.UsageError(f"{vol.path.name} declares no unit for --voxel-size: give --unit too, for "
+                                   "example --unit nm")
+        return tuple(voxel_size), unit or found_unit
+    if unit is not None:
+        if found is None:
+            raise click.UsageError(f"{vol.path.name} declares no voxel size to express in {unit}: give "
+                                   "--voxel-size Z,Y,X with --unit")
+        return tuple(None if v is None else vsize.convert(v, found_unit, unit) for v in found), unit
+    return found, found_unit
+
+
+def stream_voxel_size(dec, label):
+    """(voxel size, unit) from a stream's metadata; a malformed entry is reported and ignored."""
+    try:
+        return vsize.from_metadata(dec.meta.get("metadata"))
+    except ValueError as exc:
+        warn(f"{label}: the voxel size in the stream's metadata is unusable ({exc}); it is ignored")
+        return None, None
 
 
 def check_z_range(z, depth: int) -> tuple[int, int]:
@@ -201,13 +257,20 @@ def cli(ctx, debug):
                    "lists them)")
 @click.option("--no-warm-start", is_flag=True,
               help="train every block from scratch instead of from the previous block's weights")
+@click.option("--voxel-size", type=VoxelSizeType(), metavar="Z,Y,X",
+              help="physical size of a voxel, z first (e.g. 40,4,4), in --unit or else in the unit the input "
+                   "declares; replaces the size read from the input's TIFF/OME metadata")
+@click.option("--unit", type=UnitType(), metavar="UNIT",
+              help="unit of the voxel size: nm, um (micron, µm), A (angstrom), mm, ... (stored as OME-NGFF "
+                   "names: nanometer, micrometer, ...); alone, it re-expresses the input's voxel size in this unit")
 @click.option("--resume", is_flag=True, help="continue the interrupted encode in OUTPUT.part")
 @click.option("--overwrite", is_flag=True, help="replace OUTPUT (and any OUTPUT.part) if it exists")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar or summary")
-def encode(input, output, preset, block_depth, tile, workers, threads, device, seed, prior, no_warm_start, resume,
-           overwrite, quiet):
+def encode(input, output, preset, block_depth, tile, workers, threads, device, seed, prior, no_warm_start, voxel_size,
+           unit, resume, overwrite, quiet):
     """Compress a uint8/uint16/int8/int16 volume (TIFF stack, .npy, or a folder of slices) into a .vxc stream, block by
-    block, streaming from disk."""
+    block, streaming from disk. The voxel size that the input's ImageJ, OME or resolution metadata declares (or
+    --voxel-size) is stored in the stream and written back by decode."""
     out = output or os.path.splitext(input.rstrip("/"))[0] + ".vxc"
     check_output(out, overwrite, STREAM_SUFFIXES, "a .vxc stream")
     part = out + ".part"
@@ -221,6 +284,8 @@ def encode(input, output, preset, block_depth, tile, workers, threads, device, s
     with VolumeReader(input) as vol:
         total = vol.nbytes
         itemsize = vol.dtype.itemsize
+        vs, vs_unit = resolve_voxel_size(vol, voxel_size, unit)
+        metadata = {"source": os.path.basename(input.rstrip("/")), **vsize.to_metadata(vs, vs_unit)}
         state = {"enc": None}
 
         def worth_keeping():  # coded blocks, or an interrupted encode this run could not continue
@@ -242,7 +307,7 @@ def encode(input, output, preset, block_depth, tile, workers, threads, device, s
                                        workers=workers, prior=prior,
                                        warm_start=not no_warm_start, on_block=on_block, on_progress=on_progress,
                                        expected_slices=vol.shape[0], resume=resume, checkpoint=True,
-                                       metadata={"source": os.path.basename(input.rstrip("/"))})
+                                       metadata=metadata)
                 state["enc"] = enc
                 if enc.resumed_slices and not quiet:
                     kept = sum(b.resumed for b in enc.blocks)
@@ -272,6 +337,8 @@ def encode(input, output, preset, block_depth, tile, workers, threads, device, s
                    f"ratio {total / max(size, 1):.2f}), {len(enc.blocks)} blocks"
                    + (f" ({kept} kept from the interrupted run)" if kept else "")
                    + f", {total / 1e6 / dt:.2f} MB/s")
+        click.echo(f"voxel size: {vsize.describe(vs, vs_unit)}"
+                   + ("" if vs is not None else " (give --voxel-size Z,Y,X and --unit to store one)"))
     return 0
 
 
@@ -292,12 +359,16 @@ def decode(input, output, z, salvage, workers, overwrite, quiet):
     check_output(out, overwrite, VOLUME_SUFFIXES, "a TIFF stack")
     with voxcodec.Decoder(input, salvage=salvage, workers=workers) as dec:
         z0, z1 = check_z_range(z, dec.shape[0])
+        vs, vs_unit = stream_voxel_size(dec, input)
+        as_npy = out.lower().endswith(".npy")
+        if as_npy and vs is not None and not quiet:
+            warn(f"a .npy file holds no voxel size: {out} will not carry {vsize.describe(vs, vs_unit)}")
         nbytes = (z1 - z0) * dec.shape[1] * dec.shape[2] * dec.dtype.itemsize
         bar = _progress(nbytes, "decode", quiet=quiet)
         t0 = time.perf_counter()
         try:
             with partial_file(out) as tmp:
-                _decode_to(dec, tmp, out.lower().endswith(".npy"), z0, z1, bar)
+                _decode_to(dec, tmp, as_npy, z0, z1, bar, vs, vs_unit)
         finally:
             bar.close()
         dt = time.perf_counter() - t0
@@ -307,12 +378,14 @@ def decode(input, output, z, salvage, workers, overwrite, quiet):
     return 0
 
 
-def _decode_to(dec, path, as_npy, z0, z1, bar):
-    """Decode slices z0:z1 into a .npy or TIFF file, one z-layer of blocks at a time (memory stays
-    bounded by a few block layers; the workers decode ahead)."""
+def _decode_to(dec, path, as_npy, z0, z1, bar, voxel_size=None, unit=None):
+    """Decode slices z0:z1 into a .npy or TIFF file (with the voxel size as ImageJ calibration), one z-layer
+    of blocks at a time (memory stays bounded by a few block layers; the workers decode ahead)."""
     shape = (z1 - z0, *dec.shape[1:])
     arr = np.lib.format.open_memmap(path, mode="w+", dtype=dec.dtype, shape=shape) if as_npy else None
-    writer = None if as_npy else TiffStackWriter(path, shape, dec.dtype)
+    writer = None if as_npy else TiffStackWriter(path, shape, dec.dtype, voxel_size, unit)
+    for note in () if as_npy else writer.notes:
+        warn(note)
     try:
         for a0, a1, chunk in dec.iter_layers(z0, z1):
             if as_npy:
@@ -347,8 +420,13 @@ def _info(dec, path):
             "ratio": round(nvox * dec.dtype.itemsize / max(dec.nbytes, 1), 4),
             "block_depth": dec.meta.get("block_depth"), "tile": dec.meta.get("tile"),
             "model": dec.meta.get("model"), "model_bytes": sum(b["model_bytes"] for b in blocks),
-            "priors": dec.meta.get("priors", []),
+            "priors": dec.meta.get("priors", []), **_info_voxel_size(dec, path),
             "metadata": dec.meta.get("metadata", {}), "salvaged": dec.salvaged, "blocks": blocks}
+
+
+def _info_voxel_size(dec, path):
+    vs, unit = stream_voxel_size(dec, path)
+    return {"voxel_size": None if vs is None else list(vs), "unit": unit}
 
 
 @command()
@@ -367,6 +445,7 @@ def info(input, as_json, salvage):
     lines = [f"{inf['file']}: {z} x {y} x {x} {inf['dtype']} (z, y, x), {inf['encoder']}, preset {inf['preset']}",
              f"  {_fmt_mb(inf['raw_bytes'])} -> {_fmt_mb(inf['bytes'])}: {inf['bits_per_voxel']:.3f} bits/voxel, "
              f"ratio {inf['ratio']:.2f}; models {inf['model_bytes']} bytes in all"]
+    lines.append(f"  voxel size: {vsize.describe(inf['voxel_size'], inf['unit'])}")
     m = inf["model"]
     lines.append(f"  {len(inf['blocks'])} blocks of depth {inf['block_depth']}, tile {inf['tile'][0]}x{inf['tile'][1]}; "
                  f"network: {m['levels']} levels, hidden {m['hidden'][0]}+{m['hidden'][1]}, {m['bins']} scale bins")
