@@ -44,11 +44,12 @@ METERS = {
 
 # symbols, case-sensitive (Mm is a megameter, mm a millimeter)
 _SYMBOLS = {
-    "\u00c5": "angstrom", "\u212b": "angstrom", "A": "angstrom", "am": "attometer", "cm": "centimeter", "dm": "decimeter",
-    "Em": "exameter", "fm": "femtometer", "ft": "foot", "Gm": "gigameter", "hm": "hectometer", "in": "inch",
-    "km": "kilometer", "Mm": "megameter", "m": "meter", "\u00b5m": "micrometer", "\u03bcm": "micrometer", "um": "micrometer",
-    "mi": "mile", "mm": "millimeter", "nm": "nanometer", "pc": "parsec", "Pm": "petameter", "pm": "picometer",
-    "Tm": "terameter", "yd": "yard", "ym": "yoctometer", "Ym": "yottameter", "zm": "zeptometer", "Zm": "zettameter",
+    "\u00c5": "angstrom", "\u212b": "angstrom", "A": "angstrom", "am": "attometer", "cm": "centimeter",
+    "dm": "decimeter", "Em": "exameter", "fm": "femtometer", "ft": "foot", "Gm": "gigameter", "hm": "hectometer",
+    "in": "inch", "km": "kilometer", "Mm": "megameter", "m": "meter", "\u00b5m": "micrometer",
+    "\u03bcm": "micrometer", "um": "micrometer", "mi": "mile", "mm": "millimeter", "nm": "nanometer",
+    "pc": "parsec", "Pm": "petameter", "pm": "picometer", "Tm": "terameter", "yd": "yard", "ym": "yoctometer",
+    "Ym": "yottameter", "zm": "zeptometer", "Zm": "zettameter",
 }
 # other names, compared in lower case; plurals and -metre spellings are derived below
 _NAMES = {"micron": "micrometer", "ångström": "angstrom", "ångstrom": "angstrom", "feet": "foot",
