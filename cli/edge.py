@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -322,6 +323,22 @@ def _stop_on_sigterm(signum, frame):
     raise KeyboardInterrupt
 
 
+def _positive_sizes(ctx, param, value):
+    if value is not None and not all(math.isfinite(v) and v > 0 for v in value):
+        raise click.BadParameter(f"wants three positive sizes Z Y X, for example 40 4 4; got "
+                                 f"{' '.join(f'{v:g}' for v in value)}")
+    return value
+
+
+def _length_unit(ctx, param, value):
+    from voxcodec.storage.voxel_size import normalize_unit
+
+    try:
+        return normalize_unit(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @click.command(PROG, cls=EdgeCommand, context_settings=CONTEXT, help=DESCRIPTION, epilog=EPILOG, usage=USAGE,
                subcommands={"status": status_command},
                arguments=[("ACQ_DIR", "the folder the microscope writes slice images into"),
@@ -348,10 +365,11 @@ def _stop_on_sigterm(signum, frame):
               help="poll ACQ_DIR instead of inotify events (network shares, where events do not arrive)")
 @click.option("--settle", type=float, default=2.0, metavar="SECONDS",
               help="a file with no close/rename event counts as complete once unchanged this long (default 2)")
-@click.option("--voxel-size", type=float, nargs=3, metavar="Z Y X", default=None,
+@click.option("--voxel-size", type=float, nargs=3, metavar="Z Y X", default=None, callback=_positive_sizes,
               help="voxel size, stored in the array's attributes")
-@click.option("--voxel-unit", default="nanometer", metavar="VOXEL_UNIT",
-              help="unit of --voxel-size (default nanometer)")
+@click.option("--voxel-unit", default="nanometer", metavar="VOXEL_UNIT", callback=_length_unit,
+              help="unit of --voxel-size: nm, um (micron, µm), A (angstrom), ..., stored as nanometer, micrometer, "
+                   "... (default nanometer)")
 @click.option("--storage-option", type=STORAGE_OPTION, multiple=True, metavar="KEY=VALUE",
               help="fsspec option for DEST, repeatable: client_keys=~/.ssh/id_ed25519 (sftp), endpoint_url=... (s3)")
 @click.option("--device", default="auto", metavar="DEVICE",

@@ -321,3 +321,34 @@ def test_status_is_refreshed_while_a_block_codes(tmp_path, sample, monkeypatch):
     assert not errors, errors
     assert not t.is_alive() and result["st"]["finished"] and result["st"]["blocks_shipped"] == 2
     assert not [th for th in threading.enumerate() if th.name == "voxcodec-edge-status"]  # stopped and joined
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int16"])
+def test_signed_slices_are_shipped_exactly(tmp_path, sample, capsys, monkeypatch, dtype):
+    """int8 and int16 slices (coded since format 4) go through the edge tool as they are; the unit of
+    --voxel-size is normalized to its OME-NGFF name."""
+    import zarr
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    base = sample[:5, :32, :32].astype(np.int16)
+    vol = (base - 128 if dtype == "int8" else base * 131 - 16000).astype(dtype)
+    _slices(tmp_path / "acq", vol)
+    dest = tmp_path / "dest.zarr"
+    rc, _, err = _edge(capsys, tmp_path / "acq", dest, "--block-depth", "4", "--preset", "fast", "--settle", "0",
+                       "--exit-when-idle", "0.5", "--voxel-size", "30", "4", "4", "--voxel-unit", "\u00b5m")
+    assert rc == 0, err
+    arr = zarr.open_array(str(dest), mode="r")
+    assert arr.dtype == np.dtype(dtype) and np.array_equal(arr[:], vol)
+    attrs = arr.attrs["voxcodec_edge"]
+    assert attrs["voxel_size"] == [30, 4, 4] and attrs["voxel_unit"] == "micrometer"
+
+
+@pytest.mark.parametrize("args, msg", [(["--voxel-unit", "pixel"], "unknown unit 'pixel'"),
+                                       (["--voxel-size", "0", "4", "4"], "positive"),
+                                       (["--voxel-size", "8", "-4", "4"], "positive")])
+def test_bad_voxel_size_or_unit_exit_2(tmp_path, capsys, monkeypatch, args, msg):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    (tmp_path / "acq").mkdir()
+    rc, _, err = _edge(capsys, tmp_path / "acq", tmp_path / "d.zarr", *args)
+    assert rc == 2 and msg in err and err.count("\n") == 1, err
+    assert not (tmp_path / "d.zarr").exists()

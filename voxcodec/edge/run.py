@@ -273,8 +273,8 @@ class EdgeRun:
                 raise EdgeError(f"{path} is not a readable image ({exc}); fix or remove it and start again") from None
             return None
         unreadable.pop(path.name, None)
-        if arr.dtype not in (np.uint8, np.uint16):
-            raise EdgeError(f"{path.name} is {arr.dtype}: voxcodec-edge ships uint8 or uint16 slices")
+        if arr.dtype not in (np.uint8, np.uint16, np.int8, np.int16):
+            raise EdgeError(f"{path.name} is {arr.dtype}: voxcodec-edge ships uint8, uint16, int8 or int16 slices")
         if self.layout is None:
             self._set_layout(arr)
         elif arr.shape != self.layout.slice_shape or arr.dtype != np.dtype(self.layout.dtype):
