@@ -225,3 +225,23 @@ def test_bad_voxel_size_options_exit_2(tmp_path, vol, capsys, args, msg):
     err = capsys.readouterr().err
     assert msg in err and "voxcodec: error:" in err and err.count("\n") == 1
     assert not vxc.exists() and not (tmp_path / "v.vxc.part").exists()
+
+
+def test_what_a_tiff_cannot_hold(tmp_path):
+    """A z size alone (OME PhysicalSizeZ only) has no ImageJ form: the writer says so and writes none;
+    ImageJ's "pixel" unit is no calibration."""
+    from voxcodec.storage.volume_io import TiffStackWriter
+
+    a = np.ones((3, 8, 8), np.uint8)
+    w = TiffStackWriter(tmp_path / "z.tif", a.shape, a.dtype, (40.0, None, None), "nm")
+    w.write(a)
+    w.close()
+    assert len(w.notes) == 1 and "only the stream keeps it" in w.notes[0]
+    with VolumeReader(tmp_path / "z.tif") as v:
+        assert v.voxel_size is None
+    tifffile.imwrite(tmp_path / "px.tif", a, imagej=True, resolution=(0.5, 0.5),
+                     metadata={"axes": "ZYX", "unit": "pixel", "spacing": 2.0})
+    with VolumeReader(tmp_path / "px.tif") as v:
+        assert v.voxel_size is None and v.voxel_unit is None
+    with pytest.raises(ValueError, match="positive"):
+        write_volume(tmp_path / "bad.tif", a, (1.0, -2.0, 2.0), "nm")
