@@ -617,6 +617,7 @@ def sample(output, overwrite):
 
 # -- commands defined in their own modules (each imports `cli` and `command` from here) ----------------------
 # (one import line per module below)
+from voxcodec_cli import convert as _convert  # noqa: E402,F401
 
 
 # -- entry point ---------------------------------------------------------------------------------------
