@@ -255,9 +255,10 @@ def test_resume_after_kill_keeps_verified_chunks_and_recodes_a_damaged_one(crop,
     validated(dest)
 
 
-def test_resume_of_a_complete_conversion_codes_nothing(crop, tmp_path):
+def test_resume_of_a_complete_conversion_codes_nothing(crop, tmp_path, monkeypatch):
     np.save(tmp_path / "v.npy", crop)
-    first = conv.convert(str(tmp_path / "v.npy"), tmp_path / "o.zarr", chunks=(8, 64, 64), preset="fast", workers=1)
+    monkeypatch.setattr(conv, "BATCH", 3)  # 8 chunks in dask graphs of 3, 3 and 2
+    first = conv.convert(str(tmp_path / "v.npy"), tmp_path / "o.zarr", chunks=(8, 64, 64), preset="fast", workers=2)
     again = conv.convert(str(tmp_path / "v.npy"), tmp_path / "o.zarr", chunks=(8, 64, 64), preset="fast", workers=1,
                          resume=True)
     assert (first.written, again.written, again.kept) == (8, 0, 8)
@@ -345,3 +346,78 @@ def test_unsupported_n5_compression_is_refused(crop, tmp_path):
     assert "N5 compression 'blosc' is not supported" in msg
     with pytest.raises(UnsupportedError):
         open_source(str(path))
+
+
+# -- remote: sources and DEST on S3 (moto's in-memory S3 server on 127.0.0.1) ---------------------------------
+@pytest.fixture
+def s3(tmp_path):
+    pytest.importorskip("s3fs")
+    pytest.importorskip("moto.server")
+    import socket
+    import sys
+
+    import s3fs
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    opts = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "testing", "secret": "testing"}
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            fs = s3fs.S3FileSystem(skip_instance_cache=True, **opts)
+            fs.mkdir("em-data")
+            break
+        except Exception:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise
+            time.sleep(0.2)
+    yield fs, opts
+    proc.kill()
+    proc.wait()
+
+
+def test_remote_sources_and_dest_on_s3(crop, tmp_path, s3):
+    fs, opts = s3
+    vol = crop[:8]
+    local = tmp_path / "src"
+    local.mkdir()
+    make_zarr_v2(local / "v2.zarr", vol)
+    make_n5(local / "c.n5", vol)
+    make_h5(local / "v.h5", vol)
+    tifffile.imwrite(local / "stack.tif", vol)
+    with mrcfile.new(local / "tomo.mrc") as mrc:
+        mrc.set_data(vol.astype(np.int16))
+        mrc.voxel_size = (40.0, 40.0, 300.0)
+    fs.put(str(local) + "/", "em-data/src/", recursive=True)
+    options = [f"{k}={v}" for k, v in opts.items()]
+    # through the command line: an HDF5 dataset read from S3, DEST on S3, two workers
+    args = ["convert", "s3://em-data/src/v.h5:/volumes/raw", "s3://em-data/out.zarr", "--workers", "2", "--chunks", "4,64,64", *FAST]
+    for o in options:
+        args += ["--storage-option", o, "--dest-storage-option", o]
+    ok(*args)
+    back = zarr.open_array("s3://em-data/out.zarr/0", mode="r", storage_options=opts)
+    assert np.array_equal(back[:], vol)
+    group = zarr.open_group("s3://em-data/out.zarr", mode="r", storage_options=opts)
+    assert group.attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"] == [30, 4, 4]
+    # every other kind read from S3 (the source's chunks or byte ranges, a TIFF copied locally first)
+    for name, want, scale in (("v2.zarr", vol, None), ("c.n5/raw", vol, (30.0, 4.0, 4.0)),
+                              ("tomo.mrc", vol.astype(np.int16), (30.0, 4.0, 4.0)), ("stack.tif", vol, "any")):
+        dest = tmp_path / (name.replace("/", "_") + ".out.zarr")
+        res = conv.convert(f"s3://em-data/src/{name}", dest, chunks=(8, 64, 64), preset="fast", workers=1,
+                           storage_options=opts)
+        assert np.array_equal(read_level(dest), want), name
+        assert scale == "any" or res.voxel_size == scale, name
+
+
+def test_scheduler_address_sends_the_chunks_to_a_dask_distributed_cluster(crop, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    src = make_n5(tmp_path / "c.n5", crop)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        ok("convert", src, tmp_path / "out.zarr", "--scheduler", cluster.scheduler_address, "--chunks", "8,64,64",
+           "--levels", "2", *FAST)
+    assert np.array_equal(read_level(tmp_path / "out.zarr"), crop)
+    assert validated(tmp_path / "out.zarr")["scales"] == [[30.0, 4.0, 4.0], [30.0, 8.0, 8.0]]

@@ -455,9 +455,18 @@ def jobs(levels, template_meta) -> list:
     return out
 
 
+#: chunks handed to dask at once: a volume of millions of chunks never becomes one graph of millions of tasks
+BATCH = 4096
+
+
+def _batches(todo):
+    for i in range(0, len(todo), BATCH):
+        yield todo[i:i + BATCH]
+
+
 def _run_local(task, todo, workers, on_done):
-    """Chunks on this machine: in this process for one worker, else on a dask graph run by a pool of
-    forked worker processes (one compute thread each)."""
+    """Chunks on this machine: in this process for one worker, else on dask graphs run by a pool of
+    forked worker processes (one compute thread each, ending with this process even when it is killed)."""
     if workers < 2:
         for lv, index, key in todo:
             on_done(convert_chunk(task, lv, index, key))
@@ -468,10 +477,11 @@ def _run_local(task, todo, workers, on_done):
     pool = parallel.pool(workers)
     if pool is None:  # a process that may not have children (a daemonic worker)
         return _run_local(task, todo, 1, on_done)
-    graph = [dask.delayed(convert_chunk, pure=False)(task, lv, index, key) for lv, index, key in todo]
     try:
         with Callback(posttask=lambda key, result, dsk, state, worker: on_done(result)):
-            dask.compute(*graph, scheduler="processes", pool=pool, optimize_graph=False)
+            for batch in _batches(todo):
+                graph = [dask.delayed(convert_chunk, pure=False)(task, lv, index, key) for lv, index, key in batch]
+                dask.compute(*graph, scheduler="processes", pool=pool, num_workers=workers, optimize_graph=False)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
 
@@ -481,12 +491,13 @@ def _run_distributed(task, todo, scheduler, on_done):
     from distributed import Client, as_completed
 
     with Client(scheduler, timeout="30s") as client:
-        futures = [client.submit(convert_chunk, task, lv, index, key, pure=False) for lv, index, key in todo]
-        try:
-            for fut in as_completed(futures):
-                on_done(fut.result())
-        finally:
-            client.cancel(futures)
+        for batch in _batches(todo):
+            futures = [client.submit(convert_chunk, task, lv, index, key, pure=False) for lv, index, key in batch]
+            try:
+                for fut in as_completed(futures):
+                    on_done(fut.result())
+            finally:
+                client.cancel(futures)
 
 
 def convert(src, dest, *, chunks=None, levels: int = 1, preset: str = "default", model: str | None = None,
