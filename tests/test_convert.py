@@ -421,3 +421,14 @@ def test_scheduler_address_sends_the_chunks_to_a_dask_distributed_cluster(crop, 
            "--levels", "2", *FAST)
     assert np.array_equal(read_level(tmp_path / "out.zarr"), crop)
     assert validated(tmp_path / "out.zarr")["scales"] == [[30.0, 4.0, 4.0], [30.0, 8.0, 8.0]]
+
+
+def test_model_option_codes_every_chunk_with_a_zoo_prior(crop, tmp_path):
+    np.save(tmp_path / "v.npy", crop)
+    ok("convert", tmp_path / "v.npy", tmp_path / "o.zarr", "--model", "zoo:em-general-v1", "--chunks", "8,64,64",
+       "--workers", "1", *FAST)
+    arr = zarr.open_array(str(tmp_path / "o.zarr" / "0"), mode="r")
+    assert arr.metadata.codecs[0].to_dict()["configuration"]["model"] == "zoo:em-general-v1"
+    assert np.array_equal(arr[:], crop)
+    msg = refused("convert", tmp_path / "v.npy", tmp_path / "p.zarr", "--model", "nothing-like-a-model", *FAST)
+    assert "--model" in msg
