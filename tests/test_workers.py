@@ -98,3 +98,33 @@ def test_cli_workers_roundtrip(tmp_path, vol):
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "back.tif"), vol)
     res = run_cli("verify", str(tmp_path / "v.vxc"), "--against", str(src), "--workers", "2")
     assert res.stdout.startswith("OK")
+
+
+def test_blocks_from_a_prior_code_in_threads_with_the_same_bytes(vol):
+    """`fast` with a prior trains nothing: its workers are threads (the kernels release the GIL), and
+    the stream is still the same for any worker count."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    opts = dict(preset="fast", prior="em-general-v1", block_depth=4, tile=(64, 48))
+    enc = voxcodec.Encoder(None, dtype=vol.dtype, slice_shape=vol.shape[1:], workers=2, **opts)
+    enc.write(vol)
+    assert isinstance(enc._pool, ThreadPoolExecutor)
+    enc.close()
+    streams = [enc.getvalue()] + [voxcodec.encode(vol, workers=w, **opts) for w in (1, 3)]
+    assert streams[0] == streams[1] == streams[2]
+    np.testing.assert_array_equal(voxcodec.decode(streams[0], workers=3), vol)
+
+
+@pytest.mark.parametrize("shape, prior, depth", [
+    ((20, 1024, 1024), True, 5),  # 5 blocks of 4 Mi voxels would leave one core idle at the end: 4
+    ((30, 512, 512), True, 15),
+    ((250, 250, 250), True, 63),
+    ((32, 1024, 1024), True, 4),
+    ((3, 2048, 2048), True, 3),  # at least 4 slices per block, unless the volume is thinner
+    ((20, 1024, 1024), False, 20),  # without priors, blocks train: about 16 Mi voxels
+    ((30, 512, 512), False, 30),
+])
+def test_automatic_blocks(shape, prior, depth):
+    from voxcodec.core.encoder import auto_block_depth
+
+    assert auto_block_depth(shape[1:], shape[0], prior=prior) == depth

@@ -11,11 +11,13 @@ napari read a stream lazily: each read decodes only the blocks that hold request
 
 from __future__ import annotations
 
+import functools
 import io
 import operator
 import os
 import threading
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -339,13 +341,11 @@ class Decoder:
         """Decoded blocks ``indices``, in order: by ``self.workers`` processes when there are several
         (outside any lock: decoding is the slow part)."""
         n = min(self.workers, len(indices))
-        executor = parallel.pool(n, _worker_open, (self.__reduce__()[1], self.index)) \
-            if n > 1 and self._source is not None else None
-        if executor is None:
+        if n < 2:
             yield from (_read_caught(self, i, catch) for i in indices)
             return
-        with executor:
-            yield from parallel.ordered(executor, _worker_caught if catch else _worker_block, indices, n)
+        with ThreadPoolExecutor(n, thread_name_prefix="voxcodec-decode") as executor:
+            yield from parallel.ordered(executor, functools.partial(_read_caught, self, catch=catch), indices, n)
 
     def __getitem__(self, key):
         """numpy basic indexing over (z, y, x): ints, slices (any step) and ``...``."""
