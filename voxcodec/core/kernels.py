@@ -731,28 +731,51 @@ def infer_rows(planes, fq, fr, fc, rs, cs, ny, nx,
     nf = fq.shape[0]
     h1 = b1.shape[0]
     h2 = b2.shape[0]
-    x = np.zeros((max(nf, 1), COLS), np.float32)
-    raw1 = np.empty((h1 + 1, COLS), np.float32)
-    a1 = np.empty((h1, COLS), np.float32)
-    raw2 = np.empty((h2, COLS), np.float32)
-    a2 = np.empty((h2, COLS), np.float32)
-    out = np.empty((2, COLS), np.float32)
+    rows, cols = planes.shape[2], planes.shape[3]
+    # contiguous passes with short rows (small slices) run g rows per sweep, with the padding between
+    # them (computed and dropped): a sweep of 125 voxels would spend much of its time on its start and tail
+    g = 1
+    if cs == 1 and nx < COLS:
+        g = max(1, min(ny, (2 * COLS - nx) // (rs * cols) + 1))
+    cap = max(COLS, (g - 1) * rs * cols + nx)
+    x = np.zeros((max(nf, 1), cap), np.float32)
+    raw1 = np.empty((h1 + 1, cap), np.float32)
+    a1 = np.empty((h1, cap), np.float32)
+    raw2 = np.empty((h2, cap), np.float32)
+    a2 = np.empty((h2, cap), np.float32)
+    out = np.empty((2, cap), np.float32)
+    span_p = np.empty(cap, pred.dtype)
+    span_t = np.empty(cap, table.dtype)
     bases = np.empty(max(nf, 1), np.int64)
-    rows_h1 = np.arange(max(h1, h2), dtype=np.int64) * COLS
+    rows_h1 = np.arange(max(h1, h2), dtype=np.int64) * cap
     xflat = x.ravel()
     a1flat = a1.ravel()
     a2flat = a2.ravel()
     half = np.int64(1) << (sh - 1)
     flat = planes.ravel()
-    rows, cols = planes.shape[2], planes.shape[3]
     n = ny * nx
     for d in range(planes.shape[0]):
         pd = pred[d]
         td = table[d]
         # contiguous passes (level 0) read their features in place, a row at a time; strided ones
         # gather COLS voxels at a time, across rows (short rows would leave the sweeps short)
-        for v0 in range(0, n, COLS if cs != 1 else nx):
-            if cs == 1:
+        for v0 in range(0, n, COLS if cs != 1 else nx * g):
+            if cs == 1 and g > 1:  # rows i .. i + k - 1 as one span, padding included
+                i = v0 // nx
+                k = min(g, ny - i)
+                m = (k - 1) * rs * cols + nx
+                for f in range(nf):
+                    bases[f] = ((d * 8 + fq[f]) * rows + fr[f] + rs * i) * cols + fc[f]
+                _net(flat, bases, m, w1s, b1, s1, w2, b2, s2, wout, raw1, a1, a1flat, raw2, a2, a2flat, out,
+                     rows_h1, sh_mu, sh_skip, bmu, half, sh, bsc, sh_t, data_shift, bins, centre, lo, hi, tbase,
+                     flat_n, flat_table, span_p, span_t, 0)
+                for r in range(k):
+                    src0 = r * rs * cols
+                    dst0 = v0 + r * nx
+                    for j in range(nx):
+                        pd[dst0 + j] = span_p[src0 + j]
+                        td[dst0 + j] = span_t[src0 + j]
+            elif cs == 1:
                 i = v0 // nx
                 for j0 in range(0, nx, COLS):
                     m = min(COLS, nx - j0)
@@ -777,7 +800,7 @@ def infer_rows(planes, fq, fr, fc, rs, cs, ny, nx,
                         t += run
                         i += 1
                         j = 0
-                    bases[f] = f * COLS
+                    bases[f] = f * cap
                 _net(xflat, bases, m, w1s, b1, s1, w2, b2, s2, wout, raw1, a1, a1flat, raw2, a2, a2flat, out,
                      rows_h1, sh_mu, sh_skip, bmu, half, sh, bsc, sh_t, data_shift, bins, centre, lo, hi, tbase,
                      flat_n, flat_table, pd, td, v0)
