@@ -131,6 +131,11 @@ def _varied_slices(data) -> np.ndarray:
     return np.flatnonzero(flat.min(axis=1) != flat.max(axis=1))
 
 
+#: training slices holding more than this many pools' worth of a network's samples are sampled before
+#: their features are gathered
+SAMPLE_ABOVE = 4
+
+
 def _training_pools(data, config: ModelConfig, opts: FitOptions, inter_ok: bool):
     """Samples ``(features (F, N), target (N,))`` for every network, intra-slice ones first.
 
@@ -154,24 +159,39 @@ def _training_pools(data, config: ModelConfig, opts: FitOptions, inter_ok: bool)
     groups = _group_passes(config)
     pools = []
     for kind, zs in (("intra", picks), ("inter", prev_picks)):
+        inter = kind == "inter"
         for g in groups:
+            parts = [(p, int(z)) for p in groups[g] for z in zs]
+            sizes = [ctx.pass_size((h, w), p) for p, _ in parts]
+            # a large block: features of a random sample of twice the pool only (gathering every voxel of
+            # the training slices to keep a pool's worth took longer than the fine-tune from a prior)
+            sample = np.sort(rng.choice(sum(sizes), 2 * opts.pool, replace=False)) \
+                if sum(sizes) > SAMPLE_ABOVE * opts.pool else None
             xs, ys = [], []
-            for p in groups[g]:
-                flat_n = flat_args(config, p, kind == "inter", True)[0]
-                for z in zs:
-                    prev = vol[int(z) - 1] if kind == "inter" else vol[int(z)]
-                    x = ctx.gather(vol[int(z)][None], prev[None], p, (h, w), pad, kind == "inter")[:, 0]
-                    y = ctx.take(target[int(z)][None], p)[0]
-                    if flat_n:  # flat contexts are predicted without the network: nothing to learn there
-                        keep = by_network(x, flat_n, floor)
-                        x, y = x[:, keep], y[keep]
-                    xs.append(x)
-                    ys.append(y)
-            n = n_inputs(groups[g][0], kind == "inter")
+            start = 0
+            for (p, z), size in zip(parts, sizes):
+                flat_n = flat_args(config, p, inter, True)[0]
+                prev = vol[z - 1] if inter else vol[z]
+                if sample is None:
+                    x = ctx.gather(vol[z][None], prev[None], p, (h, w), pad, inter)[:, 0]
+                    y = ctx.take(target[z][None], p)[0]
+                else:
+                    a, b = np.searchsorted(sample, [start, start + size])
+                    at = sample[a:b] - start
+                    x = ctx.gather_at(vol[z], prev, p, (h, w), pad, inter, at)
+                    y = ctx.take_at(target[z], p, at)
+                start += size
+                if flat_n:  # flat contexts are predicted without the network: nothing to learn there
+                    keep = by_network(x, flat_n, floor)
+                    x, y = x[:, keep], y[keep]
+                xs.append(x)
+                ys.append(y)
+            n = n_inputs(groups[g][0], inter)
             x = np.concatenate(xs, axis=1) if xs else np.zeros((n, 0), np.float32)
             y = np.concatenate(ys) if ys else np.zeros(0, np.float32)
             if y.size > opts.pool:
-                sel = rng.integers(0, y.size, opts.pool)
+                sel = rng.integers(0, y.size, opts.pool) if sample is None else \
+                    np.sort(rng.permutation(y.size)[:opts.pool])
                 x, y = x[:, sel], y[sel]
             pools.append((x, y))
     return pools

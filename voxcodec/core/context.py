@@ -126,6 +126,41 @@ def gather(cur_pad, prev_pad, p: Pass, shape_yx, pad, use_prev: bool) -> np.ndar
     return np.concatenate(columns, axis=2) if len(columns) > 1 else columns[0]
 
 
+def gather_at(cur_pad, prev_pad, p: Pass, shape_yx, pad, use_prev: bool, index: np.ndarray) -> np.ndarray:
+    """Features of the voxels ``index`` (sorted positions in the order of :func:`gather`) of pass ``p``
+    of one slice: float32 (n_features, len(index)), equal to ``gather(...)[:, 0, index]`` without
+    gathering the other voxels.  ``cur_pad`` and ``prev_pad`` are padded slices (H+2p, W+2p)."""
+    offsets = [(o, cur_pad) for o in p.inslice] + ([(o, prev_pad) for o in p.prev] if use_prev else [])
+    out = np.empty((len(offsets), index.size), np.float32)
+    start = 0
+    for grid in p.grids:
+        y0, x0, step = grid
+        ny, nx = grid_shape(shape_yx, grid)
+        a, b = np.searchsorted(index, [start, start + ny * nx])
+        if b > a:
+            k = index[a:b] - start
+            ys = pad + y0 + step * (k // nx)
+            xs = pad + x0 + step * (k % nx)
+            for f, ((dy, dx), src) in enumerate(offsets):
+                out[f, a:b] = src[ys + dy, xs + dx]
+        start += ny * nx
+    return out
+
+
+def take_at(src, p: Pass, index: np.ndarray) -> np.ndarray:
+    """``take(src[None], p)[0, index]`` of one unpadded slice (H, W), for sorted ``index``."""
+    out = np.empty(index.size, src.dtype)
+    start = 0
+    for grid in p.grids:
+        y0, x0, step = grid
+        ny, nx = grid_shape(src.shape, grid)
+        a, b = np.searchsorted(index, [start, start + ny * nx])
+        k = index[a:b] - start
+        out[a:b] = src[y0 + step * (k // nx), x0 + step * (k % nx)]
+        start += ny * nx
+    return out
+
+
 def scatter(dest, values, p: Pass, shape_yx, offset=0):
     """Write a pass's voxels (depth, n), ordered as by :func:`gather`, into ``dest`` at ``offset``."""
     start = 0
