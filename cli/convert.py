@@ -161,7 +161,8 @@ def convert(src, dest, chunks, levels, preset, model, workers, scheduler, voxel_
         click.echo(f"{res.source} -> {res.dest}: {len(res.levels)} level(s), {res.written} chunks written, "
                    f"{res.kept} chunks kept (verified from an earlier run), {res.empty} chunks of zeros not stored; "
                    f"{_fmt_mb(res.bytes_in)} -> {_fmt_mb(res.bytes_stored)} (ratio "
-                   f"{res.bytes_in / max(res.bytes_stored, 1):.2f}, {8 * res.bytes_stored / max(nvox, 1):.3f} bits/voxel), "
+                   f"{res.bytes_in / max(res.bytes_stored, 1):.2f}, "
+                   f"{8 * res.bytes_stored / max(nvox, 1):.3f} bits/voxel), "
                    f"{res.seconds:.1f} s, {res.bytes_in / 1e6 / max(res.seconds, 1e-9):.2f} MB/s; every chunk verified")
     return 0
 

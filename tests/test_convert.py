@@ -231,7 +231,7 @@ def test_resume_after_kill_keeps_verified_chunks_and_recodes_a_damaged_one(crop,
     np.save(tmp_path / "v.npy", vol)
     dest = tmp_path / "out.zarr"
     args = ["convert", tmp_path / "v.npy", dest, "--chunks", "4,64,128", "--preset", "default"]  # 4 chunks
-    proc = subprocess.Popen(console_script("voxcodec", "voxcodec_cli.main") + [str(a) for a in args + ["--workers", "1"]],
+    proc = subprocess.Popen(console_script("voxcodec", "voxcodec_cli.main") + [str(a) for a in args] + ["--workers", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
@@ -395,7 +395,8 @@ def test_remote_sources_and_dest_on_s3(crop, tmp_path, s3):
     fs.put(str(local) + "/", "em-data/src/", recursive=True)
     options = [f"{k}={v}" for k, v in opts.items()]
     # through the command line: an HDF5 dataset read from S3, DEST on S3, two workers
-    args = ["convert", "s3://em-data/src/v.h5:/volumes/raw", "s3://em-data/out.zarr", "--workers", "2", "--chunks", "4,64,64", *FAST]
+    args = ["convert", "s3://em-data/src/v.h5:/volumes/raw", "s3://em-data/out.zarr", "--workers", "2",
+            "--chunks", "4,64,64", *FAST]
     for o in options:
         args += ["--storage-option", o, "--dest-storage-option", o]
     ok(*args)
@@ -432,3 +433,48 @@ def test_model_option_codes_every_chunk_with_a_zoo_prior(crop, tmp_path):
     assert np.array_equal(arr[:], crop)
     msg = refused("convert", tmp_path / "v.npy", tmp_path / "p.zarr", "--model", "nothing-like-a-model", *FAST)
     assert "--model" in msg
+
+
+def test_ome_zarr_0_4_group_with_t_and_c_axes_of_size_1(crop, tmp_path):
+    group = zarr.open_group(str(tmp_path / "img.zarr"), mode="w", zarr_format=2)
+    arr = group.create_array("s0", shape=(1, 1, *crop.shape), chunks=(1, 1, 8, 64, 64), dtype=crop.dtype)
+    arr[:] = crop[None, None]
+    axes = [{"name": "t", "type": "time"}, {"name": "c", "type": "channel"}] + \
+           [{"name": n, "type": "space", "unit": "micrometer"} for n in "zyx"]
+    group.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": [
+        {"path": "s0", "coordinateTransformations": [{"type": "scale", "scale": [1, 1, 0.03, 0.004, 0.004]}]}]}]
+    src = open_source(str(tmp_path / "img.zarr"))
+    assert src.shape == crop.shape and src.voxel_size == (0.03, 0.004, 0.004) and src.unit == "micrometer"
+    assert np.array_equal(src[2:5, 10:20, 30:33], crop[2:5, 10:20, 30:33])
+    channels = zarr.open_group(str(tmp_path / "two.zarr"), mode="w", zarr_format=2)
+    channels.create_array("s0", shape=(1, 2, 4, 8, 8), dtype="uint8")
+    channels.attrs["multiscales"] = group.attrs["multiscales"]
+    with pytest.raises(InputError, match=r"c \(2\)"):
+        open_source(str(tmp_path / "two.zarr"))
+
+
+def test_n5_multiscale_group_converts_s0_with_the_groups_pixel_resolution(crop, tmp_path):
+    n5.write_dataset(tmp_path / "c.n5" / "vol" / "s0", crop, (16, 64, 64))
+    (tmp_path / "c.n5" / "vol" / "attributes.json").write_text(
+        json.dumps({"pixelResolution": {"unit": "nm", "dimensions": [8.0, 8.0, 40.0]}}))
+    src = open_source(str(tmp_path / "c.n5" / "vol"))
+    assert src.voxel_size == (40.0, 8.0, 8.0) and src.unit == "nanometer" and src.label.endswith("vol/s0")
+    assert np.array_equal(src[:], crop)
+
+
+def test_a_worker_opens_a_source_once_for_all_its_chunks(crop, tmp_path, monkeypatch):
+    """Chunk tasks arrive as unpickled copies of the source: they share one open file per process."""
+    import pickle
+
+    from voxcodec.storage import sources
+
+    path = make_h5(tmp_path / "v.h5", crop)
+    src = open_source(path)
+    opened = []
+    real_open = sources.HDF5Source._open
+    monkeypatch.setattr(sources.HDF5Source, "_open", lambda self: opened.append(1) or real_open(self))
+    copies = [pickle.loads(pickle.dumps(src)) for _ in range(3)]
+    for i, c in enumerate(copies):
+        assert np.array_equal(c.read(((i, i + 2), (0, 64), (0, 64))), crop[i:i + 2, :64, :64])
+    assert len(opened) == 1
+    src.close()

@@ -26,6 +26,8 @@ import os
 import re
 import shutil
 import tempfile
+import uuid
+from collections import OrderedDict
 
 import numpy as np
 
@@ -38,6 +40,11 @@ from .ome import common_unit, level0, find_multiscales, normalize_unit
 _H5 = re.compile(r"^(?P<file>.+?\.(?:h5|hdf5|hdf|he5|nxs))(?::(?P<dataset>/?[^:]*))?$", re.IGNORECASE)
 MRC_SUFFIXES = (".mrc", ".mrcs", ".rec", ".st", ".ali", ".map")
 VOLUME_SUFFIXES = (".tif", ".tiff", ".btf", ".npy")
+
+#: sources opened in this process, by token: a worker that codes many chunks of one source opens it once
+#: (a task arrives as a fresh unpickled copy of the source, without its handle)
+_HANDLES: OrderedDict = OrderedDict()
+_MAX_HANDLES = 8
 
 
 def split_url(src: str) -> tuple[str | None, str]:
@@ -73,6 +80,7 @@ class Source:
         self.notes: list[str] = []  # what was picked or assumed, for the command to tell
         self._lead: tuple = ()      # leading axes of size 1 (OME t, c) indexed away
         self._flat = False          # a 2-D array read as one slice
+        self._token = uuid.uuid4().hex  # names this source in every process's handle cache
         self._h = None
         self._pid = None
 
@@ -107,9 +115,20 @@ class Source:
         self.voxel_size, self.unit = sizes, normalize_unit(unit, f"{self.label}: the unit in {where}")
 
     def _handle(self):
-        if self._h is None or self._pid != os.getpid():
-            self._h = self._open()
-            self._pid = os.getpid()
+        pid = os.getpid()
+        if self._h is None or self._pid != pid:
+            cached = _HANDLES.get(self._token)
+            if cached is not None and cached[0] == pid:
+                self._h = cached[1]
+                _HANDLES.move_to_end(self._token)
+            else:
+                self._h = self._open()
+                _HANDLES[self._token] = (pid, self._h)
+                while len(_HANDLES) > _MAX_HANDLES:
+                    _, (owner, old) = _HANDLES.popitem(last=False)
+                    if owner == pid:
+                        _close_handle(old)
+            self._pid = pid
         return self._h
 
     def _open(self):
@@ -150,11 +169,9 @@ class Source:
 
     def close(self):
         h, self._h = self._h, None
-        if h is not None and hasattr(h, "close"):
-            try:
-                h.close()
-            except Exception:
-                pass
+        _HANDLES.pop(self._token, None)
+        if h is not None:
+            _close_handle(h)
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -250,6 +267,7 @@ class N5Source(Source):
     def __init__(self, src: str, storage_options: dict | None = None):
         super().__init__(src)
         self.storage_options = storage_options
+        self._s0 = False
         self.path = self._dataset_path(src)
         ds = self._open()
         self.label = ds.label
@@ -280,13 +298,14 @@ class N5Source(Source):
         s0 = files.json(n5.join(path, "s0", "attributes.json"))
         if n5.is_dataset(s0):
             self.notes.append("N5 multiscale group: converting its level s0")
+            self._s0 = True
             return n5.join(path, "s0")
-        raise InputError(f"{src}: is an N5 group, not a dataset: give a dataset's folder, e.g. {src.rstrip('/')}/VOLUME")
+        raise InputError(f"{src}: is an N5 group, not a dataset: give a dataset's folder, e.g. "
+                         f"{src.rstrip('/')}/VOLUME")
 
     def _open(self):
         files, _ = self._files()
-        return n5.N5Dataset(self.path, files, label=self.location.rstrip("/") +
-                            ("/s0" if self.path.endswith("/s0") and not self.location.rstrip("/").endswith("s0") else ""))
+        return n5.N5Dataset(self.path, files, label=self.location.rstrip("/") + ("/s0" if self._s0 else ""))
 
     def _read(self, handle, box):
         return handle.read(box)
@@ -444,10 +463,6 @@ class MRCSource(Source):
             out[i] = flat[start:start + (y1 - y0) * nx].reshape(y1 - y0, nx)[:, x0:x1]
         return out
 
-    def close(self):
-        h, self._h = self._h, None
-        if h is not None:
-            _close_mrc(h)
 
 
 def _close_mrc(h):
@@ -457,6 +472,17 @@ def _close_mrc(h):
                 h[key].close()
             except Exception:
                 pass
+
+
+def _close_handle(h):
+    """Close what ``_open`` returned: a file object, a reader, or an MRC handle (a dict)."""
+    if isinstance(h, dict):
+        _close_mrc(h)
+    elif hasattr(h, "close"):
+        try:
+            h.close()
+        except Exception:
+            pass
 
 
 # -- TIFF stacks, .npy, folders of slices ----------------------------------------------------------------
@@ -485,8 +511,7 @@ class VolumeSource(Source):
         sizes, unit = getattr(reader, "voxel_size", None), getattr(reader, "voxel_unit", None)
         if sizes is not None:
             self.set_voxel_size(sizes, unit, "the file's metadata")
-        self._slab = None
-        self._h, self._pid = reader, os.getpid()
+        self._h, self._pid = _SlabReader(reader, self.SLAB_CACHE), os.getpid()
 
     def _fetch(self, url, storage_options):
         import fsspec
@@ -504,31 +529,36 @@ class VolumeSource(Source):
     def _open(self):
         from .volume_io import VolumeReader
 
-        self._slab = None
-        return VolumeReader(self.path)
+        return _SlabReader(VolumeReader(self.path), self.SLAB_CACHE)
 
     def _read(self, handle, box):
-        (z0, z1), (y0, y1), (x0, x1) = box
-        slab = self._slab
-        if slab is None or slab[0] != (z0, z1):
-            data = handle.read(z0, z1)
-            if data.nbytes <= self.SLAB_CACHE:
-                self._slab = ((z0, z1), data)
-        else:
-            data = slab[1]
-        return data[:, y0:y1, x0:x1]
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        state["_slab"] = None
-        return state
+        return handle.region(box)
 
     def close(self):
         super().close()
-        self._slab = None
         if self._tmpdir and os.getpid() == getattr(self, "_owner", os.getpid()):
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
+
+
+class _SlabReader:
+    """A VolumeReader that keeps the last slab of whole slices it read (up to ``limit`` bytes)."""
+
+    def __init__(self, reader, limit: int):
+        self.reader, self.limit, self.slab = reader, limit, None
+
+    def region(self, box):
+        (z0, z1), (y0, y1), (x0, x1) = box
+        if self.slab is not None and self.slab[0] == (z0, z1):
+            data = self.slab[1]
+        else:
+            data = self.reader.read(z0, z1)
+            self.slab = ((z0, z1), data) if data.nbytes <= self.limit else None
+        return data[:, y0:y1, x0:x1]
+
+    def close(self):
+        self.slab = None
+        self.reader.close()
 
 
 # -- choosing -----------------------------------------------------------------------------------------------
@@ -596,4 +626,5 @@ def check_source_dtype(source: Source):
         source.close()
         hint = ("round or rescale it to uint8/uint16 first (voxcodec is lossless: it codes integers)" if dt.kind == "f"
                 else "store it as one of those types first")
-        raise UnsupportedError(f"{source.label}: holds {dt} voxels; voxcodec codes uint8, uint16, int8 and int16: {hint}")
+        raise UnsupportedError(f"{source.label}: holds {dt} voxels; voxcodec codes uint8, uint16, int8 and int16: "
+                               f"{hint}")
