@@ -35,10 +35,10 @@ class Decoder:
 
     ``salvage=True`` reads a stream whose end is missing (an interrupted write) by scanning its
     complete blocks; their checksums are still verified.  ``batch`` caps the voxels per inference
-    call (memory only; the result never depends on it).  ``workers``: processes that decode blocks
-    in parallel when a read spans several blocks (default: every core; see
-    :mod:`voxcodec.core.parallel`); the voxels never depend on it.  A Decoder of an open file object
-    decodes in its own process.
+    call (memory only; the result never depends on it).  ``workers``: threads that decode blocks in
+    parallel when a read spans several blocks (default: every core); the compiled kernels release the
+    GIL, so threads scale without a process to start or blocks to send back.  The voxels never
+    depend on the worker count.
 
     Array-like: ``dec[z, y, x]`` takes numpy basic indices (ints, slices with any step, ``...``) and
     decodes only the blocks holding the requested voxels; ``np.asarray(dec)`` decodes the whole
@@ -338,7 +338,7 @@ class Decoder:
         yield from zip(indices, self._blocks(indices, catch))
 
     def _blocks(self, indices, catch: bool = False):
-        """Decoded blocks ``indices``, in order: by ``self.workers`` processes when there are several
+        """Decoded blocks ``indices``, in order: by ``self.workers`` threads when there are several
         (outside any lock: decoding is the slow part)."""
         n = min(self.workers, len(indices))
         if n < 2:
@@ -382,24 +382,6 @@ class Decoder:
         self.close()
 
 
-_WORKER: "Decoder | None" = None  # the stream a decoding worker process reads
-
-
-def _worker_open(state, index):
-    """A decoding worker: the parent's stream, read through the parent's block index."""
-    global _WORKER
-    _WORKER = _reopen(*state)
-    _WORKER.index = index
-
-
-def _worker_block(i: int) -> np.ndarray:
-    return _WORKER.read_block(i)
-
-
-def _worker_caught(i: int):
-    return _read_caught(_WORKER, i, True)
-
-
 def _read_caught(dec: Decoder, i: int, catch: bool):
     if not catch:
         return dec.read_block(i)
@@ -416,7 +398,7 @@ def _reopen(source, salvage, batch, shared_model):
 
 def decode(data, *, shared_model: BlockModel | None = None, workers: int | None = None) -> np.ndarray:
     """Decode a whole ``.vxc`` stream (bytes or a path) into a numpy array, with ``workers``
-    processes (default: every core)."""
+    threads (default: every core)."""
     with Decoder(data, shared_model=shared_model, workers=workers) as dec:
         return dec.read()
 

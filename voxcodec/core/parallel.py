@@ -1,15 +1,17 @@
-"""Workers: blocks coded in parallel processes, one compute thread each.
+"""Workers: blocks coded in parallel, one compute thread each.
 
-voxcodec parallelizes across blocks, one process per core: the compiled kernels and the range coder
-run one thread each, and training is limited to one torch / BLAS / OpenMP thread per process, so
-that N workers on N cores never oversubscribe them (oversubscribed torch threads spin: with several
-jobs on two cores voxcodec once fell to a tenth of its speed).  Results come back in order and at
-most ``2 * workers`` blocks are in flight, so memory stays bounded by a few blocks per worker.
+voxcodec parallelizes across blocks, one worker per core.  Blocks that train (torch) are coded in
+worker processes: training is limited to one torch / BLAS / OpenMP thread per process, so that N
+workers on N cores never oversubscribe them (oversubscribed torch threads spin: with several jobs on
+two cores voxcodec once fell to a tenth of its speed).  Everything else (decoding, and encoding from
+a zoo prior as it is) runs in threads: the compiled kernels release the GIL, and a thread needs no
+process started nor its block sent back.  Results come back in order and at most ``2 * workers``
+blocks are in flight, so memory stays bounded by a few blocks per worker.
 
-Workers are forked where the platform can (Linux): they start in milliseconds with every module and
-compiled kernel of the parent; elsewhere they are spawned.  They end with the process that started
-them, even when it is killed, and leave Ctrl-C to it.  A process that may not have children (a
-daemonic pool worker) codes its blocks itself.
+Worker processes are forked where the platform can (Linux): they start in milliseconds with every
+module and compiled kernel of the parent; elsewhere they are spawned.  They end with the process
+that started them, even when it is killed, and leave Ctrl-C to it.  A process that may not have
+children (a daemonic pool worker) codes its blocks itself.
 """
 
 from __future__ import annotations
