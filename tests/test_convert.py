@@ -231,8 +231,8 @@ def test_resume_after_kill_keeps_verified_chunks_and_recodes_a_damaged_one(crop,
     np.save(tmp_path / "v.npy", vol)
     dest = tmp_path / "out.zarr"
     args = ["convert", tmp_path / "v.npy", dest, "--chunks", "4,64,128", "--preset", "default"]  # 4 chunks
-    proc = subprocess.Popen(console_script("voxcodec", "voxcodec_cli.main") + [str(a) for a in args] + ["--workers", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cmd = console_script("voxcodec", "voxcodec_cli.main") + [str(a) for a in args] + ["--workers", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         while len(chunk_files(dest / "0")) < 2 and proc.poll() is None and time.monotonic() < deadline:
