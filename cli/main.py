@@ -618,6 +618,7 @@ def sample(output, overwrite):
 # -- commands defined in their own modules (each imports `cli` and `command` from here) ----------------------
 # (one import line per module below)
 from voxcodec_cli import convert as _convert  # noqa: E402,F401
+from voxcodec_cli import serve as _serve  # noqa: E402,F401
 
 
 # -- entry point ---------------------------------------------------------------------------------------
