@@ -216,6 +216,7 @@ def test_cors_preflight_head_and_range(tmp_path, vol_u8):
     with running(tmp_path / "em.zarr") as srv:
         status, headers, _ = _http(srv.url + "0.0.0")
         assert status == 200 and headers["Access-Control-Allow-Origin"] == "*"
+        assert headers["Server"] == f"voxcodec/{voxcodec.__version__}"
         assert _http(srv.url + ".zarray")[1]["Access-Control-Allow-Origin"] == "*"
         status, headers, body = _http(srv.url + "0.0.0", method="OPTIONS", headers={
             "Origin": "http://viewer.example", "Access-Control-Request-Method": "GET",
@@ -391,3 +392,20 @@ def test_cli_port_in_use_exits_2(tmp_path, vol_u8):
         port = srv.server_address[1]
         assert main(["serve", str(tmp_path / "em.zarr"), "--port", str(port)]) == 2
 
+
+
+def test_serves_what_voxcodec_convert_writes_as_valid_ome_zarr_04(tmp_path, vol_u8):
+    """A multiscale OME-Zarr 0.5 from ``voxcodec convert``, served: an OME-NGFF 0.4 image over zarr v2."""
+    convert = pytest.importorskip("voxcodec.storage.convert")
+    v04 = pytest.importorskip("ome_zarr_models.v04.image")
+    np.save(tmp_path / "v.npy", vol_u8)
+    convert.convert(str(tmp_path / "v.npy"), str(tmp_path / "out.ome.zarr"), levels=2, preset="fast", chunks=CHUNKS,
+                    workers=1, voxel_size=(8, 4, 4), unit="nm")
+    with running(tmp_path / "out.ome.zarr") as srv:
+        group = zarr.open_group(_store(srv.url), mode="r", zarr_format=2)
+        image = v04.Image.from_zarr(group)  # validates the attributes and the arrays they name
+        ms = image.attributes.multiscales[0]
+        assert [d.path for d in ms.datasets] == ["0", "1"] and ms.axes[0].unit == "nanometer"
+        np.testing.assert_array_equal(group["0"][:], vol_u8)
+        assert group["1"].shape == (20, 48, 40)
+        np.testing.assert_array_equal(group["1"][:], zarr.open_array(str(tmp_path / "out.ome.zarr" / "1"))[:])

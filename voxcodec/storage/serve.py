@@ -496,6 +496,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: a viewer asks for many chunks
     timeout = 120  # an idle keep-alive connection releases its thread
 
+    def version_string(self):
+        return self.server_version
+
     def log_message(self, format, *args):
         if self.server.verbose:
             sys.stderr.write(f"{self.address_string()} - {format % args}\n")
