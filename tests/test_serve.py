@@ -138,8 +138,8 @@ def test_group_with_two_levels_and_ome_metadata(tmp_path, vol_u8):
                      for i in range(2)]}]}
     root.attrs["ome"] = ome
     for name, v in (("0", vol_u8), ("1", half)):
-        a = root.create_array(name, shape=v.shape, chunks=(8, 32, 32), dtype="uint8", serializer=VoxCodec(preset="fast"),
-                              compressors=None, dimension_names=("z", "y", "x"))
+        a = root.create_array(name, shape=v.shape, chunks=(8, 32, 32), dtype="uint8",
+                              serializer=VoxCodec(preset="fast"), compressors=None, dimension_names=("z", "y", "x"))
         a[...] = v
     with running(tmp_path / "em.ome.zarr") as srv:
         assert json.loads(_http(srv.url + ".zgroup")[2]) == {"zarr_format": 2}
@@ -189,6 +189,18 @@ def test_sharded_array_served_by_inner_chunks(tmp_path, vol_u8):
     with running(tmp_path / "sh.zarr") as srv:
         assert json.loads(_http(srv.url + ".zarray")[2])["chunks"] == [10, 32, 32]
         np.testing.assert_array_equal(_open_remote(srv.url)[:], vol_u8)
+
+
+def test_zarr_format_2_array_with_the_numcodecs_codec(tmp_path, vol_u16):
+    from voxcodec.numcodecs import VoxCodec as VoxCodecV2
+
+    arr = zarr.create_array(str(tmp_path / "v2.zarr"), shape=SHAPE, chunks=CHUNKS, dtype="uint16",
+                            compressors=VoxCodecV2(preset="fast"), zarr_format=2, fill_value=5)
+    arr[...] = vol_u16
+    with running(tmp_path / "v2.zarr") as srv:
+        meta = json.loads(_http(srv.url + ".zarray")[2])
+        assert meta["compressor"] is None and meta["fill_value"] == 5 and meta["dimension_separator"] == "."
+        np.testing.assert_array_equal(_open_remote(srv.url)[:], vol_u16)
 
 
 # -- HTTP behaviour -------------------------------------------------------------------------------------------

@@ -181,7 +181,8 @@ def _is_voxcodec(arr) -> bool:
                 yield from names(inner)
 
     codecs = list(getattr(meta, "codecs", None) or ())
-    codecs += [c for c in (getattr(meta, "compressor", None),) if c is not None] + list(getattr(meta, "filters", None) or ())
+    codecs += [c for c in (getattr(meta, "compressor", None),) if c is not None]
+    codecs += list(getattr(meta, "filters", None) or ())
     return any(n.startswith("voxcodec") for n in names(codecs))
 
 
