@@ -683,5 +683,7 @@ def run() -> None:
     sys.exit(main())
 
 
-if __name__ == "__main__":
-    run()
+if __name__ == "__main__":  # python -m voxcodec_cli.main: run the package's copy of this module, on which
+    from voxcodec_cli.main import run as _run  # the commands of their own modules (convert, serve) register
+
+    _run()
