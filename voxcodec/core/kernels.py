@@ -746,6 +746,7 @@ def infer_rows(planes, fq, fr, fc, rs, cs, ny, nx,
     out = np.empty((2, cap), np.float32)
     span_p = np.empty(cap, pred.dtype)
     span_t = np.empty(cap, table.dtype)
+    mark = np.empty(cap, np.uint8)
     bases = np.empty(max(nf, 1), np.int64)
     rows_h1 = np.arange(max(h1, h2), dtype=np.int64) * cap
     xflat = x.ravel()
@@ -768,7 +769,7 @@ def infer_rows(planes, fq, fr, fc, rs, cs, ny, nx,
                     bases[f] = ((d * 8 + fq[f]) * rows + fr[f] + rs * i) * cols + fc[f]
                 _net(flat, bases, m, w1s, b1, s1, w2, b2, s2, wout, raw1, a1, a1flat, raw2, a2, a2flat, out,
                      rows_h1, sh_mu, sh_skip, bmu, half, sh, bsc, sh_t, data_shift, bins, centre, lo, hi, tbase,
-                     flat_n, flat_table, span_p, span_t, 0)
+                     flat_n, flat_table, span_p, span_t, 0, mark)
                 for r in range(k):
                     src0 = r * rs * cols
                     dst0 = v0 + r * nx
@@ -783,7 +784,7 @@ def infer_rows(planes, fq, fr, fc, rs, cs, ny, nx,
                         bases[f] = ((d * 8 + fq[f]) * rows + fr[f] + rs * i) * cols + fc[f] + j0
                     _net(flat, bases, m, w1s, b1, s1, w2, b2, s2, wout, raw1, a1, a1flat, raw2, a2, a2flat, out,
                          rows_h1, sh_mu, sh_skip, bmu, half, sh, bsc, sh_t, data_shift, bins, centre, lo, hi, tbase,
-                         flat_n, flat_table, pd, td, v0 + j0)
+                         flat_n, flat_table, pd, td, v0 + j0, mark)
             else:
                 m = min(COLS, n - v0)
                 ucs = np.uint64(cs)
@@ -803,13 +804,13 @@ def infer_rows(planes, fq, fr, fc, rs, cs, ny, nx,
                     bases[f] = f * cap
                 _net(xflat, bases, m, w1s, b1, s1, w2, b2, s2, wout, raw1, a1, a1flat, raw2, a2, a2flat, out,
                      rows_h1, sh_mu, sh_skip, bmu, half, sh, bsc, sh_t, data_shift, bins, centre, lo, hi, tbase,
-                     flat_n, flat_table, pd, td, v0)
+                     flat_n, flat_table, pd, td, v0, mark)
 
 
 @njit(**_JIT_F)
 def _net(src, bases, m, w1s, b1, s1, w2, b2, s2, wout, raw1, a1, a1flat, raw2, a2, a2flat, out, rows_h1,
          sh_mu, sh_skip, bmu, half, sh, bsc, sh_t, data_shift, bins, centre, lo, hi, tbase, flat_n, flat_table, pd, td,
-         start):
+         start, mark):
     """The network on ``m`` voxels whose features are ``src[bases[f]:bases[f] + m]``; their
     predictions and tables go to ``pd``/``td`` from ``start``."""
     h1 = b1.shape[0]
@@ -832,7 +833,21 @@ def _net(src, bases, m, w1s, b1, s1, w2, b2, s2, wout, raw1, a1, a1flat, raw2, a
         near = min(flat_n, FLAT_NEAR)
         floor = np.float32((lo - centre) >> data_shift)  # the block's lowest value, centred (black borders)
         b0 = bases[0]
+        if near == FLAT_NEAR:  # first a branch-free sweep marks the candidates (few, off black borders)
+            u0, u1, u2, u3 = np.uint64(b0), np.uint64(bases[1]), np.uint64(bases[2]), np.uint64(bases[3])
+            for j in range(np.uint64(m)):
+                v = src[u0 + j]
+                v1 = src[u1 + j]
+                v2 = src[u2 + j]
+                v3 = src[u3 + j]
+                at_floor = np.int32(v == floor) + np.int32(v1 == floor) + np.int32(v2 == floor) + np.int32(v3 == floor)
+                mark[j] = np.uint8(((v1 == v) & (v2 == v) & (v3 == v)) | (at_floor >= 2))
+        else:
+            for j in range(np.uint64(m)):
+                mark[j] = 1
         for j in range(np.uint64(m)):
+            if not mark[j]:
+                continue
             v = src[b0 + j]
             same = True
             for f in range(1, near):
