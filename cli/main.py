@@ -241,7 +241,7 @@ def cli(ctx, debug):
               help="training effort per block: fast (edge computers), default, max (best bits, slow)")
 @click.option("--block-depth", type=click.IntRange(min=1), metavar="N",
               help="slices per block (default: about 4 Mi voxels per block with zoo priors, 16 Mi with --prior "
-                   "none; at most 256 slices, balanced over the volume's depth)")
+                   "none or --preset max; at most 256 slices, balanced over the volume's depth)")
 @click.option("--tile", type=TileType(), metavar="HxW",
               help="cut slices into tiles of this size (default: 2048x2048 for larger slices)")
 @click.option("--workers", type=click.IntRange(min=1), metavar="N",

@@ -260,9 +260,10 @@ class Encoder:
 
     ``file`` is a path, a writable binary file object, or ``None`` to collect the stream in memory
     (:meth:`getvalue`).  ``block_depth`` defaults to about 4 Mi voxels per block with zoo priors, 16 Mi
-    without (balanced over ``expected_slices`` when the depth of the volume is known in advance: see
-    :func:`auto_block_depth`); ``tile`` splits
-    large slices in-plane (default: slices above 2048 x 2048 are cut into 2048 x 2048 tiles).
+    without them or with ``max`` (which also trains a model from scratch), balanced over
+    ``expected_slices`` when the depth of the volume is known in advance (:func:`auto_block_depth`);
+    ``tile`` splits large slices in-plane (default: slices above 2048 x 2048 are cut into 2048 x
+    2048 tiles).
     ``on_block`` is called with a :class:`BlockInfo` after each block is written.
     ``train``: "auto" trains a model per block but keeps plain neighbour-average networks when they
     code a small block into fewer bytes; "always" / "never" force one or the other.
@@ -323,8 +324,9 @@ class Encoder:
         if shared_model is not None and prior not in ("auto", "none", None):
             raise ValueError("a shared model and a prior exclude each other")
         self.priors = [] if shared_model is not None else zoo.resolve(prior)
+        # blocks from a prior may be small; `max` also trains a model from scratch, which needs a large block
         self.block_depth = int(block_depth) if block_depth else \
-            auto_block_depth(self.slice_shape, expected_slices, prior=bool(self.priors))
+            auto_block_depth(self.slice_shape, expected_slices, prior=bool(self.priors) and not self.opts.scratch)
         if self.block_depth < 1:
             raise ValueError("block_depth must be at least 1")
         if tile is None:

@@ -474,6 +474,10 @@ def _run_local(task, todo, workers, on_done):
     import dask
     from dask.callbacks import Callback
 
+    if task.model is None and PRESETS[task.preset][1].prior_steps:  # chunks fine-tune: torch and its optimizer
+        from ..core.encoder import _load_trainer                     # load once here, not in every forked worker
+
+        _load_trainer()
     pool = parallel.pool(workers)
     if pool is None:  # a process that may not have children (a daemonic worker)
         return _run_local(task, todo, 1, on_done)
@@ -481,7 +485,10 @@ def _run_local(task, todo, workers, on_done):
         with Callback(posttask=lambda key, result, dsk, state, worker: on_done(result)):
             for batch in _batches(todo):
                 graph = [dask.delayed(convert_chunk, pure=False)(task, lv, index, key) for lv, index, key in batch]
-                dask.compute(*graph, scheduler="processes", pool=pool, num_workers=workers, optimize_graph=False)
+                # chunksize=1: dask otherwise hands out ready chunks in fives, so a volume of four chunks
+                # (or a batch's tail) went to one worker while the other waited
+                dask.compute(*graph, scheduler="processes", pool=pool, num_workers=workers, optimize_graph=False,
+                             chunksize=1)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
 
