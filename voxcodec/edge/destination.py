@@ -10,13 +10,9 @@ call reconnects, so a link that went down and came back is picked up again.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 
 from ..errors import VoxcodecError
-
-#: fsspec protocols whose rename replaces the target atomically
-_RENAMING = {"file", "local", "sftp", "ssh"}
+from ..storage.atomic import put_atomic
 
 
 class DestinationError(VoxcodecError):
@@ -76,19 +72,7 @@ class Destination:
         return self._call(get)
 
     def put(self, key: str, data: bytes):
-        def put(fs):
-            path = self.path(key)
-            if self.protocol in ("file", "local"):
-                write_atomic(path, data)
-            elif self.protocol in _RENAMING:
-                parent = path.rsplit("/", 1)[0]
-                fs.makedirs(parent, exist_ok=True)
-                tmp = _temporary_name(path)
-                fs.pipe_file(tmp, data)
-                fs.mv(tmp, path)
-            else:
-                fs.pipe_file(path, data)
-        self._call(put)
+        self._call(lambda fs: put_atomic(fs, self.protocol, self.path(key), data))
 
     # -- the zarr array ------------------------------------------------------------------------------
     def read_metadata(self) -> dict | None:
@@ -99,32 +83,6 @@ class Destination:
             return json.loads(raw)
         except ValueError:
             raise DestinationError(f"{self.url}/zarr.json is not valid JSON: DEST holds something else") from None
-
-
-def _temporary_name(path: str) -> str:
-    """A hidden name beside ``path`` (zarr ignores it) to write to before the rename."""
-    parent, name = os.path.split(path)
-    return f"{parent}/.{name}.{uuid.uuid4().hex[:8]}.part"
-
-
-def write_atomic(path, data: bytes):
-    """Write a local file durably (fsync) under a temporary name, then rename it into place:
-    after a crash ``path`` holds either its old content or all of ``data``."""
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = _temporary_name(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 class ArrayLayout:

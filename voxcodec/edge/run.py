@@ -40,7 +40,8 @@ from ..core.encoder import AUTO_TILE, auto_block_depth
 from ..storage.chunks import encode_chunk
 from ..storage.volume_io import read_image
 from .acquisition import SliceWatcher, natural_key
-from .destination import ArrayLayout, Destination, DestinationError, write_atomic
+from ..storage.atomic import write_atomic
+from .destination import ArrayLayout, Destination, DestinationError
 from .errors import EdgeError, VerifyError
 from .journal import Journal
 from .shipper import MAX_BACKOFF, Shipper, sha256

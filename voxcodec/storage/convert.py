@@ -32,7 +32,6 @@ import math
 import os
 import shutil
 import time
-import uuid
 import zlib
 from dataclasses import dataclass, field
 
@@ -42,6 +41,7 @@ from ..core import parallel
 from ..core.presets import PRESETS
 from ..errors import CorruptStreamError, InputError, VoxcodecError
 from . import chunks as chunkcodec
+from .atomic import put_atomic, write_atomic
 from . import ome
 from .sources import Source, open_source, split_url
 
@@ -158,9 +158,6 @@ def level_region(source: Source, factor, box) -> np.ndarray:
 
 
 # -- DEST ----------------------------------------------------------------------------------------------------
-_RENAMING = {"file", "local", "sftp", "ssh"}
-
-
 class Store:
     """Objects of DEST by key (``"0/c/1/0/2"``): a local folder or an fsspec URL. Picklable: each process
     connects the first time it needs to. Writes are atomic: local and SFTP files are written under a
@@ -202,29 +199,11 @@ class Store:
             return None
 
     def put(self, key: str, data: bytes):
-        path = self.path(key)
-        parent, name = path.rsplit("/" if not self.local else os.sep, 1)
-        tmp = f"{parent}/.{name}.{uuid.uuid4().hex[:8]}.part"
+        """Write a chunk or metadata file atomically (:mod:`.atomic`): a kill leaves it whole or absent."""
         if self.local:
-            os.makedirs(parent, exist_ok=True)
-            try:
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
-        elif self.protocol in _RENAMING:
-            self.fs.makedirs(parent, exist_ok=True)
-            self.fs.pipe_file(tmp, data)
-            self.fs.mv(tmp, path)
+            write_atomic(self.path(key), data)
         else:
-            self.fs.pipe_file(path, data)
+            put_atomic(self.fs, self.protocol, self.path(key), data)
 
     def delete(self, key: str):
         try:
