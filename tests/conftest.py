@@ -53,3 +53,38 @@ def run_python(code: str, env_extra=None) -> str:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stderr
     return res.stdout
+
+
+def moto_s3(bucket: str):
+    """moto's S3 server (an in-memory mock of the S3 API, spoken over HTTP on 127.0.0.1) with ``bucket``
+    made: a generator for a fixture, yielding ``(s3fs file system, storage options)``."""
+    import socket
+    import subprocess
+    import time
+
+    pytest.importorskip("s3fs")
+    pytest.importorskip("moto.server")
+    import s3fs
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    opts = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "testing", "secret": "testing"}
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            fs = s3fs.S3FileSystem(skip_instance_cache=True, **opts)
+            fs.mkdir(bucket)
+            break
+        except Exception:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise
+            time.sleep(0.2)
+    try:
+        yield fs, opts
+    finally:
+        proc.kill()
+        proc.wait()

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from conftest import SHARED_DATA, console_script
+from conftest import SHARED_DATA, console_script, moto_s3
 
 zarr = pytest.importorskip("zarr")
 h5py = pytest.importorskip("h5py")
@@ -350,34 +350,8 @@ def test_unsupported_n5_compression_is_refused(crop, tmp_path):
 
 # -- remote: sources and DEST on S3 (moto's in-memory S3 server on 127.0.0.1) ---------------------------------
 @pytest.fixture
-def s3(tmp_path):
-    pytest.importorskip("s3fs")
-    pytest.importorskip("moto.server")
-    import socket
-    import sys
-
-    import s3fs
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    opts = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "testing", "secret": "testing"}
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            fs = s3fs.S3FileSystem(skip_instance_cache=True, **opts)
-            fs.mkdir("em-data")
-            break
-        except Exception:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise
-            time.sleep(0.2)
-    yield fs, opts
-    proc.kill()
-    proc.wait()
+def s3():
+    yield from moto_s3("em-data")
 
 
 def test_remote_sources_and_dest_on_s3(crop, tmp_path, s3):

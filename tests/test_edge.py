@@ -21,7 +21,7 @@ import pytest
 import tifffile
 
 import sshd
-from conftest import SHARED_DATA, console_script
+from conftest import SHARED_DATA, console_script, moto_s3
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import microscope  # noqa: E402
@@ -211,29 +211,10 @@ def test_sftp_destination_survives_server_outage(volume, tmp_path, ssh_server):
 
 
 @pytest.fixture
-def s3_server(tmp_path):
-    """moto's S3 server (an in-memory mock of the S3 API, spoken over HTTP on 127.0.0.1)."""
-    pytest.importorskip("s3fs")
-    pytest.importorskip("moto.server")
-    port = sshd._free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    opts = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "testing", "secret": "testing"}
-    import s3fs
-
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            s3fs.S3FileSystem(skip_instance_cache=True, **opts).mkdir("edge-bucket")
-            break
-        except Exception:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise
-            time.sleep(0.3)
-    yield opts
-    proc.kill()
-    proc.wait()
+def s3_server():
+    """moto's S3 server, with the bucket edge-bucket: its storage options."""
+    for _, opts in moto_s3("edge-bucket"):
+        yield opts
 
 
 def test_s3_destination(volume, tmp_path, s3_server):
