@@ -198,3 +198,41 @@ def test_payload_costs_what_the_tables_say(sample):
     info = infos[0]
     payload_bits = 8 * (info.nbytes - info.model_bytes - voxcodec.core.container.HEADER_SIZE)
     assert sum(info.slice_bits) <= payload_bits <= 1.001 * sum(info.slice_bits) + 8 * 64
+
+
+def test_workspace_buffers_are_reused_per_thread_and_bounded(monkeypatch):
+    import threading
+
+    from voxcodec.core import workspace
+
+    workspace.release()
+    a = workspace.buffer("t", (4, 5), np.int32)
+    b = workspace.buffer("t", (3, 2), np.int32)  # fits: the same memory
+    assert np.shares_memory(a, b) and b.shape == (3, 2) and b.dtype == np.int32
+    c = workspace.buffer("t", 100, np.float64, zero=True)  # grown: new memory, zeroed
+    assert not np.shares_memory(a, c) and c.shape == (100,) and not c.any()
+    other = []
+    th = threading.Thread(target=lambda: other.append(workspace.buffer("t", 10, np.float64)))
+    th.start()
+    th.join()
+    assert not np.shares_memory(other[0], c)  # every thread has its own
+    monkeypatch.setattr(workspace, "KEEP_BYTES", 1000)
+    big = workspace.buffer("big", 2000, np.uint8)  # over the bound: a plain array, not kept
+    assert not np.shares_memory(big, workspace.buffer("big", 2000, np.uint8))
+    assert workspace.held() <= 1000
+    workspace.release()
+    assert workspace.held() == 0
+
+
+def test_slice_palette_refuses_values_outside_the_block_range():
+    from voxcodec.core import palette
+
+    s = np.array([[3, 5], [5, 9]], np.uint8)
+    kind, values = palette.choose(s, 3, 9)
+    assert kind in (palette.NORMAL, palette.PALETTE, palette.LISTED)
+    if values is not None:
+        assert values.tolist() == [3, 5, 9]
+    with pytest.raises(ValueError):
+        palette.choose(s, 4, 9)
+    with pytest.raises(ValueError):
+        palette.choose(s, 3, 8)

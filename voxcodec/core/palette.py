@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import constriction
 
+from . import kernels
+
 _UNIFORM = constriction.stream.model.Uniform()
 
 
@@ -36,7 +38,10 @@ def listed_bits(n: int, lo: int, hi: int) -> float:
 def choose(slice_values: np.ndarray, lo: int, hi: int):
     """``(kind, values)`` for a slice: its one value, its sorted used values when a palette pays
     for its bitmap or its list (whichever is cheaper), or ``(NORMAL, None)``."""
-    vals = np.flatnonzero(np.bincount(np.ravel(slice_values)))  # uint8 / uint16: sorted used values
+    counts = np.zeros(hi - lo + 1, np.int64)
+    if kernels.count_values(slice_values, lo, counts):  # compiled, without the GIL (bincount holds it)
+        raise ValueError(f"slice values outside the block's range [{lo}, {hi}]")
+    vals = np.flatnonzero(counts) + lo  # sorted used values
     if vals.size == 1:
         return CONSTANT, vals.astype(np.int64)
     span = int(vals[-1]) - int(vals[0]) + 1

@@ -28,7 +28,7 @@ import struct
 
 import numpy as np
 
-from . import context as ctx
+from . import context as ctx, workspace
 from . import kernels, palette
 from .block import (centred, fill_planes, n_tables as _n_tables, pass_geometry_args, pass_predictions, plane_shape,
                     value_range)
@@ -142,15 +142,55 @@ def _put_header(bits: _BitWriter, kind: int, values, lo: int, hi: int) -> int:
     return int(bits.state[0]) - start
 
 
-def stack_planes(data: np.ndarray, z0: int, z1: int, centre: int, shift: int, pad: int) -> np.ndarray:
+def stack_planes(data: np.ndarray, z0: int, z1: int, centre: int, shift: int, pad: int,
+                 reuse: bool = False) -> np.ndarray:
     """Phase planes (z1 - z0, 8, rows, cols) of slices ``z0:z1`` of a block and of the slice before
-    each (zero before the first), as :func:`pass_predictions` reads them."""
-    planes = np.zeros((z1 - z0, 8, *plane_shape(data.shape[1:], pad)), np.float32)
+    each (zero before the first), as :func:`pass_predictions` reads them (``reuse``: in this thread's
+    :mod:`.workspace`)."""
+    shape = (z1 - z0, 8, *plane_shape(data.shape[1:], pad))
+    planes = workspace.buffer("planes", shape, np.float32, zero=True) if reuse else np.zeros(shape, np.float32)
     kernels.planes_of(data[z0:z1], centre, shift, pad, planes[:, :4])
     planes[1:, 4:] = planes[:-1, :4]
     if z0 > 0:
         kernels.planes_of(data[z0 - 1:z0], centre, shift, pad, planes[:1, 4:])
     return planes
+
+
+def _stack_predictions(data: np.ndarray, model: BlockModel, chunk_voxels: int, flat: bool, reuse: bool):
+    """Encoder-side predictions of a whole block, a few slices at a time.
+
+    Yields ``(z0, z1, x, pred, table, base, size)``: the values, predictions and tables of every pass
+    of slices ``z0:z1``, each as one flat array in which pass i is the C-contiguous (z1 - z0,
+    ``size[i]``) block from ``base[i]`` (``reuse``: this thread's :mod:`.workspace` buffers, valid until
+    the next step)."""
+    lo, hi, centre, shift = value_range(data)
+    d, h, w = data.shape
+    cfg = model.config
+    pad = ctx.pad_width(cfg.levels)
+    passes = ctx.schedule(cfg.levels, cfg.neighbours)
+    size = np.array([ctx.pass_size((h, w), p) for p in passes], np.int64)
+    step = max(1, chunk_voxels // max(h * w, 1))
+
+    def buf(name, n, dtype):
+        return workspace.buffer(name, n, dtype) if reuse else np.empty(n, dtype)
+
+    for z0 in range(0, d, step):
+        z1 = min(d, z0 + step)
+        depth = z1 - z0
+        base = np.concatenate([[0], np.cumsum(size[:-1] * depth)]).astype(np.int64)
+        total = int(size.sum()) * depth
+        xs, preds, tables = buf("x", total, data.dtype), buf("pred", total, np.int32), buf("table", total, np.int32)
+        planes = stack_planes(data, z0, z1, centre, shift, pad, reuse)
+        for i, p in enumerate(passes):
+            at = slice(int(base[i]), int(base[i] + depth * size[i]))
+            x, pred, table = (a[at].reshape(depth, int(size[i])) for a in (xs, preds, tables))
+            x[...] = ctx.take(data[z0:z1], p)
+            pass_predictions(model, i, planes, (h, w), model.inter is not None, lo, hi, centre, shift, pred, table,
+                             flat=flat)
+            if model.inter is not None and z0 == 0:  # the first slice of a block has no slice before it
+                pass_predictions(model, i, planes[:1], (h, w), False, lo, hi, centre, shift, pred[:1], table[:1],
+                                 flat=flat)
+        yield z0, z1, xs, preds, tables, base, size
 
 
 def predictions(data: np.ndarray, model: BlockModel, chunk_voxels: int = 1 << 20, flat: bool = True):
@@ -159,27 +199,10 @@ def predictions(data: np.ndarray, model: BlockModel, chunk_voxels: int = 1 << 20
     Yields ``(z0, z1, passes)``: for each pass of the schedule, ``(values, prediction, table)``
     arrays (z1 - z0, voxels of the pass): what the decoder computes for those slices (the encoder
     knows every voxel, so it runs whole stacks of slices through the kernel)."""
-    lo, hi, centre, shift = value_range(data)
-    d, h, w = data.shape
-    cfg = model.config
-    pad = ctx.pad_width(cfg.levels)
-    passes = ctx.schedule(cfg.levels, cfg.neighbours)
-    step = max(1, chunk_voxels // max(h * w, 1))
-    for z0 in range(0, d, step):
-        z1 = min(d, z0 + step)
-        planes = stack_planes(data, z0, z1, centre, shift, pad)
-        per_pass = []
-        for i, p in enumerate(passes):
-            x = ctx.take(data[z0:z1], p)
-            if model.inter is not None:
-                pred, table = pass_predictions(model, i, planes, (h, w), True, lo, hi, centre, shift, flat=flat)
-                if z0 == 0:  # the first slice of a block has no slice before it
-                    pred[:1], table[:1] = pass_predictions(model, i, planes[:1], (h, w), False, lo, hi, centre, shift,
-                                                           flat=flat)
-            else:
-                pred, table = pass_predictions(model, i, planes, (h, w), False, lo, hi, centre, shift, flat=flat)
-            per_pass.append((x, pred, table))
-        yield z0, z1, per_pass
+    for z0, z1, xs, preds, tables, base, size in _stack_predictions(data, model, chunk_voxels, flat, False):
+        depth = z1 - z0
+        yield z0, z1, [tuple(a[b:b + depth * n].reshape(depth, n) for a in (xs, preds, tables))
+                       for b, n in zip(base.tolist(), size.tolist())]
 
 
 def encode(data: np.ndarray, model: BlockModel, progress=None, streams: int = 1,
@@ -205,10 +228,11 @@ def encode(data: np.ndarray, model: BlockModel, progress=None, streams: int = 1,
     scratch = _Scratch(most, n_tables, tokens)
     nbits, extra = np.empty(max(most, 1), np.int64), np.empty(max(most, 1), np.int64)
     cap = [max(1, sum(r[s][1] - r[s][0] for r in ranges) * min(group, d)) for s in range(k)]
-    starts = [np.empty(c, np.int32) for c in cap]
-    freqs = [np.empty(c, np.int32) for c in cap]
+    starts = [workspace.buffer(f"starts{s}", c, np.int32) for s, c in enumerate(cap)]
+    freqs = [workspace.buffer(f"freqs{s}", c, np.int32) for s, c in enumerate(cap)]
     filled = [0] * k
-    words = [np.empty(16, np.uint16) for _ in range(k)]
+    # rANS words: room for the first group of slices (rans_encode's bound), grown when the rest need more
+    words = [workspace.buffer(f"words{s}", 4 * cap[s] + 8, np.uint16) for s in range(k)]
     wpos = [0] * k
     slice_bits = []
 
@@ -216,34 +240,32 @@ def encode(data: np.ndarray, model: BlockModel, progress=None, streams: int = 1,
         for s in range(k):
             need = wpos[s] + 4 * filled[s] + 8
             if need > words[s].size:
-                grown = np.empty(max(need, 2 * words[s].size), np.uint16)
+                grown = workspace.buffer(f"words{s}", max(need, 2 * words[s].size), np.uint16)
                 grown[:wpos[s]] = words[s][:wpos[s]]
                 words[s] = grown
             wpos[s] = kernels.rans_encode(starts[s], freqs[s], filled[s], words[s], wpos[s])
             filled[s] = 0
 
-    for z0, z1, per_pass in predictions(data, model, flat=flat):
+    # each stripe's part [a, b) of every pass; the most raw bits a voxel can take
+    spans = [np.array([r[s] for r in ranges], np.int64).reshape(len(passes), 2) for s in range(k)]
+    most_raw = max(0, (2 * (hi - lo)).bit_length() - 1 - kernels.MSB)
+    raw_room = [most_raw * int((sp[:, 1] - sp[:, 0]).sum()) for sp in spans]
+    counted = np.empty(2, np.float64)
+    for z0, z1, xs, preds, tabs, base, size in _stack_predictions(data, model, 1 << 20, flat, True):
         for z in range(z0, z1):
             kind, values = palette.choose(data[z], lo, hi)
             cost = float(_put_header(bits[0], kind, values, lo, hi))
             if kind != palette.CONSTANT:
                 lut = None if kind == palette.NORMAL else palette.Lookup(values, lo, hi)
                 rank, nearest = (_NONE, _NONE) if lut is None else (lut.rank, lut.nearest)
-                for (x, pred, table), r in zip(per_pass, ranges):
-                    for s, (a, b) in enumerate(r):
-                        if a == b:
-                            continue
-                        m = b - a
-                        toks = scratch.toks[:m]
-                        raw = kernels.tokens_of(x[z - z0, a:b], pred[z - z0, a:b], rank, nearest, lo, toks,
-                                                nbits[:m], extra[:m])
-                        t = tables[s]
-                        filled[s], ideal = kernels.model_symbols(
-                            toks, table[z - z0, a:b], n_tables, t.counts, t.totals, t.seen, starts[s], freqs[s],
-                            filled[s], scratch.order, scratch.sizes, scratch.cum, scratch.lut)
-                        bits[s].reserve(int(raw))
-                        kernels.put_raw(bits[s].buf, bits[s].state, nbits[:m], extra[:m])
-                        cost += ideal + raw
+                for s in range(k):
+                    t = tables[s]
+                    bits[s].reserve(raw_room[s])
+                    filled[s] = kernels.code_slice(
+                        xs, preds, tabs, base, size, z - z0, spans[s], rank, nearest, lo, n_tables, t.counts,
+                        t.totals, t.seen, starts[s], freqs[s], filled[s], scratch.order, scratch.sizes, scratch.cum,
+                        scratch.lut, scratch.toks, nbits, extra, bits[s].buf, bits[s].state, counted)
+                    cost += counted[0] + counted[1]
             if (z + 1) % group == 0 or z == d - 1:
                 flush()
             slice_bits.append(cost)
@@ -371,10 +393,10 @@ def decode(payload: bytes, model: BlockModel, shape, lo: int, hi: int, centre: i
     grids = [_grid((h, w), p) for p in passes]
     most = max(ny * nx for *_, ny, nx in grids)
     scratch = _Scratch(most, n_tables, tokens)
-    values = np.empty(max(most, 1), np.int32)
-    pred = np.empty((1, max(most, 1)), np.int32)
-    table = np.empty((1, max(most, 1)), np.int32)
-    planes = np.zeros((1, 8, *plane_shape((h, w), pad)), np.float32)
+    values = workspace.buffer("values", max(most, 1), np.int32)
+    pred = workspace.buffer("pred", (1, max(most, 1)), np.int32)
+    table = workspace.buffer("table", (1, max(most, 1)), np.int32)
+    planes = workspace.buffer("planes", (1, 8, *plane_shape((h, w), pad)), np.float32, zero=True)
     group = chunk_slices(h, w)
     steps = {inter: [(pass_geometry_args(model, i, (h, w), inter, lo, hi, centre, shift, flat), grids[i], ranges[i])
                      for i in range(len(passes))]
