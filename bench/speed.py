@@ -22,8 +22,10 @@ Everything it reports is measured in this one run, on this machine:
   workers: every core) against one alone; their combined MB/s over the single one's.
 
 Timings: each process first codes a small crop (voxcodec loads torch and its compiled kernels
-then), encodes twice and decodes three times, keeping the fastest of each (a process's first large
-encode also pays for fresh memory pages and threads: about 10% on voxcodec).  Writes DIR/speed.json,
+then), encodes at least twice and decodes at least three times, and again while the codings so far
+took under 3 s (at most six), keeping the fastest of each: a process's first large encode also pays
+for fresh memory pages and threads (about 10% on voxcodec), and codings of a fraction of a second
+vary by 10% and more on a shared 2-core machine.  Writes DIR/speed.json,
 DIR/speed.md and DIR/pareto.png (bits per voxel against MB/s per core, the picture a facility
 chooses a codec from).
 """
@@ -99,13 +101,27 @@ def bench_prior(path) -> str:
     return name if name in {q.id for q in zoo.available()} else "none"  # a stack of volumes has no such prior
 
 
-#: encodes timed per codec (the fastest kept); decodes: three
-ENCODE_REPEATS = 2
+#: encodes and decodes timed per codec, the fastest kept: at least this many, and more (up to
+#: REPEAT_MAX) while they fit in REPEAT_SECONDS, so that codings of a fraction of a second, whose
+#: timings on a shared 2-core machine vary by 10% and more, are sampled several times
+ENCODE_REPEATS, DECODE_REPEATS, REPEAT_MAX, REPEAT_SECONDS = 2, 3, 6, 3.0
+
+
+def _fastest(fn, least: int):
+    """``(fastest seconds, last result)`` of ``fn()`` run ``least`` times, then again while the runs
+    so far took under REPEAT_SECONDS in all (at most REPEAT_MAX runs)."""
+    best, spent, out, n = float("inf"), 0.0, None, 0
+    while n < least or (n < REPEAT_MAX and spent < REPEAT_SECONDS):
+        t0 = time.perf_counter()
+        out = fn()
+        dt = time.perf_counter() - t0
+        best, spent, n = min(best, dt), spent + dt, n + 1
+    return best, out
 
 
 def run_codec(path: str, name: str, workers: int, max_slices=None) -> dict:
-    """Encode twice and decode three times (the fastest of each kept: the first large encode of a
-    process also pays for fresh memory pages and threads), compare: one record."""
+    """Encode and decode (at least twice and three times; see :func:`_fastest`), keep the fastest
+    of each, compare: one record."""
     vol = load(path, max_slices)
     if name.startswith("voxcodec-"):
         import voxcodec
@@ -113,11 +129,8 @@ def run_codec(path: str, name: str, workers: int, max_slices=None) -> dict:
         preset = name[len("voxcodec-"):]
         prior = bench_prior(path)
         voxcodec.encode(vol[:2, :64, :64], preset=preset, workers=1, train="always", prior=prior)  # loads torch, kernels
-        enc_s = float("inf")
-        for _ in range(ENCODE_REPEATS):
-            t0 = time.perf_counter()
-            data = voxcodec.encode(vol, preset=preset, workers=workers, threads=1, prior=prior)
-            enc_s = min(enc_s, time.perf_counter() - t0)
+        enc_s, data = _fastest(lambda: voxcodec.encode(vol, preset=preset, workers=workers, threads=1, prior=prior),
+                               ENCODE_REPEATS)
         size = len(data)
         decode = lambda: voxcodec.decode(data, workers=workers)  # noqa: E731
     else:
@@ -129,14 +142,12 @@ def run_codec(path: str, name: str, workers: int, max_slices=None) -> dict:
             from multiprocessing import get_context
 
             pool = get_context("fork").Pool(workers)
-        enc_s = float("inf")
-        for _ in range(ENCODE_REPEATS):
-            t0 = time.perf_counter()
+        def encode():
             if pool is None:
-                parts = [enc(s) for s in vol]
-            else:
-                parts = [p for ps in pool.map(_enc_slices, [(name, vol[c]) for c in chunks]) for p in ps]
-            enc_s = min(enc_s, time.perf_counter() - t0)
+                return [enc(s) for s in vol]
+            return [p for ps in pool.map(_enc_slices, [(name, vol[c]) for c in chunks]) for p in ps]
+
+        enc_s, parts = _fastest(encode, ENCODE_REPEATS)
         size = sum(len(p) for p in parts)
         splits = np.cumsum([len(c) for c in chunks])[:-1]
 
@@ -145,11 +156,7 @@ def run_codec(path: str, name: str, workers: int, max_slices=None) -> dict:
                 return np.stack([dec(p) for p in parts])
             groups = np.split(np.array(parts, dtype=object), splits)
             return np.concatenate(pool.map(_dec_slices, [(name, list(g)) for g in groups]))
-    best, out = float("inf"), None
-    for _ in range(3):
-        t0 = time.perf_counter()
-        out = decode()
-        best = min(best, time.perf_counter() - t0)
+    best, out = _fastest(decode, DECODE_REPEATS)
     if not name.startswith("voxcodec-") and workers > 1:
         pool.close()
     return {"volume": Path(path).stem, "codec": name, "workers": workers, "shape": list(vol.shape),

@@ -200,25 +200,39 @@ def test_payload_costs_what_the_tables_say(sample):
     assert sum(info.slice_bits) <= payload_bits <= 1.001 * sum(info.slice_bits) + 8 * 64
 
 
-def test_workspace_buffers_are_reused_per_thread_and_bounded(monkeypatch):
+def test_workspace_buffers_are_reused_between_blocks_and_threads_and_bounded(monkeypatch):
     import threading
 
     from voxcodec.core import workspace
 
     workspace.release()
-    a = workspace.buffer("t", (4, 5), np.int32)
-    b = workspace.buffer("t", (3, 2), np.int32)  # fits: the same memory
-    assert np.shares_memory(a, b) and b.shape == (3, 2) and b.dtype == np.int32
-    c = workspace.buffer("t", 100, np.float64, zero=True)  # grown: new memory, zeroed
-    assert not np.shares_memory(a, c) and c.shape == (100,) and not c.any()
-    other = []
-    th = threading.Thread(target=lambda: other.append(workspace.buffer("t", 10, np.float64)))
+    with workspace.borrowed():
+        a = workspace.buffer("t", (4, 5), np.int32)
+        b = workspace.buffer("t", (3, 2), np.int32)  # fits: the same memory
+        assert np.shares_memory(a, b) and b.shape == (3, 2) and b.dtype == np.int32
+        c = workspace.buffer("t", 100, np.float64, zero=True)  # grown: new memory, zeroed
+        assert not np.shares_memory(a, c) and c.shape == (100,) and not c.any()
+        with workspace.borrowed():  # nested: the same workspace
+            assert np.shares_memory(workspace.buffer("t", 10, np.float64), c)
+        busy = []  # another thread, while this one holds its workspace: a workspace of its own
+        th = threading.Thread(target=lambda: busy.append(workspace.buffer("t", 10, np.float64)))
+        th.start()
+        th.join()
+        assert not np.shares_memory(busy[0], c)
+    later = []  # given back: the next block, in any thread, codes in the same memory
+
+    def block():
+        with workspace.borrowed():
+            later.append(workspace.buffer("t", 100, np.float64))
+
+    th = threading.Thread(target=block)
     th.start()
     th.join()
-    assert not np.shares_memory(other[0], c)  # every thread has its own
+    assert np.shares_memory(later[0], c)
     monkeypatch.setattr(workspace, "KEEP_BYTES", 1000)
-    big = workspace.buffer("big", 2000, np.uint8)  # over the bound: a plain array, not kept
-    assert not np.shares_memory(big, workspace.buffer("big", 2000, np.uint8))
+    with workspace.borrowed():
+        big = workspace.buffer("big", 2000, np.uint8)  # over the bound: a plain array, not kept
+        assert not np.shares_memory(big, workspace.buffer("big", 2000, np.uint8))
     assert workspace.held() <= 1000
     workspace.release()
     assert workspace.held() == 0

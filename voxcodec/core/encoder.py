@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import CorruptStreamError, InputError, UnsupportedError
-from . import parallel, workspace
+from . import parallel
 from . import resume as _resume
 from .block import MIN_TRAIN_VOXELS, encode_block, fit_block, untrained_model, value_range
 from .container import (FLAG_CONSTANT, FLAG_INTER, FLAG_RAW, FLAG_SHARED, MAX_SLICES, BlockHeader, IndexEntry, check_dtype,
@@ -587,7 +587,6 @@ class Encoder:
                 self._write_layer()
         finally:
             self._stop_pool(cancel=True)
-            workspace.release()  # the scratch memory of the blocks this thread coded
         if self._z < self.resumed_slices:
             raise InputError(f"the input ended after {self._z} slices, but {self._path} already holds "
                              f"{self.resumed_slices}: the input changed; start over without resuming")

@@ -1079,8 +1079,9 @@ def rans_encode(starts, freqs, n, out, pos):
     """rANS-encode symbols ``0..n-1`` into ``out`` (uint16) from ``pos`` onwards, in the order a decoder
     reads them.  Two interleaved states (symbol i uses state i % 2, so that a decoder overlaps two
     symbols): they are coded last symbol first and written first, four words each, most significant
-    first.  Returns the new end; ``out`` must have room for ``4 * n + 8`` words from ``pos`` (the words
-    are written there last first, then reversed in place: no scratch array to allocate)."""
+    first.  Returns the new end; ``out`` must have room for ``2 * n + 8`` words from ``pos`` (a state
+    below 2^63 leaves renormalization, for a frequency of at least 1, after two words at most; the
+    words are written there last first, then reversed in place: no scratch array to allocate)."""
     tmp = out[pos:]
     m = 0
     xs = np.array([RANS_L, RANS_L], np.int64)

@@ -205,6 +205,7 @@ def predictions(data: np.ndarray, model: BlockModel, chunk_voxels: int = 1 << 20
                        for b, n in zip(base.tolist(), size.tolist())]
 
 
+@workspace.borrowing
 def encode(data: np.ndarray, model: BlockModel, progress=None, streams: int = 1,
            flat: bool = True) -> tuple[bytes, dict]:
     """Entropy-code ``data`` (depth, H, W) with ``model`` (format 4; ``flat=False``: format 3), in
@@ -232,13 +233,13 @@ def encode(data: np.ndarray, model: BlockModel, progress=None, streams: int = 1,
     freqs = [workspace.buffer(f"freqs{s}", c, np.int32) for s, c in enumerate(cap)]
     filled = [0] * k
     # rANS words: room for the first group of slices (rans_encode's bound), grown when the rest need more
-    words = [workspace.buffer(f"words{s}", 4 * cap[s] + 8, np.uint16) for s in range(k)]
+    words = [workspace.buffer(f"words{s}", 2 * cap[s] + 8, np.uint16) for s in range(k)]
     wpos = [0] * k
     slice_bits = []
 
     def flush():
         for s in range(k):
-            need = wpos[s] + 4 * filled[s] + 8
+            need = wpos[s] + 2 * filled[s] + 8
             if need > words[s].size:
                 grown = workspace.buffer(f"words{s}", max(need, 2 * words[s].size), np.uint16)
                 grown[:wpos[s]] = words[s][:wpos[s]]
@@ -377,6 +378,7 @@ def _split(payload: bytes, h: int):
     return words, raws
 
 
+@workspace.borrowing
 def decode(payload: bytes, model: BlockModel, shape, lo: int, hi: int, centre: int, shift: int, out: np.ndarray,
            flat: bool = True):
     """Decode a format 4 payload (``flat=False``: format 3) into ``out`` (depth, H, W).  Raises
