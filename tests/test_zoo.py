@@ -25,7 +25,9 @@ def prior_dir(tmp_path_factory, sample):
     model = voxcodec.fit_model(np.ascontiguousarray(sample[30:38, :64, :64]), preset="fast", threads=1)
     zoo.save(model, "test-prior", d, {"summary": "made by tests/test_zoo.py"})
     zoo.add_path(d)
-    return d
+    yield d
+    # later test modules (the fuzz workers, prior="auto" encodes) must not find it
+    zoo._extra.remove(d.resolve())
 
 
 def _sha(a):

@@ -1302,6 +1302,56 @@ def place(values, y0, x0, step, ny, nx, pad, out, planes, centre, shift):
             planes[(py & 1) * 2 + (px & 1), py >> 1, px >> 1] = np.float32(min(max(c, -128), 127))
 
 
+#: the columns of ``P`` in :func:`decode_slice`: a pass's integers
+(P_RS, P_CS, P_NY, P_NX, P_S1, P_S2, P_SH_MU, P_SH_SKIP, P_BMU, P_SH, P_BSC, P_SH_T, P_DATA_SHIFT, P_BINS,
+ P_CENTRE, P_LO, P_HI, P_TBASE, P_FLAT_N, P_FLAT_TABLE, P_Y0, P_X0, P_STEP, P_A, P_B, P_F0, P_F1, P_W0, P_W1,
+ P_H1) = range(30)
+P_FIELDS = 30
+
+
+@njit(**_JIT)
+def decode_slice(planes, fq, fr, fc, w1s, b1, w2, b2, wout, P, pred, table, values, n_tables, counts, totals,
+                 seen, words, rstate, raw, bstate, rank_values, nearest, order, sizes, cum, lut, toks,
+                 out, pad, centre, shift):
+    """Every pass of one slice of a one-stream payload, in one call: for each pass (row i of ``P``),
+    :func:`infer_rows`, :func:`decode_pass` and :func:`place`, as the decoder's loop over passes does
+    one call at a time (those calls and the Python between them held the GIL for about a tenth of a
+    decode of 250 x 250 slices).
+
+    Pass i's features are ``fq/fr/fc[P[i, P_F0]:P[i, P_F1]]``, its first layer (with the skip row)
+    ``w1s[P[i, P_W0]:P[i, P_W1]]`` as (P_H1 + 1, features), its other weights ``b1[i]``, ``w2[i]``,
+    ``b2[i]``, ``wout[i]``; its voxels ``[P_A, P_B)`` are in the stream.  ``planes`` (1, 8, rows,
+    cols): the slice's phase planes then the slice before's; the current ones are updated as voxels
+    are placed in ``out`` (H, W).  Returns 0, or ``err + 16 * i`` for the first pass i that failed."""
+    cur = planes[0, :4]
+    for i in range(P.shape[0]):
+        ny = P[i, P_NY]
+        nx = P[i, P_NX]
+        n = ny * nx
+        if n == 0:
+            continue
+        nf = P[i, P_F1] - P[i, P_F0]
+        h1 = P[i, P_H1]
+        f0 = P[i, P_F0]
+        f1 = P[i, P_F1]
+        w1 = w1s[P[i, P_W0]:P[i, P_W1]].reshape(h1 + 1, nf)
+        infer_rows(planes, fq[f0:f1], fr[f0:f1], fc[f0:f1], P[i, P_RS], P[i, P_CS], ny, nx, w1, b1[i],
+                   P[i, P_S1], w2[i], b2[i], P[i, P_S2], wout[i], P[i, P_SH_MU], P[i, P_SH_SKIP], P[i, P_BMU],
+                   P[i, P_SH], P[i, P_BSC], P[i, P_SH_T], P[i, P_DATA_SHIFT], P[i, P_BINS], P[i, P_CENTRE],
+                   P[i, P_LO], P[i, P_HI], P[i, P_TBASE], P[i, P_FLAT_N], P[i, P_FLAT_TABLE], pred[:, :n],
+                   table[:, :n])
+        a = P[i, P_A]
+        b = P[i, P_B]
+        if a < b:
+            err = decode_pass(table[0, a:b], pred[0, a:b], n_tables, counts, totals, seen, words, rstate, raw,
+                              bstate, rank_values, nearest, P[i, P_LO], P[i, P_HI], order, sizes, cum, lut, toks,
+                              values[a:b])
+            if err:
+                return err + 16 * i
+        place(values, P[i, P_Y0], P[i, P_X0], P[i, P_STEP], ny, nx, pad, out, cur, centre, shift)
+    return 0
+
+
 @njit(**_JIT)
 def get_flags(buf, state, flags):
     """Read ``flags.size`` single bits; False (nothing read) past the end."""

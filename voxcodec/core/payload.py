@@ -403,6 +403,8 @@ def decode(payload: bytes, model: BlockModel, shape, lo: int, hi: int, centre: i
     steps = {inter: [(pass_geometry_args(model, i, (h, w), inter, lo, hi, centre, shift, flat), grids[i], ranges[i])
                      for i in range(len(passes))]
              for inter in ((False, True) if model.inter is not None else (False,))}
+    # one stream, every grid of even step (all but 0-level schedules): a slice's passes in one kernel call
+    packed = {inter: _packed(st) for inter, st in steps.items()} if k == 1 else {}
     cur = planes[0, :4]
     for z in range(d):
         if z % group == 0:
@@ -416,7 +418,20 @@ def decode(payload: bytes, model: BlockModel, shape, lo: int, hi: int, centre: i
             lut = None if kind == palette.NORMAL else palette.Lookup(pal, lo, hi)
             rank_values, nearest = (_NONE, _NONE) if lut is None else (lut.values, lut.nearest)
             oz = out[z]
-            for i, (args, (y0, x0, step, ny, nx), rng) in enumerate(steps[model.inter is not None and z > 0]):
+            inter = model.inter is not None and z > 0
+            if packed.get(inter) is not None:
+                r = readers[0]
+                t = r.tables
+                code = kernels.decode_slice(planes, *packed[inter], pred, table, values, n_tables, t.counts, t.totals,
+                                            t.seen, r.words, r.rstate, r.raw, r.bstate, rank_values, nearest,
+                                            scratch.order, scratch.sizes, scratch.cum, scratch.lut, scratch.toks, oz,
+                                            pad, centre, shift)
+                if code:
+                    raise CorruptStreamError(_ERRORS[code % 16] + f" (slice {z}, pass {passes[code // 16].name})")
+                steps_here = ()
+            else:
+                steps_here = steps[inter]
+            for i, (args, (y0, x0, step, ny, nx), rng) in enumerate(steps_here):
                 n = ny * nx
                 if n == 0:
                     continue
@@ -445,6 +460,43 @@ def decode(payload: bytes, model: BlockModel, shape, lo: int, hi: int, centre: i
     for r in readers:
         r.close()
     return out
+
+
+def _packed(steps):
+    """The arguments of :func:`kernels.decode_slice` after the planes, for a one-stream payload whose
+    passes are ``steps`` (``(infer_rows arguments, grid, stripe ranges)`` each); None where a pass has
+    a grid of odd step or the passes' networks differ in shape."""
+    if any(args is None for args, _, _ in steps):
+        return None
+    K = kernels
+    P = np.zeros((len(steps), K.P_FIELDS), np.int64)
+    fq, fr, fc, w1s, b1, w2, b2, wout = [], [], [], [], [], [], [], []
+    f = w = 0
+    for i, (args, (y0, x0, step, ny, nx), rng) in enumerate(steps):
+        (q, r, c, rs, cs, gy, gx, w1, bb1, s1, ww2, bb2, s2, wo, sh_mu, sh_skip, bmu, sh, bsc, sh_t, data_shift,
+         bins, centre, lo, hi, tbase, flat_n, flat_table) = args
+        (a, b), = rng
+        fq.append(q)
+        fr.append(r)
+        fc.append(c)
+        w1s.append(np.ravel(w1))
+        b1.append(bb1)
+        w2.append(ww2)
+        b2.append(bb2)
+        wout.append(wo)
+        row = P[i]
+        row[[K.P_RS, K.P_CS, K.P_NY, K.P_NX, K.P_S1, K.P_S2, K.P_SH_MU, K.P_SH_SKIP, K.P_BMU, K.P_SH, K.P_BSC,
+             K.P_SH_T, K.P_DATA_SHIFT, K.P_BINS, K.P_CENTRE, K.P_LO, K.P_HI, K.P_TBASE, K.P_FLAT_N,
+             K.P_FLAT_TABLE, K.P_Y0, K.P_X0, K.P_STEP, K.P_A, K.P_B, K.P_F0, K.P_F1, K.P_W0, K.P_W1, K.P_H1]] = [
+            rs, cs, gy, gx, s1, s2, sh_mu, sh_skip, bmu, sh, bsc, sh_t, data_shift, bins, centre, lo, hi, tbase,
+            flat_n, flat_table, y0, x0, step, a, b, f, f + len(q), w, w + w1.size, w1.shape[0] - 1]
+        f += len(q)
+        w += w1.size
+    if len({x.shape for x in w2}) > 1 or len({x.shape for x in wout}) > 1 or len({x.shape for x in b1}) > 1:
+        return None
+    return (np.concatenate(fq).astype(np.int64), np.concatenate(fr).astype(np.int64),
+            np.concatenate(fc).astype(np.int64), np.concatenate(w1s), np.stack(b1), np.stack(w2), np.stack(b2),
+            np.stack(wout), P)
 
 
 _ERRORS = {kernels.ERR_WORDS: "the rANS section of the payload ends early",
