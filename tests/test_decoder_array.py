@@ -61,7 +61,16 @@ def _same(got, want, key):
 
 def _cached(dec):
     """Memoise read_block on this Decoder (for tests of many index expressions)."""
-    dec.read_block = functools.lru_cache(maxsize=None)(dec.read_block)
+    cached = functools.lru_cache(maxsize=None)(dec.read_block)
+
+    def read_block(i, out=None):
+        blk = cached(i)
+        if out is None:
+            return blk
+        out[...] = blk  # the decoder reads a whole block into ``out`` when it can
+        return out
+
+    dec.read_block = read_block
     return dec
 
 
@@ -128,9 +137,9 @@ def _recorder(dec):
     calls = []
     real = dec.read_block
 
-    def read_block(i):
+    def read_block(i, *args):
         calls.append(i)
-        return real(i)
+        return real(i, *args)
     dec.read_block = read_block
     return calls
 
@@ -297,3 +306,29 @@ def test_decoder_pickles_for_process_schedulers(tmp_path):
                 np.testing.assert_array_equal(lazy.compute(), vol)
     with open(path, "rb") as f, voxcodec.Decoder(f) as dec, pytest.raises(TypeError, match="by path"):
         pickle.dumps(dec)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_whole_blocks_decode_straight_into_the_result(vol_u8, stream_u8, workers):
+    """A block the request holds whole, over full slices, is decoded into the result itself (no block
+    array and copy); tiles and partial blocks go through a block array. Both give the same voxels."""
+    for data, tiled in ((voxcodec.encode(vol_u8, block_depth=5, train="never"), False), (stream_u8, True)):
+        _check_straight_reads(vol_u8, Decoder(data, workers=workers), tiled)
+
+
+def _check_straight_reads(vol_u8, dec, tiled):
+    outs = {}
+    real = dec.read_block
+
+    def read_block(i, out=None):
+        outs[i] = out
+        return real(i, out)
+
+    dec.read_block = read_block
+    np.testing.assert_array_equal(dec.read(), vol_u8)
+    straight = {i for i, o in outs.items() if o is not None}
+    assert straight == (set() if tiled else set(range(len(dec.index)))) and len(outs) == len(dec.index)
+    outs.clear()
+    e = dec.index[0]
+    np.testing.assert_array_equal(dec[e.z0 + 1:e.z0 + e.depth], vol_u8[e.z0 + 1:e.z0 + e.depth])  # part of a block
+    assert all(o is None for o in outs.values())

@@ -182,8 +182,9 @@ class Decoder:
     def block_header(self, i: int) -> BlockHeader:
         return self._check_header(self._read_at(self.index[i].offset, HEADER_SIZE), i)
 
-    def read_block(self, i: int) -> np.ndarray:
-        """Decode block ``i`` (depth, h, w) and check its checksums."""
+    def read_block(self, i: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Decode block ``i`` (depth, h, w) and check its checksums.  ``out``: a C-contiguous array of the
+        block's shape and of the stream's (unsigned) type to decode into, instead of a new one."""
         if not 0 <= i < len(self.index):
             raise IndexError(f"block {i} out of range (the stream has {len(self.index)} blocks)")
         e = self.index[i]
@@ -196,10 +197,13 @@ class Decoder:
             raise CorruptStreamError("block data checksum mismatch (the stream is damaged)", i)
         try:
             coded = self._layout.dtype  # what the blocks hold: unsigned (int8 / int16 volumes are mapped back below)
+            if out is not None and (out.shape != hd.shape or out.dtype != coded or not out.flags.c_contiguous):
+                raise ValueError(f"block {i} decodes into a C-contiguous {coded} array of shape {hd.shape}")
             if hd.flags & FLAG_CONSTANT:
-                out = np.full(hd.shape, hd.lo, coded)
+                out = np.full(hd.shape, hd.lo, coded) if out is None else _filled(out, hd.lo)
             elif hd.flags & FLAG_RAW:  # stored: the voxels themselves (their length was checked)
-                out = np.frombuffer(body, coded.newbyteorder("<")).reshape(hd.shape).astype(coded)
+                raw_voxels = np.frombuffer(body, coded.newbyteorder("<")).reshape(hd.shape)
+                out = raw_voxels.astype(coded) if out is None else _copied(out, raw_voxels)
             else:
                 if hd.flags & FLAG_SHARED:
                     model = self._shared(i)
@@ -215,7 +219,7 @@ class Decoder:
                 if bool(hd.flags & FLAG_INTER) != (model.inter is not None):
                     raise CorruptStreamError("block flags disagree with its model", i)
                 out = decode_block(body[hd.model_len:], model, hd.shape, hd.lo, hd.hi, hd.centre, hd.shift,
-                                   coded, block_index=i, batch=self.batch, version=self.format_version)
+                                   coded, block_index=i, out=out, batch=self.batch, version=self.format_version)
         except MemoryError as exc:  # a valid block of up to MAX_BLOCK_VOXELS voxels, on a small machine
             raise UnsupportedError(f"block {i}: not enough memory to decode this block of {hd.depth} x {hd.h} x "
                                    f"{hd.w} voxels") from exc
@@ -286,15 +290,22 @@ class Decoder:
             raise UnsupportedError(f"not enough memory for {total} voxels of shape {shape}: read a smaller region "
                                    "(dec[z0:z1, y0:y1, x0:x1])") from exc
         filled = 0
-        wanted = []
+        wanted, into = [], {}
+        same_type = self._layout.dtype == self.dtype  # unsigned: blocks may decode straight into ``out``
         for i, e in enumerate(self.index):
             sel = [_axis_overlap(r, b0, b0 + n)
                    for r, b0, n in zip(ranges, (e.z0, e.y0, e.x0), (e.depth, e.h, e.w))]
             if None not in sel:
                 wanted.append((i, sel))
-        for (i, sel), blk in zip(wanted, self._blocks([i for i, _ in wanted])):
+                view = out[tuple(d for d, _ in sel)]
+                whole = all(s.start == 0 and s.step in (None, 1) and (s.stop is None or s.stop == n)
+                            for (_, s), n in zip(sel, (e.depth, e.h, e.w)))
+                if same_type and whole and view.flags.c_contiguous and view.shape == (e.depth, e.h, e.w):
+                    into[i] = view  # a whole block into a contiguous part of the result: no copy
+        for (i, sel), blk in zip(wanted, self._blocks([i for i, _ in wanted], into=into)):
             dst = tuple(d for d, _ in sel)
-            out[dst] = blk[tuple(s for _, s in sel)]
+            if i not in into:
+                out[dst] = blk[tuple(s for _, s in sel)]
             filled += int(np.prod([d.stop - d.start for d in dst]))
             if progress is not None:
                 progress(self.index[i])
@@ -337,15 +348,17 @@ class Decoder:
         indices = range(len(self.index)) if indices is None else list(indices)
         yield from zip(indices, self._blocks(indices, catch))
 
-    def _blocks(self, indices, catch: bool = False):
+    def _blocks(self, indices, catch: bool = False, into=None):
         """Decoded blocks ``indices``, in order: by ``self.workers`` threads when there are several
-        (outside any lock: decoding is the slow part)."""
+        (outside any lock: decoding is the slow part).  ``into``: block index -> array to decode into."""
+        into = into or {}
         n = min(self.workers, len(indices))
         if n < 2:
-            yield from (_read_caught(self, i, catch) for i in indices)
+            yield from (_read_caught(self, i, catch, into.get(i)) for i in indices)
             return
+        read = functools.partial(_read_into, self, catch=catch, into=into)
         with ThreadPoolExecutor(n, thread_name_prefix="voxcodec-decode") as executor:
-            yield from parallel.ordered(executor, functools.partial(_read_caught, self, catch=catch), indices, n)
+            yield from parallel.ordered(executor, read, indices, n)
 
     def __getitem__(self, key):
         """numpy basic indexing over (z, y, x): ints, slices (any step) and ``...``."""
@@ -382,13 +395,27 @@ class Decoder:
         self.close()
 
 
-def _read_caught(dec: Decoder, i: int, catch: bool):
+def _read_caught(dec: Decoder, i: int, catch: bool, out=None):
     if not catch:
-        return dec.read_block(i)
+        return dec.read_block(i, out)
     try:
-        return dec.read_block(i)
+        return dec.read_block(i, out)
     except VoxcodecError as exc:
         return exc
+
+
+def _read_into(dec: Decoder, i: int, catch: bool, into: dict):
+    return _read_caught(dec, i, catch, into.get(i))
+
+
+def _filled(out: np.ndarray, value) -> np.ndarray:
+    out.fill(value)
+    return out
+
+
+def _copied(out: np.ndarray, src: np.ndarray) -> np.ndarray:
+    out[...] = src
+    return out
 
 
 def _reopen(source, salvage, batch, shared_model):
