@@ -58,7 +58,7 @@ def png_bytes(vol) -> int:
     return sum(len(imagecodecs.png_encode(s, level=9)) for s in vol)
 
 
-def run_one(path: Path, vol, preset: str, dest_kind: str, work: Path, server=None) -> dict:
+def run_one(path: Path, vol, preset: str, dest_kind: str, work: Path, server=None, workers: int = 0) -> dict:
     import zarr
 
     acq, state, dest = work / "acq", work / "state", work / "dest.zarr"
@@ -72,7 +72,7 @@ def run_one(path: Path, vol, preset: str, dest_kind: str, work: Path, server=Non
         for k, v in server.storage_options.items():
             extra += ["--storage-option", f"{k}={','.join(v) if isinstance(v, list) else v}"]
     cmd = edge_exe() + [str(acq), url, "--state", str(state), "--preset", preset, "--block-depth", str(depth),
-                        "--settle", "0", "-q", *extra]
+                        "--settle", "0", "--workers", str(workers), "-q", *extra]
     t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -86,6 +86,7 @@ def run_one(path: Path, vol, preset: str, dest_kind: str, work: Path, server=Non
     coded = sum(c["bytes"] for b in blocks for c in b["chunks"])
     back = zarr.open_array(str(dest), mode="r")[:]
     return {"volume": path.stem, "shape": list(vol.shape), "preset": preset, "dest": dest_kind, "block_depth": depth,
+            "workers": workers,
             "blocks": len(blocks), "input_MB": raw / 1e6, "coded_MB": coded / 1e6, "ratio": raw / coded,
             "bits_per_voxel": 8 * coded / vol.size / vol.itemsize, "coding_s": sum(b["seconds"] for b in blocks),
             "sustained_MBps": raw / 1e6 / (end - start), "end_to_end_MBps": raw / 1e6 / wall, "wall_s": wall,
@@ -108,10 +109,11 @@ def machine() -> dict:
 
 
 def markdown(results, pngs) -> str:
-    lines = ["| volume | preset | DEST | block depth | input MB | ratio | bits/voxel | PNG ratio | sustained MB/s | "
-             "end-to-end MB/s | lossless |", "|" + "---|" * 11]
+    lines = ["| volume | preset | DEST | workers | block depth | input MB | ratio | bits/voxel | PNG ratio | "
+             "sustained MB/s | end-to-end MB/s | lossless |", "|" + "---|" * 12]
     for r in results:
-        lines.append(f"| {r['volume']} | {r['preset']} | {r['dest']} | {r['block_depth']} | {r['input_MB']:.1f} | "
+        w = r.get("workers") or "all"
+        lines.append(f"| {r['volume']} | {r['preset']} | {r['dest']} | {w} | {r['block_depth']} | {r['input_MB']:.1f} | "
                      f"{r['ratio']:.3f} | {r['bits_per_voxel']:.3f} | {pngs[r['volume']]:.3f} | "
                      f"{r['sustained_MBps']:.2f} | {r['end_to_end_MBps']:.2f} | {r['lossless']} |")
     return "\n".join(lines) + "\n"
@@ -123,6 +125,8 @@ def main(argv=None) -> int:
     p.add_argument("--presets", nargs="+", default=["fast", "default", "max"])
     p.add_argument("--dest", choices=["local", "sftp"], default="local")
     p.add_argument("--out", type=Path, default=HERE / "edge_results")
+    p.add_argument("--workers", nargs="+", type=int, default=[0],
+                   help="voxcodec-edge --workers for each run (default 0: every core); several values: one run each")
     args = p.parse_args(argv)
     server = None
     work = Path(tempfile.mkdtemp(prefix="voxcodec-edge-bench-"))
@@ -137,11 +141,13 @@ def main(argv=None) -> int:
             vol = tifffile.imread(path)
             pngs[path.stem] = vol.nbytes / png_bytes(vol)
             for preset in args.presets:
-                r = run_one(path, vol, preset, args.dest, work, server)
-                results.append(r)
-                print(f"{r['volume']:>22} {preset:>8}: ratio {r['ratio']:.3f} (PNG {pngs[path.stem]:.3f}), "
-                      f"sustained {r['sustained_MBps']:.2f} MB/s, end-to-end {r['end_to_end_MBps']:.2f} MB/s, "
-                      f"lossless {r['lossless']}", flush=True)
+                for workers in args.workers:
+                    r = run_one(path, vol, preset, args.dest, work, server, workers)
+                    results.append(r)
+                    print(f"{r['volume']:>22} {preset:>8} workers {workers or 'all'}: ratio {r['ratio']:.3f} "
+                          f"(PNG {pngs[path.stem]:.3f}), "
+                          f"sustained {r['sustained_MBps']:.2f} MB/s, end-to-end {r['end_to_end_MBps']:.2f} MB/s, "
+                          f"lossless {r['lossless']}", flush=True)
     finally:
         if server is not None:
             server.stop()

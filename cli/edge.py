@@ -376,6 +376,9 @@ def _length_unit(ctx, param, value):
               help="training device: auto (GPU when present), cpu, cuda")
 @click.option("--tile", type=int, default=2048, metavar="N",
               help="largest in-plane chunk side; larger slices are split into chunks (default 2048)")
+@click.option("--workers", type=click.IntRange(min=0), default=0, metavar="N",
+              help="blocks coded at once, by threads of one compute thread each (default 0: every core; at most "
+                   "2, as a block fine-tunes from the block two above it)")
 @click.option("-q", "--quiet", is_flag=True, help="no status line, warnings only")
 @click.option("-v", "--verbose", is_flag=True, help="log every block")
 @click.option("--debug", is_flag=True, help=DEBUG_HELP)
@@ -397,7 +400,7 @@ def cli(ctx, debug, **args):
 
 def _run(acq_dir, dest, pattern, block_depth, preset, state, exit_when_idle, finish_marker,
          delete_source_after_verify, spool_budget, poll, settle, voxel_size, voxel_unit, storage_option, device, tile,
-         quiet, verbose):
+         quiet, verbose, workers=0):
     """Run one acquisition; returns the exit code, or the VoxcodecError that ended it."""
     missing = [m for m in ("zarr", "fsspec") if importlib.util.find_spec(m) is None]
     if missing:
@@ -421,7 +424,7 @@ def _run(acq_dir, dest, pattern, block_depth, preset, state, exit_when_idle, fin
                            exit_when_idle=exit_when_idle, finish_marker=finish_marker,
                            delete_source=delete_source_after_verify, spool_budget=spool_budget,
                            poll=poll, settle=settle, voxel_size=list(voxel_size) if voxel_size else None,
-                           voxel_unit=voxel_unit, storage_options=dict(storage_option))
+                           voxel_unit=voxel_unit, storage_options=dict(storage_option), workers=workers or None)
         last = [time.monotonic()]  # without a live line: a status line in the log once a minute
 
         def tick(st):  # from the run's status thread, twice a second
