@@ -113,7 +113,8 @@ def markdown(results, pngs) -> str:
              "sustained MB/s | end-to-end MB/s | lossless |", "|" + "---|" * 12]
     for r in results:
         w = r.get("workers") or "all"
-        lines.append(f"| {r['volume']} | {r['preset']} | {r['dest']} | {w} | {r['block_depth']} | {r['input_MB']:.1f} | "
+        lines.append(f"| {r['volume']} | {r['preset']} | {r['dest']} | {w} | {r['block_depth']} | "
+                     f"{r['input_MB']:.1f} | "
                      f"{r['ratio']:.3f} | {r['bits_per_voxel']:.3f} | {pngs[r['volume']]:.3f} | "
                      f"{r['sustained_MBps']:.2f} | {r['end_to_end_MBps']:.2f} | {r['lossless']} |")
     return "\n".join(lines) + "\n"

@@ -1,19 +1,19 @@
 """The edge transfer pipeline: slice files in an acquisition folder -> blocks -> voxcodec chunks in a
 local spool -> a zarr v3 array at DEST, losing and duplicating nothing whatever crashes.
 
-Three threads. The *encoder* (:class:`EdgeRun`, the caller's thread) takes complete slice files in
-z order, groups them into blocks of ``block_depth`` slices, has each block coded into the array's
+Three threads. The *encoder* (:class:`EdgeRun`, the caller's thread) takes complete slice files in z
+order, groups them into blocks of ``block_depth`` slices, has each block coded into the array's
 chunks (training at the edge, each chunk fine-tuned from the weights of the chunk two blocks above
-it), writes them to the spool and journals the block.  With several ``workers`` (default: every
-core, at most two), two successive blocks are coded at once by worker threads (the compiled kernels
-and torch's operations release the GIL); blocks are journaled in z order whatever order they finish
-in, and the bytes do not depend on the number of workers. The *shipper* (:class:`~voxcodec.edge.shipper.Shipper`) writes
-journaled blocks to DEST in order, reads every chunk back and compares its SHA-256, then grows the
-array's z extent in its metadata and journals the block as shipped; with ``delete_source`` it
-decodes the read-back chunks, compares them with the checksums of the source slices and only then
-deletes those files. The *status* thread (:class:`~voxcodec.edge.status.StatusWriter`) rewrites
-``status.json`` twice a second, however long a block takes to code. What they share is in a
-:class:`~voxcodec.edge.status.Progress`.
+it), writes them to the spool and journals the block. With several ``workers`` (default: every core,
+at most two), two successive blocks are coded at once by worker threads (the compiled kernels and
+torch's operations release the GIL); blocks are journaled in z order whatever order they finish in,
+and the bytes do not depend on the number of workers. The *shipper*
+(:class:`~voxcodec.edge.shipper.Shipper`) writes journaled blocks to DEST in order, reads every
+chunk back and compares its SHA-256, then grows the array's z extent in its metadata and journals
+the block as shipped; with ``delete_source`` it decodes the read-back chunks, compares them with the
+checksums of the source slices and only then deletes those files. The *status* thread
+(:class:`~voxcodec.edge.status.StatusWriter`) rewrites ``status.json`` twice a second, however long
+a block takes to code. What they share is in a :class:`~voxcodec.edge.status.Progress`.
 
 Every step is idempotent and keyed by the block's index, so a restart after ``kill -9`` redoes
 at most the step that was cut short: blocks whose chunks were not journaled are coded again from
@@ -27,14 +27,14 @@ from __future__ import annotations
 import errno
 import fcntl
 import logging
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 import os
 import shutil
 import threading
 import time
 import uuid
 import zlib
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,12 +84,12 @@ class EdgeOptions:
 
 
 def _code_chunks(parts, preset: str, device: str, banks: list, positions: list):
-    """Code one block's chunks (in a worker): ``(chunk bytes, the training state each chunk position
-    leaves, seconds)``."""
+    """Code one block's chunks (in a worker): ``(chunk bytes, seconds)``; each chunk's training state
+    is left in its dict of ``banks``."""
     t0 = time.perf_counter()
     out = [encode_chunk(part, preset=preset, banks=bank, device=device, position=pos)
            for part, bank, pos in zip(parts, banks, positions)]
-    return out, banks, time.perf_counter() - t0
+    return out, time.perf_counter() - t0
 
 
 def chunk_grid(slice_shape, tile: int):
@@ -125,7 +125,7 @@ class EdgeRun:
         self._banks: dict = {}
         self.workers = min(parallel.resolve(opts.workers), LANES)
         self._pool = None
-        self._inflight: deque = deque()  # blocks being coded: (k, files, raw bytes, keys, future), in z order
+        self._inflight: deque = deque()  # blocks being coded, in z order: (k, depth, files, raw bytes, keys, future)
         self._replay()
         self._next_k = max(self.progress.blocks, default=-1) + 1
         self.shipper = Shipper(self.dest, self.spool, self.journal, self.progress, run_id=self.run_id,
@@ -332,7 +332,8 @@ class EdgeRun:
         spooled = self.progress.spooled_bytes()
         last = max((sum(c["bytes"] for c in r["chunks"]) for r in self.progress.blocks.values()), default=0)
         if not last and self._inflight and self.layout is not None:  # none coded yet: at most its raw size
-            last = int(np.prod(self.layout.chunks)) * len(list(self.layout.grid())) * np.dtype(self.layout.dtype).itemsize
+            chunk = int(np.prod(self.layout.chunks)) * np.dtype(self.layout.dtype).itemsize
+            last = chunk * len(list(self.layout.grid()))
         free = shutil.disk_usage(self.spool).free
         coming = (1 + len(self._inflight)) * last  # the next block, and those being coded, about as large
         if (spooled or self._inflight) and spooled + coming > self.opts.spool_budget:
@@ -383,8 +384,8 @@ class EdgeRun:
             return
         if self._pool is None:
             # threads, also where blocks train: the compiled kernels and torch's operations release the GIL
-            # (default preset, 16 x 384 x 384 of isbi in blocks of 4: 1.86x with 2), and a process whose
-            # shipper thread may hold locks must not fork. One compute thread each, so none oversubscribe.
+            # (default preset: 1.58x the sustained rate of one worker, bench/edge_results_workers), and a
+            # process whose shipper thread may hold locks must not fork. One compute thread each.
             parallel.one_thread(1)
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="voxcodec-edge-code")
         self._inflight.append((k, d, files, raw, keys, self._pool.submit(_code_chunks, *job)))
@@ -405,9 +406,7 @@ class EdgeRun:
 
     def _store_block(self, k: int, d: int, files: list, raw: int, keys: list, coded):
         """Spool a coded block's chunks and journal it (the encoder's thread, in z order)."""
-        datas, banks, seconds = coded
-        for key, bank in zip(keys, banks):  # a worker process returns the training state it left
-            self._banks[key] = bank
+        datas, seconds = coded
         depth = self.layout.chunks[0]
         chunks = []
         for (iy, ix, _), data in zip(keys, datas):
