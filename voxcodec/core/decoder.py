@@ -199,11 +199,12 @@ class Decoder:
             coded = self._layout.dtype  # what the blocks hold: unsigned (int8 / int16 volumes are mapped back below)
             if out is not None and (out.shape != hd.shape or out.dtype != coded or not out.flags.c_contiguous):
                 raise ValueError(f"block {i} decodes into a C-contiguous {coded} array of shape {hd.shape}")
+            if hd.flags & (FLAG_CONSTANT | FLAG_RAW) and out is None:
+                out = np.empty(hd.shape, coded)
             if hd.flags & FLAG_CONSTANT:
-                out = np.full(hd.shape, hd.lo, coded) if out is None else _filled(out, hd.lo)
+                out.fill(hd.lo)
             elif hd.flags & FLAG_RAW:  # stored: the voxels themselves (their length was checked)
-                raw_voxels = np.frombuffer(body, coded.newbyteorder("<")).reshape(hd.shape)
-                out = raw_voxels.astype(coded) if out is None else _copied(out, raw_voxels)
+                out[...] = np.frombuffer(body, coded.newbyteorder("<")).reshape(hd.shape)
             else:
                 if hd.flags & FLAG_SHARED:
                     model = self._shared(i)
@@ -351,12 +352,11 @@ class Decoder:
     def _blocks(self, indices, catch: bool = False, into=None):
         """Decoded blocks ``indices``, in order: by ``self.workers`` threads when there are several
         (outside any lock: decoding is the slow part).  ``into``: block index -> array to decode into."""
-        into = into or {}
+        read = functools.partial(_read_into, self, catch=catch, into=into or {})
         n = min(self.workers, len(indices))
         if n < 2:
-            yield from (_read_caught(self, i, catch, into.get(i)) for i in indices)
+            yield from (read(i) for i in indices)
             return
-        read = functools.partial(_read_into, self, catch=catch, into=into)
         with ThreadPoolExecutor(n, thread_name_prefix="voxcodec-decode") as executor:
             yield from parallel.ordered(executor, read, indices, n)
 
@@ -406,16 +406,6 @@ def _read_caught(dec: Decoder, i: int, catch: bool, out=None):
 
 def _read_into(dec: Decoder, i: int, catch: bool, into: dict):
     return _read_caught(dec, i, catch, into.get(i))
-
-
-def _filled(out: np.ndarray, value) -> np.ndarray:
-    out.fill(value)
-    return out
-
-
-def _copied(out: np.ndarray, src: np.ndarray) -> np.ndarray:
-    out[...] = src
-    return out
 
 
 def _reopen(source, salvage, batch, shared_model):
