@@ -428,31 +428,29 @@ def decode(payload: bytes, model: BlockModel, shape, lo: int, hi: int, centre: i
                                             pad, centre, shift)
                 if code:
                     raise CorruptStreamError(_ERRORS[code % 16] + f" (slice {z}, pass {passes[code // 16].name})")
-                steps_here = ()
             else:
-                steps_here = steps[inter]
-            for i, (args, (y0, x0, step, ny, nx), rng) in enumerate(steps_here):
-                n = ny * nx
-                if n == 0:
-                    continue
-                pv, tv = pred[:, :n], table[:, :n]
-                if args is None:  # an odd step: see pass_predictions
-                    pass_predictions(model, i, planes, (h, w), z > 0 and model.inter is not None, lo, hi, centre,
-                                     shift, pv, tv, flat=flat)
-                else:
-                    kernels.infer_rows(planes, *args, pv, tv)
-                for s, (a, b) in enumerate(rng):
-                    if a == b:
+                for i, (args, (y0, x0, step, ny, nx), rng) in enumerate(steps[inter]):
+                    n = ny * nx
+                    if n == 0:
                         continue
-                    r = readers[s]
-                    t = r.tables
-                    err = kernels.decode_pass(table[0, a:b], pred[0, a:b], n_tables, t.counts, t.totals, t.seen,
-                                              r.words, r.rstate, r.raw, r.bstate, rank_values, nearest, lo, hi,
-                                              scratch.order, scratch.sizes, scratch.cum, scratch.lut,
-                                              scratch.toks, values[a:b])
-                    if err:
-                        raise CorruptStreamError(_ERRORS[err] + f" (slice {z}, pass {passes[i].name})")
-                kernels.place(values, y0, x0, step, ny, nx, pad, oz, cur, centre, shift)
+                    pv, tv = pred[:, :n], table[:, :n]
+                    if args is None:  # an odd step: see pass_predictions
+                        pass_predictions(model, i, planes, (h, w), inter, lo, hi, centre,
+                                         shift, pv, tv, flat=flat)
+                    else:
+                        kernels.infer_rows(planes, *args, pv, tv)
+                    for s, (a, b) in enumerate(rng):
+                        if a == b:
+                            continue
+                        r = readers[s]
+                        t = r.tables
+                        err = kernels.decode_pass(table[0, a:b], pred[0, a:b], n_tables, t.counts, t.totals, t.seen,
+                                                  r.words, r.rstate, r.raw, r.bstate, rank_values, nearest, lo, hi,
+                                                  scratch.order, scratch.sizes, scratch.cum, scratch.lut,
+                                                  scratch.toks, values[a:b])
+                        if err:
+                            raise CorruptStreamError(_ERRORS[err] + f" (slice {z}, pass {passes[i].name})")
+                    kernels.place(values, y0, x0, step, ny, nx, pad, oz, cur, centre, shift)
         if (z + 1) % group == 0 or z == d - 1:
             for r in readers:
                 r.finish()
