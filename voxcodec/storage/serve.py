@@ -32,6 +32,7 @@ requests are supported.
 
 from __future__ import annotations
 
+import abc
 import html
 import json
 import math
@@ -61,7 +62,7 @@ _BYTES = "application/octet-stream"
 
 
 # -- the served arrays ---------------------------------------------------------------------------------------
-class _Array:
+class _Array(abc.ABC):
     """One served array: shape, little-endian dtype, chunk shape, fill value, attributes; reads regions."""
 
     kind = "array"
@@ -107,11 +108,13 @@ class _Array:
             data = full
         return np.ascontiguousarray(data, dtype=self.dtype).tobytes()
 
-    def exists(self, idx) -> bool:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abc.abstractmethod
+    def exists(self, idx) -> bool:
+        """Whether chunk ``idx`` is stored (a missing one is answered 404: the fill value)."""
 
-    def read(self, region):  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abc.abstractmethod
+    def read(self, region):
+        """The voxels of ``region`` (one slice per axis), decoded."""
 
     def describe(self) -> str:
         return f"{'x'.join(map(str, self.shape))} {self.dtype.name}, chunks {'x'.join(map(str, self.chunks))}"

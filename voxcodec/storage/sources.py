@@ -22,6 +22,7 @@ Where each kind finds its voxel size:
 
 from __future__ import annotations
 
+import abc
 import os
 import re
 import shutil
@@ -64,7 +65,7 @@ def _fs(url: str, storage_options: dict | None):
     return fsspec.core.url_to_fs(url, **(storage_options or {}))
 
 
-class Source:
+class Source(abc.ABC):
     """A (z, y, x) volume to convert. Subclasses set the fields in ``__init__`` and open the file in
     ``_open`` (once per process); ``_read(handle, box)`` returns a region in stored order."""
 
@@ -131,8 +132,9 @@ class Source:
             self._pid = pid
         return self._h
 
+    @abc.abstractmethod
     def _open(self):
-        raise NotImplementedError
+        """The open handle of the source (each format's reader)."""
 
     def _read(self, handle, box) -> np.ndarray:
         return handle[tuple(slice(a, b) for a, b in box)]
