@@ -102,6 +102,33 @@ def test_a_stream_with_a_prior_decodes_in_a_fresh_process(prior_dir, sample, pre
     assert res.returncode != 0 and "no prior 'test-prior'" in res.stderr and "VOXCODEC_ZOO" in res.stderr
 
 
+def test_block_model_names_the_networks_of_each_block(prior_dir, sample):
+    """Decoder.block_model: the prior itself for a `fast` block, the block's own networks without a
+    prior, None for a constant block; the networks it returns code the block's voxels."""
+    from voxcodec.core import block
+    from voxcodec.core.container import HEADER_SIZE
+
+    vol = np.ascontiguousarray(sample[:8, :48, :64])
+    vol[4:] = 7  # the second block is constant
+    prior = zoo.get("test-prior").model
+    for kind, data in (("prior", voxcodec.encode(vol, preset="fast", prior="test-prior", block_depth=4)),
+                       ("own", voxcodec.encode(vol, preset="fast", prior="none", block_depth=4, threads=1))):
+        with voxcodec.Decoder(data) as dec:
+            model = dec.block_model(0)
+            assert dec.block_model(1) is None
+            with pytest.raises(IndexError):
+                dec.block_model(2)
+            h = dec.block_header(0)
+            if kind == "prior":
+                assert model.intra_only().raw_bytes() == prior.intra_only().raw_bytes() and h.model_len == 0
+            else:
+                assert model.intra_only().raw_bytes() != prior.intra_only().raw_bytes() and h.model_len > 0
+            start = dec.index[0].offset + HEADER_SIZE + h.model_len
+            got = block.decode_block(data[start:start + h.payload_len], model, h.shape, h.lo, h.hi, h.centre,
+                                     h.shift, np.uint8)
+            np.testing.assert_array_equal(got, vol[:4])
+
+
 def test_a_changed_prior_is_refused(prior_dir, sample, tmp_path):
     vol = np.ascontiguousarray(sample[:4, :48, :48])
     data = voxcodec.encode(vol, preset="fast", prior="test-prior")

@@ -185,16 +185,7 @@ class Decoder:
     def read_block(self, i: int, out: np.ndarray | None = None) -> np.ndarray:
         """Decode block ``i`` (depth, h, w) and check its checksums.  ``out``: a C-contiguous array of the
         block's shape and of the stream's (unsigned) type to decode into, instead of a new one."""
-        if not 0 <= i < len(self.index):
-            raise IndexError(f"block {i} out of range (the stream has {len(self.index)} blocks)")
-        e = self.index[i]
-        raw = self._read_at(e.offset, e.length)  # header, model and payload in one read
-        if len(raw) < e.length:
-            raise TruncatedStreamError("block record is cut short (did the file shrink?)", i)
-        hd = self._check_header(raw[:HEADER_SIZE], i)
-        body = raw[HEADER_SIZE:]
-        if zlib.crc32(body) != hd.data_crc:
-            raise CorruptStreamError("block data checksum mismatch (the stream is damaged)", i)
+        hd, body = self._record(i)
         try:
             coded = self._layout.dtype  # what the blocks hold: unsigned (int8 / int16 volumes are mapped back below)
             if out is not None and (out.shape != hd.shape or out.dtype != coded or not out.flags.c_contiguous):
@@ -206,19 +197,7 @@ class Decoder:
             elif hd.flags & FLAG_RAW:  # stored: the voxels themselves (their length was checked)
                 out[...] = np.frombuffer(body, coded.newbyteorder("<")).reshape(hd.shape)
             else:
-                if hd.flags & FLAG_SHARED:
-                    model = self._shared(i)
-                elif hd.prior:
-                    model = self._prior(hd.prior, body[:hd.model_len], i)
-                    if not hd.model_len and not hd.flags & FLAG_INTER:  # the prior's intra-slice networks alone
-                        model = model.intra_only()
-                else:
-                    try:
-                        model = BlockModel.from_bytes(body[:hd.model_len], self.config)
-                    except CorruptStreamError as exc:
-                        raise CorruptStreamError(str(exc), i) from None
-                if bool(hd.flags & FLAG_INTER) != (model.inter is not None):
-                    raise CorruptStreamError("block flags disagree with its model", i)
+                model = self._model(hd, body[:hd.model_len], i)
                 out = decode_block(body[hd.model_len:], model, hd.shape, hd.lo, hd.hi, hd.centre, hd.shift,
                                    coded, block_index=i, out=out, batch=self.batch, version=self.format_version)
         except MemoryError as exc:  # a valid block of up to MAX_BLOCK_VOXELS voxels, on a small machine
@@ -227,6 +206,45 @@ class Decoder:
         if voxel_crc(out) != hd.voxel_crc:
             raise CorruptStreamError("decoded voxels do not match their checksum", i)
         return from_coded(out, self.dtype)
+
+    def block_model(self, i: int) -> BlockModel | None:
+        """The networks block ``i`` is coded with (its own, a zoo prior with or without the block's
+        difference, or the shared model), or None for a constant or stored block."""
+        hd, body = self._record(i)
+        if hd.flags & (FLAG_CONSTANT | FLAG_RAW):
+            return None
+        return self._model(hd, body[:hd.model_len], i)
+
+    def _record(self, i: int) -> tuple[BlockHeader, bytes]:
+        """Block ``i``'s checked header and its body (model section and payload), read in one go."""
+        if not 0 <= i < len(self.index):
+            raise IndexError(f"block {i} out of range (the stream has {len(self.index)} blocks)")
+        e = self.index[i]
+        raw = self._read_at(e.offset, e.length)
+        if len(raw) < e.length:
+            raise TruncatedStreamError("block record is cut short (did the file shrink?)", i)
+        hd = self._check_header(raw[:HEADER_SIZE], i)
+        body = raw[HEADER_SIZE:]
+        if zlib.crc32(body) != hd.data_crc:
+            raise CorruptStreamError("block data checksum mismatch (the stream is damaged)", i)
+        return hd, body
+
+    def _model(self, hd: BlockHeader, section: bytes, i: int) -> BlockModel:
+        """The model of block ``i`` from its header and model section."""
+        if hd.flags & FLAG_SHARED:
+            model = self._shared(i)
+        elif hd.prior:
+            model = self._prior(hd.prior, section, i)
+            if not section and not hd.flags & FLAG_INTER:  # the prior's intra-slice networks alone
+                model = model.intra_only()
+        else:
+            try:
+                model = BlockModel.from_bytes(section, self.config)
+            except CorruptStreamError as exc:
+                raise CorruptStreamError(str(exc), i) from None
+        if bool(hd.flags & FLAG_INTER) != (model.inter is not None):
+            raise CorruptStreamError("block flags disagree with its model", i)
+        return model
 
     def _prior(self, k: int, delta: bytes, i: int) -> BlockModel:
         """The model of a block that names the k-th prior of the file header: the zoo prior itself, or
