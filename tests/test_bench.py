@@ -65,3 +65,19 @@ def test_whole_run_writes_results_tables_and_figures(tiny, tmp_path):
     assert "| voxcodec-fast |" in md and "MB/s" in md
     for fig in ("bitrate.png", "slices.png", "confidence.png"):
         assert (out / fig).stat().st_size > 1000
+
+
+def test_headroom_statistics(sample):
+    """bench/headroom.py: its pass statistic, voxcodec's passes from a stream, and the probe, on a tiny volume."""
+    import headroom
+
+    r = np.tile(np.arange(4), 250)
+    assert headroom.conditional_bits(r, np.zeros_like(r)) == pytest.approx(2.0)
+    assert headroom.conditional_bits(r, r) == pytest.approx(0.0)  # the context says it all
+    vol = np.ascontiguousarray(sample[:4, :48, :40])
+    stream, passes = headroom.voxcodec_passes(vol, "none")
+    assert 0 < stream < 8 and sum(p["share"] for p in passes.values()) == pytest.approx(1.0)
+    assert all(0 <= p["voxcodec"] < 9 for p in passes.values())
+    args = type("Args", (), {"neighbours": 12, "hidden": 8, "steps": 3, "samples": 100})
+    bits = headroom.probe_pass(vol, "C", 0, args, others=[vol[::-1].copy()])
+    assert 0 < bits < 12
