@@ -586,7 +586,7 @@ def preview(input, slices, side, presets, no_baselines, as_json):
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output (with the model cards)")
 def zoo_list(as_json):
     """List the pretrained priors installed (the package's, then VOXCODEC_ZOO's folders): id, content hash,
-    what each was trained on."""
+    what each was trained on.  Encoders (--prior auto) use the newest version of each family."""
     from voxcodec import zoo
 
     priors = zoo.available()
@@ -596,10 +596,13 @@ def zoo_list(as_json):
         return 0
     if not priors:
         click.echo("no priors installed: every block trains from scratch")
+    newest = {p.id for p in zoo.latest(priors)}
     for p in priors:
         vols = ", ".join(v.get("volume", "?") for v in p.card.get("trained_on", []))
-        click.echo(f"{p.id:<20} sha256 {p.sha256[:16]}  {p.model.config.hidden[0]}x{p.model.config.hidden[1]} hidden, "
-                   f"trained on {vols or '?'}")
+        cfg = p.model.config
+        click.echo(f"{p.id:<20} sha256 {p.sha256[:16]}  {cfg.hidden[0]}x{cfg.hidden[1]} hidden, {cfg.neighbours} "
+                   f"neighbours, trained on {vols or '?'}" + ("" if p.id in newest else
+                                                               "  (older version: decodes its streams; auto skips it)"))
     return 0
 
 

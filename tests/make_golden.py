@@ -27,7 +27,7 @@ def golden_arrays():
     return {"golden_u8": (u8, dict(block_depth=8, train="always", fit_options={"inter": "always", "steps": 60})),
             "golden_u16": (u16, dict(block_depth=4, tile=(128, 96), train="always", fit_options={"steps": 60})),
             "golden_plain_u8": (u8[:6, :40, :56], dict(block_depth=4, train="never")),
-            **golden_v2_arrays(), **golden_v3_arrays(), **golden_v4_arrays()}
+            **golden_v2_arrays(), **golden_v3_arrays(), **golden_v4_arrays(), **golden_v5_arrays()}
 
 
 def golden_v2_arrays():
@@ -58,8 +58,10 @@ def golden_v3_arrays():
             "golden_v3_u16": (u16, dict(block_depth=6, train="never"))}
 
 
-#: the zoo priors released so far: each keeps a golden stream that must decode forever
+#: the zoo priors released so far: each keeps a golden stream that must decode forever (format 4: the
+#: v1 priors, format 5: the v2 priors with 24 neighbours and 12-bit skip weights)
 RELEASED_PRIORS = ("em-general-v1", "em-section-v1", "em-fib-v1")
+RELEASED_PRIORS_V5 = ("em-general-v2", "em-section-v2", "em-fib-v2")
 
 
 def golden_v4_arrays():
@@ -67,15 +69,6 @@ def golden_v4_arrays():
     fine-tuned difference against a prior, and a uint16 block with its own networks; all inside black
     margins that drift from slice to slice (flat contexts and their edges)."""
     s = sample_volume()
-
-    def framed(a, seed):
-        out = np.zeros((a.shape[0], a.shape[1] + 24, a.shape[2] + 24), a.dtype)
-        rng = np.random.default_rng(seed)
-        for z in range(a.shape[0]):
-            t, left = (int(v) for v in rng.integers(2, 22, 2))
-            out[z, t:t + a.shape[1], left:left + a.shape[2]] = a[z]
-        return out
-
     out = {f"golden_v4_{p}": (framed(s[8 * i:8 * i + 6, :40, :56], i), dict(block_depth=6, prior=p, train="never"))
            for i, p in enumerate(RELEASED_PRIORS)}
     # em-section-v1 never saw FIB-SEM: a fine-tune pays for its difference here
@@ -92,6 +85,30 @@ def golden_v4_arrays():
     out["golden_v4_i16"] = (i16.astype(np.int16), dict(block_depth=6, preset="fast", prior="em-general-v1"))
     u16 = framed(s[44:50, :48, :48].astype(np.uint16) * 37 + 900, 9)
     out["golden_v4_u16"] = (u16, dict(block_depth=6, prior="none", train="always", fit_options={"steps": 30}))
+    return out
+
+
+def framed(a, seed):
+    """``a`` inside black margins that drift from slice to slice."""
+    out = np.zeros((a.shape[0], a.shape[1] + 24, a.shape[2] + 24), a.dtype)
+    rng = np.random.default_rng(seed)
+    for z in range(a.shape[0]):
+        t, left = (int(v) for v in rng.integers(2, 22, 2))
+        out[z, t:t + a.shape[1], left:left + a.shape[2]] = a[z]
+    return out
+
+
+def golden_v5_arrays():
+    """Format 5 (voxcodec 0.5): 24 neighbours and 12-bit linear skip weights; blocks coded with each v2
+    prior as it is, a fine-tuned difference against one, and a block with its own networks."""
+    s = sample_volume()
+    out = {f"golden_v5_{p}": (framed(s[8 * i + 1:8 * i + 7, :40, :56], 20 + i),
+                              dict(block_depth=6, prior=p, train="never")) for i, p in enumerate(RELEASED_PRIORS_V5)}
+    out["golden_v5_delta"] = (framed(s[16:32, :128, :128], 27), dict(block_depth=16, preset="default",
+                                                                    prior="em-section-v2", train="always",
+                                                                    fit_options={"prior_steps": 300}))
+    out["golden_v5_own"] = (np.ascontiguousarray(s[60:68, :64, :72]), dict(block_depth=8, prior="none", train="always",
+                                                                          fit_options={"steps": 40}))
     return out
 
 

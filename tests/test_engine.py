@@ -189,7 +189,7 @@ def test_payload_costs_what_the_tables_say(sample):
     data = np.ascontiguousarray(sample[:16])
     stream = voxcodec.encode(data, preset="fast", block_depth=16)
     with voxcodec.Decoder(stream) as dec:
-        assert dec.format_version == 4
+        assert dec.format_version == voxcodec.core.container.FORMAT_VERSION
     enc = voxcodec.core.encoder.Encoder(None, dtype=data.dtype, slice_shape=data.shape[1:], preset="fast", block_depth=16)
     infos = []
     enc.on_block = infos.append

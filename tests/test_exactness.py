@@ -154,11 +154,13 @@ def test_every_offset_is_known_when_read():
                                            ("golden_v3_u8", 3), ("golden_v3_u16", 3),
                                            ("golden_v4_em-general-v1", 4), ("golden_v4_em-section-v1", 4),
                                            ("golden_v4_em-fib-v1", 4), ("golden_v4_delta", 4), ("golden_v4_intra", 4),
-                                           ("golden_v4_u16", 4), ("golden_v4_i16", 4)])
+                                           ("golden_v4_u16", 4), ("golden_v4_i16", 4),
+                                           ("golden_v5_em-general-v2", 5), ("golden_v5_em-section-v2", 5),
+                                           ("golden_v5_em-fib-v2", 5), ("golden_v5_delta", 5), ("golden_v5_own", 5)])
 def test_golden_streams_still_decode(name, version):
-    """Streams written by voxcodec 0.1.0 (format 1), 0.2.0 (format 2), 0.3.0 (format 3) and 0.4.0
-    (format 4, one per zoo prior released: every released prior stays decodable) keep decoding to the
-    same voxels."""
+    """Streams written by voxcodec 0.1.0 (format 1), 0.2.0 (format 2), 0.3.0 (format 3), 0.4.0 (format 4)
+    and 0.5.0 (format 5; one stream per zoo prior released: every released prior stays decodable) keep
+    decoding to the same voxels."""
     meta = json.loads((DATA / "golden.json").read_text())[name]
     with voxcodec.Decoder(DATA / f"{name}.vxc") as dec:
         assert dec.format_version == version

@@ -439,8 +439,15 @@ def test_random_bytes_after_the_magic_do_not_ask_for_an_upgrade(stream):
 
 
 def test_future_version_asks_for_an_upgrade(stream):
-    _raises(_edited(stream, lambda p: setattr(p, "version", 5)), "format version 5 is not supported.*upgrade voxcodec")
+    _raises(_edited(stream, lambda p: setattr(p, "version", 6)), "format version 6 is not supported.*upgrade voxcodec")
     _raises(_edited(stream, lambda p: setattr(p, "version", 40000)), "^file header is damaged: its format version")
+
+
+def test_twelve_bit_skips_need_format_5(stream):
+    """A format 4 reader would take the int16 skip weights for int8: a format 4 stream may not have them."""
+    with voxcodec.Decoder(stream) as dec:
+        assert dec.config.skip_bits == 12
+    _raises(_edited(stream, lambda p: setattr(p, "version", 4)), "12-bit skip weights in a format 4 stream")
 
 
 @pytest.mark.parametrize("extra", [b"\0", b"garbage", bytes(1000)])

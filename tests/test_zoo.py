@@ -36,7 +36,7 @@ def _sha(a):
 
 def test_shipped_priors_load_with_their_cards():
     priors = {p.id: p for p in zoo.available()}
-    for pid in ("em-general-v1", "em-section-v1", "em-fib-v1"):
+    for pid in ("em-general-v1", "em-section-v1", "em-fib-v1", "em-general-v2", "em-section-v2", "em-fib-v2"):
         p = priors[pid]
         assert p.path.startswith(str(zoo.PACKAGE_DIR))
         doc = json.loads(open(p.path).read())
@@ -215,3 +215,34 @@ def test_zarr_chunks_with_a_zoo_prior(tmp_path, sample):
     assert run_python(code).strip() == _sha(vol)
     with pytest.raises(UnsupportedError, match="no prior"):
         VoxCodec(model="zoo:no-such-prior")
+
+
+def test_auto_takes_the_newest_version_of_each_family():
+    model = zoo.get("em-general-v1").model
+    priors = [zoo.Prior(i, model) for i in ("em-fib-v1", "em-fib-v2", "em-fib-v10", "mine", "lab-v3", "lab-v2")]
+    assert [p.id for p in zoo.latest(priors)] == ["em-fib-v10", "lab-v3", "mine"]
+    assert {p.id for p in zoo.resolve("auto")} >= {"em-general-v2", "em-section-v2", "em-fib-v2"}
+    assert not {"em-general-v1", "em-section-v1", "em-fib-v1"} & {p.id for p in zoo.resolve("auto")}
+
+
+def test_twelve_bit_skip_weights_round_trip_and_are_checked(sample):
+    """Format 5: a model with 12-bit skip weights serializes them as int16 and reads them back exactly;
+    values beyond 12 bits, or skip_bits other than 8 and 12, are refused."""
+    from voxcodec.core.network import ModelConfig
+
+    cfg = ModelConfig(levels=2, hidden=(4, 4), bins=8, neighbours=24, skip_bits=12)
+    from voxcodec.core.block import FitOptions, fit_block
+
+    model, _, _ = fit_block(np.ascontiguousarray(sample[:4, :48, :48]), cfg, FitOptions(steps=5), min_voxels=1)
+    nets = list(model.intra.values())
+    assert all(n.ws.dtype == np.int16 for n in nets) and max(int(abs(n.ws).max(initial=0)) for n in nets) > 127
+    back = BlockModel.from_bytes(model.to_bytes(), cfg)
+    assert back.raw_bytes() == model.raw_bytes()
+    assert len(model.raw_bytes()) == cfg.raw_model_bytes(model.inter is not None)
+    net = nets[-1]
+    net.ws[0] = 2048
+    with pytest.raises(ValueError):
+        net.validate()
+    with pytest.raises(CorruptStreamError):
+        ModelConfig.from_json({**cfg.to_json(), "skip_bits": 10})
+    assert "skip_bits" not in ModelConfig(neighbours=12).to_json()  # v1 priors keep their hashes

@@ -10,7 +10,7 @@ Three layers:
 - :mod:`voxcodec.edge`: the edge transfer tool (acquisition folder -> spool -> journal -> destination).
 """
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 from .core.decoder import Decoder, decode  # noqa: E402
 from .core.encoder import Encoder, encode, fit_model  # noqa: E402

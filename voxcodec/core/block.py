@@ -106,7 +106,7 @@ def _new_bank(config: ModelConfig, kinds=("intra", "inter"), seed: int = 0, untr
     groups = _group_passes(config)
     nets = [(kind, g) for kind in kinds for g in groups]
     bank = training.NetBank([n_inputs(groups[g][0], kind == "inter") for kind, g in nets], config.hidden,
-                            seed=seed, untrained=untrained)
+                            seed=seed, untrained=untrained, skip_bits=config.skip_bits)
     for i, (kind, g) in enumerate(nets):
         p = groups[g][0]
         if p.inslice:
@@ -218,6 +218,8 @@ def fit_block(data, config: ModelConfig, opts: FitOptions, bank=None, min_voxels
     n_in = [n_inputs(groups[g][0], kind == "inter") for kind in ("intra", "inter") for g in names]
     if bank is None or bank.n_in != n_in or tuple(bank.w2.shape[1:]) != (config.hidden[1], config.hidden[0]):
         bank = _new_bank(config, seed=opts.seed)
+        if config.skip_bits > 8:
+            bank.fit_skip(pools)
         steps, lr = (opts.steps if steps is None else steps), (opts.lr if lr is None else lr)
     else:  # warm start from the previous block's weights
         bank = copy.deepcopy(bank)

@@ -24,8 +24,8 @@ from ..errors import CorruptStreamError, TruncatedStreamError, UnsupportedError
 
 MAGIC = b"\x89VXC\r\n\x1a\n"
 #: the version written; every version in READ_VERSIONS is read (see docs/format.md)
-FORMAT_VERSION = 4
-READ_VERSIONS = (1, 2, 3, 4)
+FORMAT_VERSION = 5
+READ_VERSIONS = (1, 2, 3, 4, 5)
 BLOCK_MAGIC = b"VXBK"
 INDEX_MAGIC = b"VXIX"
 END_MAGIC = b"VXCEND01"

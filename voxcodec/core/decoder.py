@@ -85,6 +85,9 @@ class Decoder:
         self.dtype = self._layout.volume_dtype  # int8 / int16 volumes are coded as unsigned (container.to_coded)
         self.slice_shape = self._layout.slice_shape
         self.config = ModelConfig.from_json(self.meta["model"], where="file header field model")
+        if self.config.skip_bits != 8 and self.format_version < 5:
+            raise CorruptStreamError(f"file header field model has 12-bit skip weights in a format "
+                                     f"{self.format_version} stream (format 5 brought them)")
         shared = self.meta.get("shared_model")
         if shared is not None and not (isinstance(shared, str) and 1 <= len(shared) <= 64):
             raise CorruptStreamError(f"file header field shared_model is {shared!r:.40}, not a model name")

@@ -7,6 +7,7 @@ scale bin.  The network is a 1x1-conv stack over gathered context features (a ma
     a1 = clamp(round((W1 v + B1) / 2^s1), 0, 127)        hidden layer 1, int8 weights
     a2 = clamp(round((W2 a1 + B2) / 2^s2), 0, 127)       hidden layer 2, int8 weights
     mu = Wmu a2 + Ws v + Bmu                              value, int8 weights plus a linear skip
+                                                          (int8, or int12 with ``skip_bits=12``)
     t  = Wsc a2 + Bsc                                     scale bin (clamped to 0..bins-1)
 
 Every product and partial sum is an integer below 2^24 in magnitude, so the float32 GEMM that
@@ -14,7 +15,8 @@ computes them is exact whatever the BLAS, thread count, summation order or devic
 and clamps are done in int32 / int64 numpy, with no overflow.  The bounds (checked by
 :meth:`ModelConfig.validate` and :meth:`IntNet.validate`, for every network a stream holds): int8
 weights are in [-128, 127], features in [-128, 127] and activations in [0, 127], so a sum of F
-products weight x feature is at most F * 128 * 128 (< 2^24 for F <= 1023 inputs) and a sum of H
+products weight x feature is at most F * 128 * 128 (< 2^24 for F <= 1023 inputs; with 12-bit skip
+weights the skip's sum is at most F * 2048 * 128, < 2^24 for F <= 63) and a sum of H
 products weight x activation at most H * 128 * 127 (< 2^24 for H <= 1032 units); the output biases ``bmu``, ``bsc`` are at most 2^53 in magnitude, so ``mu`` stays below 2^54
 and ``mu << shift`` (shift <= 8) below 2^62.
 The float model is trained to compute exactly this (quantization-aware training), see
@@ -45,6 +47,10 @@ MAX_PRODUCT = 128 * 128
 MAX_ACT_PRODUCT = 128 * 127
 #: largest magnitude of the output biases bmu and bsc (see the module docstring)
 MAX_OUT_BIAS = 2 ** 53
+#: bits of the linear skip's weights: int8 (every format), or int12 stored as int16 (format 5). A wide
+#: skip is a linear interpolation filter over many neighbours; with int8 weights its gain is lost to
+#: rounding (measured on cdeep3m: 1.94 bits on D0 with 12-bit weights, 2.97 with 8-bit)
+SKIP_BITS = (8, 12)
 
 
 def group_of(p: Pass) -> str:
@@ -60,10 +66,15 @@ class ModelConfig:
     hidden: tuple[int, int] = (8, 8)
     bins: int = 20
     neighbours: int = 12
+    #: bits of the linear skip's weights (8 or 12; 12 needs format 5)
+    skip_bits: int = 8
 
     def to_json(self):
-        return {"levels": self.levels, "hidden": list(self.hidden), "bins": self.bins,
-                "neighbours": self.neighbours, "act_bits": ACT_BITS, "in_bits": IN_BITS}
+        d = {"levels": self.levels, "hidden": list(self.hidden), "bins": self.bins,
+             "neighbours": self.neighbours, "act_bits": ACT_BITS, "in_bits": IN_BITS}
+        if self.skip_bits != 8:  # absent for 8: configurations (and prior hashes) of earlier formats stay as they were
+            d["skip_bits"] = self.skip_bits
+        return d
 
     @classmethod
     def from_json(cls, d, where: str = "model configuration") -> "ModelConfig":
@@ -84,7 +95,8 @@ class ModelConfig:
             if not isinstance(hidden, list) or len(hidden) != 2:
                 raise CorruptStreamError(f"{where}.hidden is {hidden!r:.40}, not two integers")
             cfg = cls(levels=whole("levels", d["levels"]), hidden=tuple(whole("hidden", h) for h in hidden),
-                      bins=whole("bins", d["bins"]), neighbours=whole("neighbours", d.get("neighbours", 12)))
+                      bins=whole("bins", d["bins"]), neighbours=whole("neighbours", d.get("neighbours", 12)),
+                      skip_bits=whole("skip_bits", d.get("skip_bits", 8)))
         except KeyError as exc:
             raise CorruptStreamError(f"{where}.{exc.args[0]} is missing") from None
         try:
@@ -102,13 +114,15 @@ class ModelConfig:
             raise ValueError(f"hidden must be two sizes in 1..64, got {self.hidden}")
         if not 2 <= self.bins <= 64:
             raise ValueError(f"bins must be in 2..64, got {self.bins}")
-        if not 4 <= self.neighbours <= 16:
-            raise ValueError(f"neighbours must be in 4..16, got {self.neighbours}")
+        if not 4 <= self.neighbours <= 24:
+            raise ValueError(f"neighbours must be in 4..24, got {self.neighbours}")
+        if self.skip_bits not in SKIP_BITS:
+            raise ValueError(f"skip_bits must be one of {SKIP_BITS}, got {self.skip_bits}")
         # the widest network: a D pass (neighbours + 4 in-slice inputs) with previous-slice inputs
         f = self.neighbours + 4 + 17
-        if max(f, *self.hidden) * MAX_PRODUCT >= EXACT_LIMIT:  # never with the ranges above
+        if max(f, *self.hidden) * MAX_PRODUCT >= EXACT_LIMIT or f * skip_product(self.skip_bits) >= EXACT_LIMIT:
             raise ValueError(f"networks of {f} inputs and hidden sizes {self.hidden} are too wide for exact "
-                             "float32 inference")
+                             "float32 inference")  # never with the ranges above
 
     def raw_model_bytes(self, inter: bool) -> int:
         """Length of a block's model section once decompressed (1 flag byte, then the networks)."""
@@ -122,8 +136,19 @@ class ModelConfig:
         for kind in ((False, True) if inter else (False,)):
             for p in groups.values():
                 f = n_inputs(p, kind)
-                n += _EXP.size + 16 + h1 * f + h1 * h2 + h2 + f + h2 + 4 * h1 + 4 * h2
+                n += (_EXP.size + 16 + h1 * f + h1 * h2 + h2 + f * (2 if self.skip_bits > 8 else 1) + h2 + 4 * h1
+                      + 4 * h2)
         return n
+
+
+def skip_limit(skip_bits: int) -> int:
+    """Largest magnitude of a skip weight: 127 (int8) or 2047 (int12)."""
+    return (1 << (skip_bits - 1)) - 1
+
+
+def skip_product(skip_bits: int) -> int:
+    """Largest magnitude of one product skip weight x feature."""
+    return (skip_limit(skip_bits) + 1) * 128
 
 
 _EXP = struct.Struct("<6B")
@@ -138,7 +163,7 @@ class IntNet:
     w2: np.ndarray  # int8 (H2, H1)
     b2: np.ndarray  # int32 (H2,)   units 2^-(e2 + ACT_BITS)
     wmu: np.ndarray  # int8 (H2,)
-    ws: np.ndarray  # int8 (F,)
+    ws: np.ndarray  # int8 (F,), or int16 holding 12-bit values (ModelConfig.skip_bits)
     bmu: int  # units 2^-fmu
     wsc: np.ndarray  # int8 (H2,)
     bsc: int  # units 2^-(esc + ACT_BITS)
@@ -161,7 +186,11 @@ class IntNet:
             raise ValueError("network weights have inconsistent shapes")
         # the largest sum of each GEMM: layer 1 and the linear skip sum f products weight x feature
         # (-128 x -128), layer 2 and the outputs h1 and h2 products weight x activation (-128 x 127)
-        worst = {"layer 1": f * MAX_PRODUCT, "layer 2": h1 * MAX_ACT_PRODUCT, "outputs": h2 * MAX_ACT_PRODUCT}
+        wide = self.ws.dtype != np.int8
+        if wide and (self.ws.dtype != np.int16 or np.abs(self.ws.astype(np.int32)).max(initial=0) > skip_limit(12)):
+            raise ValueError("linear skip weights are not 12-bit integers")
+        worst = {"layer 1": f * MAX_PRODUCT, "layer 2": h1 * MAX_ACT_PRODUCT, "outputs": h2 * MAX_ACT_PRODUCT,
+                 "skip": f * skip_product(12 if wide else 8)}
         for name, top in worst.items():
             if top >= EXACT_LIMIT:
                 raise ValueError(f"network too wide for exact float32 inference: {name} sums can reach {top} >= 2^24")
@@ -252,13 +281,13 @@ class IntNet:
     def to_bytes(self) -> bytes:
         parts = [_EXP.pack(*self.e, 0), struct.pack("<qq", int(self.bmu), int(self.bsc))]
         for arr in (self.w1, self.w2, self.wmu, self.ws, self.wsc):
-            parts.append(np.ascontiguousarray(arr, np.int8).tobytes())
+            parts.append(np.ascontiguousarray(arr, "<i2" if arr.dtype == np.int16 else np.int8).tobytes())
         for arr in (self.b1, self.b2):
             parts.append(np.ascontiguousarray(arr, "<i4").tobytes())
         return b"".join(parts)
 
     @classmethod
-    def from_bytes(cls, buf: memoryview, pos: int, n_in: int, hidden) -> tuple["IntNet", int]:
+    def from_bytes(cls, buf: memoryview, pos: int, n_in: int, hidden, skip_bits: int = 8) -> tuple["IntNet", int]:
         h1, h2 = hidden
 
         def take(count, dtype):
@@ -281,7 +310,7 @@ class IntNet:
         w1 = take(h1 * n_in, np.int8).reshape(h1, n_in)
         w2 = take(h2 * h1, np.int8).reshape(h2, h1)
         wmu = take(h2, np.int8)
-        ws = take(n_in, np.int8)
+        ws = take(n_in, np.int8) if skip_bits == 8 else take(n_in, "<i2").astype(np.int16)
         wsc = take(h2, np.int8)
         b1 = take(h1, "<i4").astype(np.int32)
         b2 = take(h2, "<i4").astype(np.int32)
@@ -408,7 +437,8 @@ class BlockModel:
             if nets is None:
                 continue
             for g, p in model.groups().items():
-                nets[g], pos = IntNet.from_bytes(raw, pos, n_inputs(p, kind == "inter"), config.hidden)
+                nets[g], pos = IntNet.from_bytes(raw, pos, n_inputs(p, kind == "inter"), config.hidden,
+                                                 config.skip_bits)
         if pos != len(raw):
             raise CorruptStreamError("model section has trailing bytes")
         return model

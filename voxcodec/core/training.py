@@ -14,21 +14,21 @@ import math
 import numpy as np
 import torch
 
-from .network import ACT_BITS, IN_BITS, SCALE_MIN, IntNet, ModelConfig
+from .network import ACT_BITS, IN_BITS, SCALE_MIN, IntNet, ModelConfig, skip_limit
 
 LN2 = math.log(2.0)
 
 
-def _exponent(w: torch.Tensor, dims) -> torch.Tensor:
-    """Per-net power-of-two weight exponent: largest e in 1..20 with max|w| * 2^e <= 127."""
+def _exponent(w: torch.Tensor, dims, limit: int = 127) -> torch.Tensor:
+    """Per-net power-of-two weight exponent: largest e in 1..20 with max|w| * 2^e <= limit."""
     m = w.detach().abs().amax(dim=dims).clamp_min(1e-12)
-    return torch.floor(torch.log2(127.0 / m)).clamp(1, 20)
+    return torch.floor(torch.log2(limit / m)).clamp(1, 20)
 
 
-def _q(w: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-    """Straight-through int8 quantization of w with exponent e (broadcast)."""
+def _q(w: torch.Tensor, e: torch.Tensor, limit: int = 127) -> torch.Tensor:
+    """Straight-through quantization of w with exponent e (broadcast) to integers within +-limit."""
     s = torch.exp2(e)
-    q = torch.clamp(torch.round(w * s), -127, 127) / s
+    q = torch.clamp(torch.round(w * s), -limit, limit) / s
     return w + (q - w).detach()
 
 
@@ -39,8 +39,9 @@ def _round_ste(x):
 class NetBank(torch.nn.Module):
     """G networks of identical shape trained together with batched matmuls."""
 
-    def __init__(self, n_in: list[int], hidden, seed: int = 0, untrained: bool = False):
+    def __init__(self, n_in: list[int], hidden, seed: int = 0, untrained: bool = False, skip_bits: int = 8):
         super().__init__()
+        self.skip_limit = skip_limit(skip_bits)
         g, f = len(n_in), max(max(n_in), 1)
         h1, h2 = hidden
         gen = torch.Generator().manual_seed(seed)
@@ -71,7 +72,7 @@ class NetBank(torch.nn.Module):
     def from_nets(cls, nets: list[IntNet], hidden) -> "NetBank":
         """A bank holding exactly the integer networks ``nets`` (a prior, to fine-tune from): each
         weight is its integer over 2^e, which :meth:`export` gives back unchanged before training."""
-        bank = cls([n.w1.shape[1] for n in nets], hidden)
+        bank = cls([n.w1.shape[1] for n in nets], hidden, skip_bits=12 if nets and nets[0].ws.dtype == np.int16 else 8)
         with torch.no_grad():
             for i, n in enumerate(nets):
                 e1, e2, emu, es, esc = (float(2.0 ** e) for e in n.e)
@@ -95,9 +96,27 @@ class NetBank(torch.nn.Module):
             for k, v in weights.items():
                 self.ws[index, k] = v
 
+    def fit_skip(self, pools: list[tuple[np.ndarray, np.ndarray]], ridge: float = 1e-3):
+        """Set each network's linear skip (and output bias) to the least-squares linear predictor of its
+        pool ``(features (F, N), target (N,))``: a wide skip is an interpolation filter that plain
+        gradient steps from a neighbour average approach slowly."""
+        with torch.no_grad():
+            for i, (x, y) in enumerate(pools):
+                f = x.shape[0]
+                if y.size <= 4 * (f + 1):
+                    continue
+                a = np.concatenate([x.T.astype(np.float64), np.ones((y.size, 1))], 1)
+                gram = a.T @ a
+                gram[np.diag_indices(f)] += ridge * np.trace(gram) / (f + 1)
+                sol = np.linalg.solve(gram, a.T @ y.astype(np.float64))
+                self.ws[i].zero_()
+                self.ws[i, :f] = torch.from_numpy(sol[:f])
+                self.bmu[i] = float(sol[f]) / 2.0 ** IN_BITS
+
     def exponents(self):
         return (_exponent(self.w1 * self.mask[:, None, :], (1, 2)), _exponent(self.w2, (1, 2)),
-                _exponent(self.wmu, (1,)), _exponent(self.ws * self.mask, (1,)), _exponent(self.wsc, (1,)))
+                _exponent(self.wmu, (1,)), _exponent(self.ws * self.mask, (1,), self.skip_limit),
+                _exponent(self.wsc, (1,)))
 
     def forward(self, v: torch.Tensor):
         """v: (G, B, F) centred values. Returns mean (G, B) in value units and scale bin t (G, B)."""
@@ -112,7 +131,7 @@ class NetBank(torch.nn.Module):
         a2 = torch.clamp(_round_ste(z2 * a), 0, 127) / a
         fmu = torch.maximum(emu + ACT_BITS, es + IN_BITS)
         mu = ((a2 * _q(self.wmu, emu[:, None])[:, None, :]).sum(-1)
-              + (x * _q(self.ws * self.mask, es[:, None])[:, None, :]).sum(-1)
+              + (x * _q(self.ws * self.mask, es[:, None], self.skip_limit)[:, None, :]).sum(-1)
               + self._qb(self.bmu, fmu)[:, None])
         t = (a2 * _q(self.wsc, esc[:, None])[:, None, :]).sum(-1) + self._qb(self.bsc, esc + ACT_BITS)[:, None]
         return mu * 2.0 ** IN_BITS, t
@@ -129,8 +148,9 @@ class NetBank(torch.nn.Module):
             fmu = torch.maximum(emu + ACT_BITS, es + IN_BITS)
             nets = []
             for i, n in enumerate(self.n_in):
-                def qw(w, e):
-                    return torch.clamp(torch.round(w.double() * 2.0 ** e), -127, 127).cpu().numpy().astype(np.int8)
+                def qw(w, e, limit=127):
+                    q = torch.clamp(torch.round(w.double() * 2.0 ** e), -limit, limit).cpu().numpy()
+                    return q.astype(np.int8 if limit == 127 else np.int16)
 
                 def qb(b, e):
                     return torch.round(b.double() * 2.0 ** e).cpu().numpy().astype(np.int64)
@@ -138,7 +158,7 @@ class NetBank(torch.nn.Module):
                 nets.append(IntNet(
                     w1=qw(self.w1[i, :, :n], e1[i]), b1=qb(self.b1[i], e1[i] + IN_BITS).astype(np.int32),
                     w2=qw(self.w2[i], e2[i]), b2=qb(self.b2[i], e2[i] + ACT_BITS).astype(np.int32),
-                    wmu=qw(self.wmu[i], emu[i]), ws=qw(self.ws[i, :n], es[i]), bmu=int(qb(self.bmu[i], fmu[i])),
+                    wmu=qw(self.wmu[i], emu[i]), ws=qw(self.ws[i, :n], es[i], self.skip_limit), bmu=int(qb(self.bmu[i], fmu[i])),
                     wsc=qw(self.wsc[i], esc[i]), bsc=int(qb(self.bsc[i], esc[i] + ACT_BITS)),
                     e=tuple(int(t[i]) for t in (e1, e2, emu, es, esc))))
             for net in nets:

@@ -15,7 +15,12 @@ and those given to :func:`add_path`: a later folder may add ids, never replace o
 
     >>> import voxcodec.zoo as zoo
     >>> [p.id for p in zoo.available()]                     # doctest: +SKIP
-    ['em-fib-v1', 'em-general-v1', 'em-section-v1']
+    ['em-fib-v1', 'em-fib-v2', 'em-general-v1', 'em-general-v2', 'em-section-v1', 'em-section-v2']
+    >>> [p.id for p in zoo.resolve("auto")]                 # doctest: +SKIP
+    ['em-fib-v2', 'em-general-v2', 'em-section-v2']
+
+``"auto"`` takes the newest version of each family (``<name>-v<N>``): older versions stay in the
+package so that the streams which name them decode, and an encoder names them only when asked to.
 """
 
 from __future__ import annotations
@@ -152,13 +157,26 @@ def get(prior_id: str, sha256: str | None = None) -> Prior:
                            "VOXCODEC_ZOO" + (f" (unreadable: {'; '.join(broken)})" if broken else ""))
 
 
+def latest(priors: list[Prior]) -> list[Prior]:
+    """The newest of each family of ``priors`` (ids ``<name>-v<N>``: the largest N); other ids as they are."""
+    newest: dict[str, tuple[int, Prior]] = {}
+    out = []
+    for p in priors:
+        m = re.fullmatch(r"(.+)-v(\d+)", p.id)
+        if m is None:
+            out.append(p)
+        elif m[1] not in newest or int(m[2]) > newest[m[1]][0]:
+            newest[m[1]] = (int(m[2]), p)
+    return sorted(out + [p for _, p in newest.values()], key=lambda p: p.id)
+
+
 def resolve(spec) -> list[Prior]:
-    """The priors an encoder may choose from: ``"auto"`` every prior of the zoo; ``"none"`` (or None)
+    """The priors an encoder may choose from: ``"auto"`` the newest of each family; ``"none"`` (or None)
     none; an id, ``"zoo:<id>"``, a :class:`Prior`, or a list of those."""
     if spec is None or spec == "none":
         return []
     if spec == "auto":
-        return available()
+        return latest(available())
     if isinstance(spec, (str, Prior)):
         spec = [spec]
     out = []

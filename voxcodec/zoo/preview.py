@@ -47,9 +47,9 @@ def preview(sample: np.ndarray, presets=("fast", "default"), priors=None, baseli
     import voxcodec
     from threadpoolctl import threadpool_limits
 
-    from . import available
+    from . import resolve
 
-    priors = available() if priors is None else priors
+    priors = resolve("auto") if priors is None else priors
     rows = []
     mb = sample.nbytes / 1e6
 

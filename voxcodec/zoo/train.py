@@ -47,9 +47,9 @@ VOLUMES = {
 
 #: the priors shipped in the package: id -> volumes (None: all)
 SHIPPED = {
-    "em-general-v1": None,
-    "em-section-v1": ["isbi_train", "vnc_sstem_stack1", "snemi3d_ac4_z00-31", "cdeep3m_sbem_mito"],
-    "em-fib-v1": ["flyem_fib_ts1"],
+    "em-general-v2": None,
+    "em-section-v2": ["isbi_train", "vnc_sstem_stack1", "snemi3d_ac4_z00-31", "cdeep3m_sbem_mito"],
+    "em-fib-v2": ["flyem_fib_ts1"],
 }
 
 
@@ -112,6 +112,8 @@ def train_prior(volumes: dict, *, steps: int = 3000, batch: int = 4096, per_volu
     t0 = time.perf_counter()
     pools = pools_of(volumes, config, opts, rng, per_volume, blocks, depth, side)
     bank = block._new_bank(config, seed=seed)
+    if config.skip_bits > 8:
+        bank.fit_skip(pools)
     bits = training.fit(bank, pools, config, steps, quantum=1.0, batch=batch, lr=lr, seed=seed, progress=progress)
     nets = bank.export()
     names = list(block._group_passes(config))
@@ -160,12 +162,13 @@ def main(argv=None):
     ap.add_argument("--shared", action="store_true", help="train on the volumes of ../shared/data")
     ap.add_argument("--data", type=Path, default=SHARED, help="folder of the --shared volumes")
     ap.add_argument("--exclude", action="append", default=[], help="leave this volume out (repeatable)")
-    ap.add_argument("--id", help="the prior's id (default: the shipped priors, em-general-v1, em-section-v1 and "
-                                 "em-fib-v1, each from its volumes)")
+    ap.add_argument("--id", help="the prior's id (default: the shipped priors, em-general-v2, em-section-v2 and "
+                                 "em-fib-v2, each from its volumes)")
     ap.add_argument("--out", type=Path, required=True, help="folder to write <id>.json into")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--hidden", default="8,8", help="hidden sizes of the networks (default 8,8)")
-    ap.add_argument("--neighbours", type=int, default=12, help="in-slice neighbours (default 12)")
+    ap.add_argument("--neighbours", type=int, default=preset("default")[0].neighbours,
+                    help="in-slice neighbours (default: the default preset's, %(default)s)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = ap.parse_args(argv)
@@ -198,8 +201,9 @@ def main(argv=None):
 
         from ..core.network import ModelConfig
 
-        config = ModelConfig(levels=4, hidden=tuple(int(h) for h in args.hidden.split(",")), bins=20,
-                             neighbours=args.neighbours)
+        base = preset("default")[0]
+        config = ModelConfig(levels=base.levels, hidden=tuple(int(h) for h in args.hidden.split(",")), bins=base.bins,
+                             neighbours=args.neighbours, skip_bits=base.skip_bits)
         config.validate()
         model, card = train_prior(chosen, steps=args.steps, seed=args.seed, config=config, progress=progress)
         card["measured"] = measure(model, chosen)
