@@ -9,7 +9,7 @@ only (``loo-V``, made by ``python -m voxcodec.zoo.train --shared --exclude V --i
 3 and 7 and PNG, all with one thread, each (volume, codec) in its own process:
 
 * ``fast``: the prior as it is; ``default``: the prior and a short fine-tune where it pays;
-  ``max``: a longer fine-tune and a larger model trained from scratch, the smaller kept;
+  ``max``: a fine-tune four times as long;
   ``default/no prior``: every block trained from scratch (voxcodec 0.3);
 * the same volumes inside black margins that drift from slice to slice (``V+margins``: the borders
   of a registered stack, see :func:`voxcodec.zoo.train.with_margins`; fast and default).
