@@ -232,6 +232,8 @@ def main(argv=None):
                     help="train the probe on the other volumes of the run (what a prior can learn), not in sample")
     ap.add_argument("--samples", type=int, default=1_000_000,
                     help="with --loo: voxels of each pass taken from each other volume")
+    ap.add_argument("--only", action="append", default=[],
+                    help="measure only this volume (a file stem; repeatable); with --loo the others still train")
     ap.add_argument("--no-e9", action="store_true", help="leave JPEG-XL effort 9 out (slow)")
     args = ap.parse_args(argv)
     paths = list(args.volumes) + (sorted(SHARED.glob("*.tif")) if args.shared else [])
@@ -246,15 +248,18 @@ def main(argv=None):
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     results = []
     for p in paths:
+        if args.only and p.stem not in args.only:
+            continue
         print(f"{p.stem} ...", flush=True)
         results.append(measure(p, args))
     text = report(results, args)
     print(text)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "headroom.json").write_text(json.dumps({"machine": machine_info(), "args": vars(args) | {
-            "volumes": [str(p) for p in paths], "paths": None, "out": str(args.out), "zoo": str(args.zoo)}, "results": results},
-            indent=1))
+        given = vars(args) | {"volumes": [str(p) for p in paths], "paths": None, "out": str(args.out),
+                              "zoo": str(args.zoo)}
+        (args.out / "headroom.json").write_text(json.dumps({"machine": machine_info(), "args": given,
+                                                            "results": results}, indent=1))
         (args.out / "headroom.md").write_text(text)
 
 
