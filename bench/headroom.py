@@ -83,11 +83,13 @@ def voxcodec_passes(vol: np.ndarray, prior: str) -> tuple[float, dict]:
 
 
 def _known(kind: str, s: int, k: int):
-    """The k nearest in-slice offsets a pass of that kind and stride sees (voxcodec's order)."""
-    out = [(dy * s, dx * s) for dy in range(-7, 8) for dx in range(-7, 8)
-           if (kind == "B" and dy % 2 and dx % 2) or (kind == "C" and (dy + dx) % 2)
-           or (kind == "D" and (dy % 2 or dx % 2))]
-    return sorted(out, key=lambda o: (o[0] ** 2 + o[1] ** 2, o))[:k]
+    """The k nearest in-slice offsets a pass of that kind and stride sees, in voxcodec's order
+    (:func:`voxcodec.core.context.schedule`, over a 15 x 15 window instead of its 7 x 7)."""
+    from voxcodec.core.context import _nearest
+
+    return _nearest([(dy * s, dx * s) for dy in range(-7, 8) for dx in range(-7, 8)
+                     if (kind == "B" and dy % 2 and dx % 2) or (kind == "C" and (dy + dx) % 2)
+                     or (kind == "D" and (dy % 2 or dx % 2))], k)
 
 
 def pass_features(vol: np.ndarray, kind: str, level: int, neighbours: int):
@@ -166,11 +168,12 @@ def jpegxl_bits(vol: np.ndarray, effort: int) -> float:
     return 8 * sum(len(ic.jpegxl_encode(s, lossless=True, effort=effort, numthreads=1)) for s in vol) / vol.size
 
 
-def measure(path: Path, args) -> dict:
-    vol = np.ascontiguousarray(load_volume(path))
+def measure(path: Path, args, volumes: dict) -> dict:
+    """``volumes``: path -> volume, every volume of the run (with --loo the probe trains on the others)."""
+    vol = volumes[path]
     t0 = time.perf_counter()
     stream, passes = voxcodec_passes(vol, f"loo-{path.stem}")
-    others = [np.ascontiguousarray(load_volume(o)) for o in args.paths if o != path] if args.loo else ()
+    others = [v for o, v in volumes.items() if o != path] if args.loo else ()
     for kind, level in PASSES:
         passes[f"{kind}{level}"]["probe"] = probe_pass(vol, kind, level, args, others)
         print(f"  {path.stem} {kind}{level}: voxcodec {passes[f'{kind}{level}']['voxcodec']:.3f}  "
@@ -241,23 +244,21 @@ def main(argv=None):
         ap.error("name volumes or pass --shared")
     if args.loo and len(paths) < 2:
         ap.error("--loo trains on the other volumes of the run: name at least two")
-    args.paths = paths
+    wanted = [p for p in paths if not args.only or p.stem in args.only]
+    volumes = {p: np.ascontiguousarray(load_volume(p)) for p in (paths if args.loo else wanted)}
     os.environ["VOXCODEC_ZOO"] = str(args.zoo)
     import torch
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     results = []
-    for p in paths:
-        if args.only and p.stem not in args.only:
-            continue
+    for p in wanted:
         print(f"{p.stem} ...", flush=True)
-        results.append(measure(p, args))
+        results.append(measure(p, args, volumes))
     text = report(results, args)
     print(text)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        given = vars(args) | {"volumes": [str(p) for p in paths], "paths": None, "out": str(args.out),
-                              "zoo": str(args.zoo)}
+        given = vars(args) | {"volumes": [str(p) for p in paths], "out": str(args.out), "zoo": str(args.zoo)}
         (args.out / "headroom.json").write_text(json.dumps({"machine": machine_info(), "args": given,
                                                             "results": results}, indent=1))
         (args.out / "headroom.md").write_text(text)

@@ -97,10 +97,12 @@ def _group_passes(config):
 MIN_TRAIN_VOXELS = 1 << 15
 
 
-def _new_bank(config: ModelConfig, kinds=("intra", "inter"), seed: int = 0, untrained: bool = False):
+def _new_bank(config: ModelConfig, kinds=("intra", "inter"), seed: int = 0, untrained: bool = False,
+              pools=None):
     """A NetBank with one network per pass group and kind, started as neighbour averages: the
     linear skip path averages the four nearest in-slice neighbours (or, for the inter-slice top
-    pass, copies the voxel of the previous slice)."""
+    pass, copies the voxel of the previous slice).  Given the training ``pools`` and 12-bit skips,
+    the skips start from their least-squares filters instead (:meth:`NetBank.fit_skip`)."""
     from . import training
 
     groups = _group_passes(config)
@@ -113,6 +115,8 @@ def _new_bank(config: ModelConfig, kinds=("intra", "inter"), seed: int = 0, untr
             bank.init_skip(i, {k: 0.25 for k in range(4)})
         elif kind == "inter":
             bank.init_skip(i, {p.prev.index((0, 0)): 1.0})
+    if pools is not None and config.skip_bits > 8:
+        bank.fit_skip(pools)
     return bank
 
 
@@ -217,9 +221,7 @@ def fit_block(data, config: ModelConfig, opts: FitOptions, bank=None, min_voxels
     pools = _training_pools(data, config, opts, inter_ok)
     n_in = [n_inputs(groups[g][0], kind == "inter") for kind in ("intra", "inter") for g in names]
     if bank is None or bank.n_in != n_in or tuple(bank.w2.shape[1:]) != (config.hidden[1], config.hidden[0]):
-        bank = _new_bank(config, seed=opts.seed)
-        if config.skip_bits > 8:
-            bank.fit_skip(pools)
+        bank = _new_bank(config, seed=opts.seed, pools=pools)
         steps, lr = (opts.steps if steps is None else steps), (opts.lr if lr is None else lr)
     else:  # warm start from the previous block's weights
         bank = copy.deepcopy(bank)

@@ -136,14 +136,19 @@ class ModelConfig:
         for kind in ((False, True) if inter else (False,)):
             for p in groups.values():
                 f = n_inputs(p, kind)
-                n += (_EXP.size + 16 + h1 * f + h1 * h2 + h2 + f * (2 if self.skip_bits > 8 else 1) + h2 + 4 * h1
-                      + 4 * h2)
+                n += (_EXP.size + 16 + h1 * f + h1 * h2 + h2 + f * skip_dtype(self.skip_bits).itemsize + h2
+                      + 4 * h1 + 4 * h2)
         return n
 
 
 def skip_limit(skip_bits: int) -> int:
     """Largest magnitude of a skip weight: 127 (int8) or 2047 (int12)."""
     return (1 << (skip_bits - 1)) - 1
+
+
+def skip_dtype(skip_bits: int) -> np.dtype:
+    """How a model section stores skip weights: int8, or 12-bit values as little-endian int16."""
+    return np.dtype(np.int8 if skip_bits == 8 else "<i2")
 
 
 def skip_product(skip_bits: int) -> int:
@@ -281,7 +286,7 @@ class IntNet:
     def to_bytes(self) -> bytes:
         parts = [_EXP.pack(*self.e, 0), struct.pack("<qq", int(self.bmu), int(self.bsc))]
         for arr in (self.w1, self.w2, self.wmu, self.ws, self.wsc):
-            parts.append(np.ascontiguousarray(arr, "<i2" if arr.dtype == np.int16 else np.int8).tobytes())
+            parts.append(np.ascontiguousarray(arr, skip_dtype(12 if arr.dtype == np.int16 else 8)).tobytes())
         for arr in (self.b1, self.b2):
             parts.append(np.ascontiguousarray(arr, "<i4").tobytes())
         return b"".join(parts)
@@ -310,7 +315,7 @@ class IntNet:
         w1 = take(h1 * n_in, np.int8).reshape(h1, n_in)
         w2 = take(h2 * h1, np.int8).reshape(h2, h1)
         wmu = take(h2, np.int8)
-        ws = take(n_in, np.int8) if skip_bits == 8 else take(n_in, "<i2").astype(np.int16)
+        ws = take(n_in, skip_dtype(skip_bits)).astype(np.int16 if skip_bits > 8 else np.int8, copy=False)
         wsc = take(h2, np.int8)
         b1 = take(h1, "<i4").astype(np.int32)
         b2 = take(h2, "<i4").astype(np.int32)

@@ -16,6 +16,8 @@ a wide, precise linear filter captures and an int8 one loses."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from .block import FitOptions
 from .network import ModelConfig
 
@@ -38,4 +40,4 @@ def preset(name: str):
         cfg, opts = PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
-    return ModelConfig(cfg.levels, tuple(cfg.hidden), cfg.bins, cfg.neighbours, cfg.skip_bits), FitOptions(**vars(opts))
+    return dataclasses.replace(cfg), dataclasses.replace(opts)

@@ -15,6 +15,7 @@ about 4 minutes (the run time is written into its model card).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -111,9 +112,7 @@ def train_prior(volumes: dict, *, steps: int = 3000, batch: int = 4096, per_volu
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     pools = pools_of(volumes, config, opts, rng, per_volume, blocks, depth, side)
-    bank = block._new_bank(config, seed=seed)
-    if config.skip_bits > 8:
-        bank.fit_skip(pools)
+    bank = block._new_bank(config, seed=seed, pools=pools)
     bits = training.fit(bank, pools, config, steps, quantum=1.0, batch=batch, lr=lr, seed=seed, progress=progress)
     nets = bank.export()
     names = list(block._group_passes(config))
@@ -199,11 +198,8 @@ def main(argv=None):
                 last[0] = now
                 print(f"\r{pid}: step {step}/{steps}", end="", flush=True)
 
-        from ..core.network import ModelConfig
-
-        base = preset("default")[0]
-        config = ModelConfig(levels=base.levels, hidden=tuple(int(h) for h in args.hidden.split(",")), bins=base.bins,
-                             neighbours=args.neighbours, skip_bits=base.skip_bits)
+        config = dataclasses.replace(preset("default")[0], hidden=tuple(int(h) for h in args.hidden.split(",")),
+                                     neighbours=args.neighbours)
         config.validate()
         model, card = train_prior(chosen, steps=args.steps, seed=args.seed, config=config, progress=progress)
         card["measured"] = measure(model, chosen)
