@@ -65,7 +65,7 @@ def main() -> int:
         np.save(d / "f.npy", np.zeros((4, 8, 8), np.float32))
         case("float32 volume", "encode", "f.npy")
         vc_path = d / "s.vxc"
-        vc_path.write_bytes(vc.encode(vol, block_depth=16, train="never"))
+        vc_path.write_bytes(vc.encode(vol, block_depth=16))
         case("decode --z 100:200 of a 64-slice stream", "decode", "s.vxc", "-o", "x.tif", "--z", "100:200")
         case("-o pointing to a folder", "encode", "stack.tif", "-o", ".")
         case("-o in a folder that does not exist", "encode", "stack.tif", "-o", "nowhere/x.vxc")

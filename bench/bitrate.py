@@ -2,11 +2,13 @@
 """Bits per voxel and speed of voxcodec against PNG and the best classic lossless codecs.
 
     python bench/bitrate.py [VOLUME.tif ...] [--shared] --out DIR [--codecs ...] [--presets ...]
+                            [--paq8px PATH]
 
 Every (volume, codec) pair runs in its own process (so peak memory is its own), encodes, decodes
 and compares the decoded array with the original: `lossless` is true only if that comparison
-passed in this run.  Writes DIR/results.json, DIR/results.md, DIR/bitrate.png, DIR/slices.png and
-DIR/confidence.png.  Without volumes it runs on the sample volume shipped with voxcodec.
+passed in this run.  Writes DIR/results.json, DIR/results.md, DIR/bitrate.png and DIR/slices.png.
+Without volumes it runs on the sample volume shipped with voxcodec.  ``--paq8px PATH`` adds paq8px
+(run from PATH, each slice alone as a PGM; uint8 only) as an anchor: it codes about 14 KB/s.
 """
 
 from __future__ import annotations
@@ -37,6 +39,17 @@ def load_volume(path) -> np.ndarray:
     return a[None] if a.ndim == 2 else a
 
 
+def _peak_rss_MB() -> float:
+    """Peak resident memory of this process, or of the largest program it ran and waited for (paq8px
+    runs as one), whichever is larger."""
+    return max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
+
+
+def _mbps(x: float) -> str:
+    """MB/s with two decimals, or three significant digits below 1 (paq8px codes about 0.014 MB/s)."""
+    return f"{x:.2f}" if x >= 1 else f"{x:.3g}"
+
+
 def run_one(volume_path, codec, vol=None) -> dict:
     """Encode, decode and compare one volume with one codec (an instance of codecs_registry.Codec)."""
     vol = load_volume(volume_path) if vol is None else vol
@@ -54,7 +67,7 @@ def run_one(volume_path, codec, vol=None) -> dict:
         "bits_per_voxel": 8 * nbytes / vol.size, "ratio": raw / max(nbytes, 1),
         "encode_seconds": t1 - t0, "decode_seconds": t2 - t1,
         "encode_MBps": raw / 1e6 / (t1 - t0), "decode_MBps": raw / 1e6 / (t2 - t1),
-        "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_MB": _peak_rss_MB(),
         "lossless": lossless,
         "slice_bits_per_voxel": [b / (vol.shape[1] * vol.shape[2]) for b in slice_bits] if slice_bits else None,
     }
@@ -70,16 +83,8 @@ def machine_info() -> dict:
                     break
     except OSError:
         pass
-    gpu = None
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            gpu = torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
     versions = {"python": platform.python_version()}
-    for mod in ("voxcodec", "numpy", "torch", "constriction", "imagecodecs", "tifffile"):
+    for mod in ("voxcodec", "numpy", "imagecodecs", "tifffile"):
         try:
             m = __import__(mod)
             versions[mod] = getattr(m, "__version__", "?")
@@ -91,16 +96,18 @@ def machine_info() -> dict:
         mem = round(psutil.virtual_memory().total / 2**30, 1)
     except ImportError:
         mem = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_GiB": mem, "gpu": gpu, "platform": platform.platform(),
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_GiB": mem, "platform": platform.platform(),
             "versions": versions}
 
 
-def _worker(volume, codec_name, out_json):
-    rec = run_one(volume, all_codecs()[codec_name]())
+def _worker(volume, codec_name, out_json, paq8px=None):
+    rec = run_one(volume, all_codecs(paq8px=paq8px)[codec_name]())
     Path(out_json).write_text(json.dumps(rec))
 
 
-def run_all(volumes, codec_names, out: Path, progress=True, in_process=False) -> list[dict]:
+def run_all(volumes, codec_names, out: Path, progress=True, in_process=False, paq8px=None) -> list[dict]:
+    """Every (volume, codec) pair, each in its own process unless ``in_process``; ``paq8px``: the
+    path of the paq8px program (needed only when "paq8px" is among the codecs)."""
     from tqdm.auto import tqdm
 
     jobs = [(v, c) for v in volumes for c in codec_names]
@@ -109,11 +116,11 @@ def run_all(volumes, codec_names, out: Path, progress=True, in_process=False) ->
     for v, c in bar:
         bar.set_description(f"{c} on {Path(v).stem}")
         if in_process:
-            records.append(run_one(v, all_codecs()[c]()))
+            records.append(run_one(v, all_codecs(paq8px=paq8px)[c]()))
             continue
         tmp = out / f".{Path(v).stem}.{c}.json"
-        res = subprocess.run([sys.executable, __file__, "--worker", str(v), c, str(tmp)], capture_output=True,
-                             text=True)
+        res = subprocess.run([sys.executable, __file__, "--worker", str(v), c, str(tmp)]
+                             + ([str(paq8px)] if paq8px else []), capture_output=True, text=True)
         if res.returncode != 0:
             raise RuntimeError(f"{c} on {v} failed:\n{res.stderr[-3000:]}")
         records.append(json.loads(tmp.read_text()))
@@ -127,9 +134,9 @@ def write_markdown(results: dict, path: Path):
     codecs = list(dict.fromkeys(r["codec"] for r in recs))
     by = {(r["volume"], r["codec"]): r for r in recs}
     m = results["machine"]
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_GiB']} GiB, GPU: {m['gpu'] or 'none'}; "
-             f"voxcodec {m['versions'].get('voxcodec')}, torch {m['versions'].get('torch')}, "
-             f"imagecodecs {m['versions'].get('imagecodecs')}.", "",
+    ver = m["versions"]
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_GiB']} GiB; voxcodec {ver.get('voxcodec')}, "
+             f"numpy {ver.get('numpy')}, imagecodecs {ver.get('imagecodecs')}, tifffile {ver.get('tifffile')}.", "",
              f"Command: `{results['command']}`", "",
              "Bits per voxel (lower is better; every entry decoded and compared voxel for voxel in this run, "
              "✗ = not lossless):", ""]
@@ -145,11 +152,12 @@ def write_markdown(results: dict, path: Path):
         row = [f"**{x}**" if x and (v, c) in by and by[(v, c)]["bits_per_voxel"] == best[v] else x
                for x, v in zip(row, vols)]
         lines.append(f"| {c} | " + " | ".join(row) + f" | {np.mean(vals):.3f} |")
-    lines += ["", "Speed, MB/s of raw voxels (encode / decode), and peak memory of the process (MB):", ""]
+    lines += ["", "Speed, MB/s of raw voxels (encode / decode), and peak memory of the process or of a program it "
+              "ran (MB):", ""]
     lines.append("| codec | " + " | ".join(vols) + " | peak RSS |")
     lines.append("|---|" + "---:|" * (len(vols) + 1))
     for c in codecs:
-        row = [f"{by[(v, c)]['encode_MBps']:.2f} / {by[(v, c)]['decode_MBps']:.2f}" if (v, c) in by else ""
+        row = [f"{_mbps(by[(v, c)]['encode_MBps'])} / {_mbps(by[(v, c)]['decode_MBps'])}" if (v, c) in by else ""
                for v in vols]
         rss = max(by[(v, c)]["peak_rss_MB"] for v in vols if (v, c) in by)
         lines.append(f"| {c} | " + " | ".join(row) + f" | {rss:.0f} |")
@@ -162,7 +170,8 @@ def write_markdown(results: dict, path: Path):
 
 COLORS = {"voxcodec-fast": "#f2a0a0", "voxcodec-default": "crimson", "voxcodec-max": "#6b0016",
           "png": "#8c8c8c", "jpegxl-e7": "#1f77b4", "jpegxl-e9": "#0b3d6b", "jpegls": "#2ca02c",
-          "webp-ll": "#9467bd", "jpeg2k-ll": "#8c564b", "zstd-19": "#bcbd22", "xz-9": "#17becf"}
+          "webp-ll": "#9467bd", "jpeg2k-ll": "#8c564b", "zstd-19": "#bcbd22", "xz-9": "#17becf",
+          "paq8px": "#ff7f0e"}
 
 
 def _color(codec, i):
@@ -215,7 +224,7 @@ def plot_slices(results: dict, path: Path):
     fig, axes = plt.subplots(len(vols), 1, figsize=(8, 2.1 * len(vols) + 0.6), squeeze=False)
     for ax, v in zip(axes[:, 0], vols):
         for i, r in enumerate(recs):
-            if r["volume"] == v and (r["codec"].startswith("voxcodec") or r["codec"] in ("png", "jpegxl-e7")):
+            if r["volume"] == v and (r["codec"].startswith("voxcodec") or r["codec"] in ("png", "jpegxl-e7", "paq8px")):
                 ax.plot(r["slice_bits_per_voxel"], label=r["codec"], linewidth=1.2, color=_color(r["codec"], i))
         ax.set_title(v, fontsize=9)
         ax.set_ylabel("bits/voxel", fontsize=8)
@@ -230,46 +239,9 @@ def plot_slices(results: dict, path: Path):
     plt.close(fig)
 
 
-def plot_confidence(volume_path, path: Path, preset="default"):
-    """A slice, voxcodec's prediction of it and the model's per-voxel entropy, side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from voxcodec.core.block import fit_block, predict_slice, value_range
-    from voxcodec.core.encoder import auto_block_depth
-    from voxcodec.core.network import SCALE_MIN
-    from voxcodec.core.presets import preset as get_preset
-
-    vol = load_volume(volume_path)
-    depth = min(vol.shape[0], auto_block_depth(vol.shape[1:], vol.shape[0]))
-    block = np.ascontiguousarray(vol[:depth])
-    z = depth // 2
-    cfg, opts = get_preset(preset)
-    model, _, _ = fit_block(block, cfg, opts)
-    pred, sbin = predict_slice(block, model, z)
-    shift = value_range(block)[3]
-    scale = SCALE_MIN * 2.0 ** (sbin / 2) * 2.0 ** shift
-    entropy = np.log2(2 * np.e * np.maximum(scale, 0.5))  # entropy of the predicted Laplace, bits
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.6))
-    axes[0].imshow(block[z], cmap="gray")
-    axes[0].set_title(f"{Path(volume_path).stem}, slice {z}")
-    axes[1].imshow(pred, cmap="gray", vmin=block[z].min(), vmax=block[z].max())
-    axes[1].set_title("voxcodec's predicted value")
-    im = axes[2].imshow(entropy, cmap="magma")
-    axes[2].set_title("predicted entropy (bits/voxel; low = confident)")
-    fig.colorbar(im, ax=axes[2], fraction=0.046)
-    for ax in axes:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def main(argv=None):
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        _worker(*sys.argv[2:5])
+        _worker(*sys.argv[2:6])  # volume, codec, output json[, paq8px path]
         return 0
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("volumes", nargs="*", help="TIFF volumes (default: the sample volume shipped with voxcodec)")
@@ -279,6 +251,8 @@ def main(argv=None):
                    f"known: {' '.join(all_codecs())}")
     p.add_argument("--presets", nargs="+", default=None, choices=["fast", "default", "max"],
                    help="voxcodec presets to run (default: default)")
+    p.add_argument("--paq8px", metavar="PATH", help="also run paq8px, the program at PATH, on each slice alone "
+                   "(an anchor: slow, about 14 KB/s, uint8 only; never run by default)")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--in-process", action="store_true", help="run codecs in this process (peak RSS then mixes)")
     a = p.parse_args(argv)
@@ -293,13 +267,31 @@ def main(argv=None):
     if a.presets:
         codecs = [c for c in codecs if not c.startswith("voxcodec-")]
         codecs = [f"voxcodec-{x}" for x in a.presets] + codecs
-    unknown = [c for c in codecs if c not in all_codecs()]
+    paq8px = None
+    if a.paq8px:
+        paq8px = os.path.abspath(os.path.expanduser(a.paq8px))
+        if not (os.path.isfile(paq8px) and os.access(paq8px, os.X_OK)):
+            p.error(f"--paq8px: no executable at {a.paq8px}")
+        if "paq8px" not in codecs:
+            codecs.append("paq8px")
+        import tifffile
+
+        wide = []
+        for v in vols:
+            with tifffile.TiffFile(v) as tf:
+                if tf.series[0].dtype != np.uint8:
+                    wide.append(f"{v} ({tf.series[0].dtype})")
+        if wide:  # refused before hours of other codecs, not after
+            p.error("--paq8px codes uint8 volumes only (8-bit PGM slices): " + ", ".join(wide))
+    known = all_codecs(paq8px=paq8px)
+    unknown = [c for c in codecs if c not in known]
     if unknown:
-        p.error(f"unknown codecs: {unknown}; known: {list(all_codecs())}")
+        p.error(f"unknown codecs: {unknown}; known: {list(known)}"
+                + ("" if paq8px else " (paq8px needs --paq8px PATH)"))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    records = run_all(vols, codecs, out, in_process=a.in_process)
+    records = run_all(vols, codecs, out, in_process=a.in_process, paq8px=paq8px)
     results = {"command": "python " + " ".join([os.path.relpath(__file__)] + (argv or sys.argv[1:])),
                "machine": machine_info(), "seconds": round(time.time() - t0, 1),
                "date": time.strftime("%Y-%m-%d"), "records": records}
@@ -308,7 +300,6 @@ def main(argv=None):
     if not a.no_plots:
         plot_bitrate(results, out / "bitrate.png")
         plot_slices(results, out / "slices.png")
-        plot_confidence(vols[0], out / "confidence.png")
     print((out / "results.md").read_text())
     bad = [f"{r['codec']} on {r['volume']}" for r in records if not r["lossless"]]
     if bad:

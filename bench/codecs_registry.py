@@ -2,12 +2,21 @@
 
 Every codec here comes from a maintained library (imagecodecs, the standard library) or is
 voxcodec itself; none is written by hand.  Image codecs code each z-slice alone.
+
+paq8px (a context-mixing compressor, GPL) is an optional anchor: far slower than the others (tens
+of KB/s), it is run as a separate program from a path given to :func:`all_codecs` (``paq8px=PATH``)
+or :func:`paq8px_codec`, never by default.
 """
 
 from __future__ import annotations
 
 import lzma
+import os
+import re
+import subprocess
+import tempfile
 from abc import ABC, abstractmethod
+from pathlib import Path
 
 import numpy as np
 
@@ -59,18 +68,17 @@ class Voxcodec(Codec):
     def __init__(self, preset):
         self.preset = preset
         self.name = f"voxcodec-{preset}"
-        self.params = {"preset": preset, "block_depth": "auto", "tile": "auto", "threads": "torch default",
-                       "prior": "none (every block trains; the zoo's priors were trained on these volumes)"}
+        self.params = {"preset": preset, "block_depth": "auto", "tile": "auto", "workers": 1}
 
     def encode(self, vol):
         import voxcodec
 
         enc = voxcodec.Encoder(None, dtype=vol.dtype, slice_shape=vol.shape[1:], preset=self.preset,
-                               expected_slices=vol.shape[0], prior="none")
+                               expected_slices=vol.shape[0])
         enc.write(vol)
         data = enc.getvalue()
         if all(blk.x0 == 0 and blk.y0 == 0 for blk in enc.blocks):
-            # spread block headers and models over the block's slices so the per-slice bits add up
+            # spread block headers and parameters over the block's slices so the per-slice bits add up
             bits = []
             for blk in enc.blocks:
                 extra = 8 * blk.nbytes - sum(blk.slice_bits)
@@ -88,12 +96,103 @@ class Voxcodec(Codec):
         return voxcodec.decode(parts[0])
 
 
+def pgm_bytes(s: np.ndarray) -> bytes:
+    """A uint8 slice (h, w) as a binary PGM: ``P5\\n{w} {h}\\n255\\n`` and the voxels, row by row."""
+    s = np.asarray(s)
+    if s.dtype != np.uint8 or s.ndim != 2:
+        raise ValueError(f"a PGM slice here is a 2-D uint8 array, got {s.ndim}-D {s.dtype}")
+    h, w = s.shape
+    return f"P5\n{w} {h}\n255\n".encode() + np.ascontiguousarray(s).tobytes()
+
+
+_PGM_TOKEN = re.compile(rb"(?:\s|#[^\n]*\n)*([0-9]+|P5)")
+
+
+def parse_pgm(data: bytes) -> np.ndarray:
+    """The uint8 slice of a binary PGM (P5, maxval 255; comments allowed in the header).  Anything
+    else, or voxel bytes missing or left over, raises ValueError."""
+    tokens, pos = [], 0
+    for _ in range(4):  # magic, width, height, maxval
+        m = _PGM_TOKEN.match(data, pos)
+        if m is None:
+            raise ValueError(f"not a binary PGM: bad header near byte {pos}")
+        tokens.append(m.group(1))
+        pos = m.end()
+    if tokens[0] != b"P5" or not all(t.isdigit() for t in tokens[1:]):
+        raise ValueError(f"not a binary PGM: header {b' '.join(tokens)!r}")
+    w, h, maxval = (int(t) for t in tokens[1:])
+    if maxval != 255:
+        raise ValueError(f"PGM with maxval {maxval}: only 8-bit (255) is read here")
+    if pos >= len(data) or data[pos:pos + 1] not in (b" ", b"\t", b"\n", b"\r"):
+        raise ValueError("not a binary PGM: no whitespace after the header")
+    body = data[pos + 1:]
+    if len(body) != w * h:
+        raise ValueError(f"PGM of {w}x{h} voxels holds {len(body)} bytes of them")
+    return np.frombuffer(body, np.uint8).reshape(h, w).copy()
+
+
+class Paq8px(Codec):
+    """paq8px (a separate, GPL program: only run, never linked) on each z-slice alone, as a binary
+    PGM (``PATH -8 slice.pgm slice.pgm.paq8px``); decoded with ``PATH -d slice.pgm.paq8px out.pgm``
+    and the PGM parsed back here.  uint8 volumes only.  Bits per slice: 8 x the archive's size (which
+    holds the PGM header and paq8px's own header).  Level 8 takes about 2.4 GB of memory per process."""
+
+    def __init__(self, path, level: int = 8):
+        self.path = str(Path(path).expanduser().resolve())
+        if not (os.path.isfile(self.path) and os.access(self.path, os.X_OK)):
+            raise FileNotFoundError(f"paq8px: no executable at {path}")
+        self.level = int(level)
+        self.name = "paq8px"
+        self.params = {"program": "paq8px", "version": self.version(), "level": self.level,
+                       "input": "each z-slice as a binary PGM (P5)"}
+
+    def version(self) -> str:
+        """The version paq8px names in its usage text (its first line), e.g. ``v216``."""
+        res = subprocess.run([self.path], capture_output=True, text=True)
+        m = re.search(r"paq8px[^\n]*?\b(v\d+\w*)", res.stdout + res.stderr)
+        return m.group(1) if m else "?"
+
+    def _run(self, args, cwd, want: str) -> bytes:
+        res = subprocess.run([self.path, *args], cwd=cwd, capture_output=True, text=True,
+                             stdin=subprocess.DEVNULL)
+        out = Path(cwd) / want
+        if res.returncode != 0 or not out.is_file():
+            raise RuntimeError(f"paq8px {' '.join(args)} failed (exit {res.returncode}, no {want}):\n"
+                               f"{(res.stdout + res.stderr)[-2000:]}")
+        return out.read_bytes()
+
+    def encode_slice(self, s: np.ndarray) -> bytes:
+        with tempfile.TemporaryDirectory(prefix="paq8px-") as tmp:
+            (Path(tmp) / "slice.pgm").write_bytes(pgm_bytes(s))
+            return self._run([f"-{self.level}", "slice.pgm", "slice.pgm.paq8px"], tmp, "slice.pgm.paq8px")
+
+    def decode_slice(self, payload: bytes) -> np.ndarray:
+        with tempfile.TemporaryDirectory(prefix="paq8px-") as tmp:
+            (Path(tmp) / "slice.pgm.paq8px").write_bytes(payload)
+            return parse_pgm(self._run(["-d", "slice.pgm.paq8px", "out.pgm"], tmp, "out.pgm"))
+
+    def encode(self, vol):
+        if vol.dtype != np.uint8:
+            raise ValueError(f"paq8px codes uint8 volumes only (8-bit PGM slices); this volume is {vol.dtype}")
+        parts = [self.encode_slice(s) for s in vol]
+        return parts, [8 * len(p) for p in parts]
+
+    def decode(self, parts, shape, dtype):
+        return np.stack([self.decode_slice(p) for p in parts])
+
+
+def paq8px_codec(path, level: int = 8) -> Paq8px:
+    """The paq8px anchor, run from ``path`` (see :class:`Paq8px`)."""
+    return Paq8px(path, level)
+
+
 def _grey3(s):
     return np.repeat(s[..., None], 3, axis=2)
 
 
-def all_codecs() -> dict:
-    """name -> zero-argument factory."""
+def all_codecs(paq8px=None) -> dict:
+    """name -> zero-argument factory; ``paq8px``: the path of a paq8px program, which adds the
+    ``paq8px`` codec (never there otherwise)."""
     import imagecodecs as ic
 
     c = {
@@ -120,8 +219,11 @@ def all_codecs() -> dict:
     }
     for preset in ("fast", "default", "max"):
         c[f"voxcodec-{preset}"] = (lambda p=preset: Voxcodec(p))
+    if paq8px:
+        c["paq8px"] = lambda: Paq8px(paq8px)
     return c
 
 
+#: run when no codecs are named (paq8px never: it is an optional anchor, see all_codecs)
 DEFAULT_CODECS = ["voxcodec-default", "png", "jpegxl-e7", "jpegxl-e9", "jpegls", "webp-ll", "jpeg2k-ll",
                   "zstd-19", "xz-9"]

@@ -7,7 +7,7 @@
     python bench/convert_speed.py --crop 8,256,256 --preset fast     # a quick check that it runs
 
 Each run is the installed ``voxcodec convert`` command in its own process, timed from start to exit
-(Python and torch start, the source opened, every chunk coded, written and read back verified, the
+(Python start, the source opened, every chunk coded, written and read back verified, the
 metadata validated), into a fresh DEST; ``--repeat N`` keeps the fastest of N. Every result is read
 back with plain zarr and compared with the source. Run it on an idle machine: the speedup of N workers
 is only meaningful when N cores are free. Prints a table; ``--json FILE`` writes the figures.

@@ -10,7 +10,7 @@ array is read back with plain zarr and compared with the source. Reported:
 
 - sustained MB/s: input bytes / (last block shipped - first slice read), from the run's journal:
   the rate the tool keeps up with once running (slices, coding, spool, upload, read-back check);
-- end-to-end MB/s: input bytes / wall time of the whole command (Python and torch start included);
+- end-to-end MB/s: input bytes / wall time of the whole command (Python start included);
 - ratio and bits per voxel of the shipped chunks, and PNG (zlib 9, each slice alone) on the same slices.
 """
 
@@ -94,8 +94,6 @@ def run_one(path: Path, vol, preset: str, dest_kind: str, work: Path, server=Non
 
 
 def machine() -> dict:
-    import torch
-
     cpu = platform.processor() or platform.machine()
     try:
         for line in open("/proc/cpuinfo"):
@@ -104,8 +102,7 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return {"cpu": cpu, "cores": os.cpu_count()}
 
 
 def markdown(results, pngs) -> str:

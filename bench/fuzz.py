@@ -4,9 +4,10 @@ raise a documented :class:`voxcodec.VoxcodecError`, within a time and a memory b
     python bench/fuzz.py --count 20000            # counts per outcome; exit status 1 if any case failed
     python bench/fuzz.py --case 1234              # one case again, in this process, with its traceback
 
-Streams: a few small volumes (uint8 and uint16, tiled, a short last layer, constant blocks and slices,
-palette slices, trained networks with inter-slice models, a shared model, a small model configuration),
-encoded once.  Case ``i`` of a seed is drawn from ``numpy.random.default_rng([seed, i])``, so a run is
+Streams: a few small volumes of format 6 (uint8 and uint16, each coder, tiled, a short last layer,
+constant blocks and slices, palette slices, a stored block), encoded once, and the golden streams of
+formats 1 to 5 (networks, a zoo prior as it is, a fine-tuned difference against a prior, a shared
+model).  Case ``i`` of a seed is drawn from ``numpy.random.default_rng([seed, i])``, so a run is
 reproducible case by case.  About half the cases are random damage (bit flips, overwrites, truncation,
 insertions, deletions, byte-range copies, appended bytes); the other half are CRC-consistent edits: the
 stream is parsed, one field of the file header (binary or JSON), the block index, the trailer or a block
@@ -58,50 +59,64 @@ class Stream:
     shared: str | None = None  # the shared model (BlockModel.to_text) the stream needs
 
 
-def make_streams(trained: bool = True) -> list[Stream]:
-    """Small streams covering the decoder's paths; a few seconds to encode (``trained`` needs torch)."""
+def _golden(name: str) -> bytes:
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", name + ".vxc"), "rb") as f:
+        return f.read()
+
+
+def shared_model_stream():
+    """A stream as voxcodec 0.5 wrote it with a shared model (made from a golden format 5 stream by moving
+    its model section out into the model's text): ``(stream, model text)``."""
+    from voxcodec.core.legacy.network import BlockModel, ModelConfig
+
+    p = parse(_golden("golden_v5_own"))
+    model = BlockModel.from_bytes(p.records[0].model, ModelConfig.from_json(p.meta["model"]))
+    p.meta["shared_model"] = model.id
+    p.records[0].model = b""
+    p.records[0].fields[13] |= 4  # FLAG_SHARED
+    return build(p)[0], model.to_text()
+
+
+def make_streams(legacy: bool = True) -> list[Stream]:
+    """Small streams covering the decoder's paths; a few seconds to encode.  Format 6 (each preset's coder,
+    tiles, uint16 with a shift, constant slices and blocks, bitmap and listed palettes, a stored block),
+    and with ``legacy`` the golden streams of voxcodec 0.1 to 0.5: networks of format 1 and 3, a block
+    coded with a zoo prior as it is, one with a fine-tuned difference against a prior, and a shared model."""
     import voxcodec
-    from voxcodec.core.block import untrained_model
-    from voxcodec.core.network import ModelConfig
 
     s = voxcodec.sample_volume()
     out = []
     u8 = np.ascontiguousarray(s[:12, :24, :24])  # 2 layers x 2 tiles
-    out.append(Stream("u8_tiles", voxcodec.encode(u8, block_depth=6, tile=(24, 12), train="never"), u8))
+    out.append(Stream("u8_tiles", voxcodec.encode(u8, block_depth=6, tile=(24, 12)), u8))
     # uint16 (shift > 0), layers of 4, 4 and 1 slices: a constant slice, a palette slice, a constant block
     u16 = s[12:21, :20, :20].astype(np.uint16) * 13 + 1000
     u16[1] = 1500
     u16[2] = (u16[2] // 208) * 208
     u16[4:8] = 777
     u16[8] = (s[21, :20, :20].astype(np.uint16) // 32) * 64 + 5000
-    out.append(Stream("u16_mixed", voxcodec.encode(u16, block_depth=4, train="never"), u16))
+    out.append(Stream("u16_mixed", voxcodec.encode(u16, block_depth=4), u16))
     small = np.ascontiguousarray(s[40:44, :20, :28])
-    cfg = ModelConfig(levels=2, hidden=(4, 6), bins=8, neighbours=6)
-    enc = voxcodec.Encoder(None, slice_shape=small.shape[1:], block_depth=2, tile=(20, 14), train="never", config=cfg)
-    enc.write(small)
-    out.append(Stream("u8_small_config", enc.getvalue(), small))
-    shared = untrained_model(ModelConfig())
-    sh = np.ascontiguousarray(s[30:36, :16, :16])
-    out.append(Stream("u8_shared", voxcodec.encode(sh, block_depth=3, shared_model=shared), sh, shared.to_text()))
-    # format 2: a stored (raw) noise tile beside a coded one; a uint16 mask coded with listed palettes
+    out.append(Stream("u8_fast", voxcodec.encode(small, preset="fast", block_depth=2, tile=(20, 14)), small))
+    out.append(Stream("u8_max", voxcodec.encode(small, preset="max", block_depth=4), small))
+    # a stored (raw) noise tile beside a coded one; a uint16 mask coded with listed palettes
     stored = np.ascontiguousarray(s[44:48, :16, :32])
     stored[:, :, 16:] = np.random.default_rng(5).integers(0, 256, (4, 16, 16), dtype=np.uint8)
-    out.append(Stream("u8_stored", voxcodec.encode(stored, block_depth=4, tile=(16, 16), train="never"), stored))
+    out.append(Stream("u8_stored", voxcodec.encode(stored, block_depth=4, tile=(16, 16)), stored))
     mask = ((s[48:52, :16, :16] > 120) * 65535).astype(np.uint16)
-    out.append(Stream("u16_listed", voxcodec.encode(mask, block_depth=2, train="never"), mask))
-    # format 1, as voxcodec 0.1 wrote it (a golden stream)
-    golden = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "golden_plain_u8.vxc")
-    if os.path.exists(golden):
-        with open(golden, "rb") as f:
-            v1 = f.read()
-        out.append(Stream("u8_format1", v1, voxcodec.decode(v1)))
-    if trained:
-        tr = np.ascontiguousarray(s[22:30, :24, :24])
-        data = voxcodec.encode(tr, block_depth=4, train="always", threads=1,
-                               fit_options={"steps": 4, "warm_steps": 2, "inter": "always"})
-        out.append(Stream("u8_trained", data, tr))
+    out.append(Stream("u16_listed", voxcodec.encode(mask, block_depth=2), mask))
+    if legacy:  # as voxcodec 0.1 to 0.5 wrote them (golden streams)
+        for name, label in (("golden_plain_u8", "v1_untrained"), ("golden_v3_u8", "v3_trained_inter"),
+                            ("golden_v4_em-general-v1", "v4_zoo_prior"), ("golden_v5_delta", "v5_fine_tuned"),
+                            ("golden_v5_own", "v5_own_networks")):
+            data = _golden(name)
+            out.append(Stream(label, data, voxcodec.decode(data)))
+        data, text = shared_model_stream()
+        from voxcodec.core.legacy.network import BlockModel
+
+        out.append(Stream("v5_shared_model", data, voxcodec.decode(data, shared_model=BlockModel.from_text(text)),
+                          text))
     for st in out:  # the streams themselves decode exactly
-        from voxcodec.core.network import BlockModel
+        from voxcodec.core.legacy.network import BlockModel
 
         model = BlockModel.from_text(st.shared) if st.shared else None
         assert np.array_equal(voxcodec.decode(st.data, shared_model=model), st.volume), st.name
@@ -197,7 +212,8 @@ _JSON_ODD = (None, True, False, "x", "", 1.5, -1, 0, [], {}, [1], [1, 2, 3], flo
              "float32", [[["deep"]]], {"a": 1})
 _META_KEYS = ("dtype", "slice_shape", "slice_shape.0", "slice_shape.1", "block_depth", "tile", "tile.0", "tile.1",
               "model", "model.levels", "model.hidden", "model.hidden.0", "model.hidden.1", "model.bins",
-              "model.neighbours", "model.act_bits", "model.in_bits", "shared_model", "metadata", "preset", "encoder")
+              "model.neighbours", "model.act_bits", "model.in_bits", "model.coder", "model.causal", "model.casc",
+              "shared_model", "priors", "metadata", "preset", "encoder")
 _BLOCK_FIELDS = {1: "index", 2: "z0", 3: "depth", 4: "y0", 5: "x0", 6: "h", 7: "w", 8: "reserved", 9: "lo",
                  10: "hi", 11: "centre", 12: "shift", 13: "flags", 14: "reserved2", 15: "model_len",
                  16: "payload_len", 17: "data_crc", 18: "voxel_crc"}
@@ -344,6 +360,19 @@ def crc_edit(rng, p: Parsed, salvage: bool) -> str:
         if not r.model:
             r.payload = r.payload[:-4] if r.payload else b"\0\0\0\0"
             return f"block {i}: payload shortened (no model)"
+        if p.version >= 6:  # format 6: the block's 16 parameter bytes
+            raw = bytearray(r.model)
+            how = int(rng.integers(4))
+            if how == 0:
+                raw[int(rng.integers(len(raw)))] ^= 1 << int(rng.integers(8))
+            elif how == 1:
+                raw[int(rng.integers(len(raw)))] = int(rng.choice([0, 1, 2, 4, 8, 10, 16, 24, 40, 48, 64, 255]))
+            elif how == 2:
+                raw += bytes(int(rng.integers(1, 4)))
+            else:
+                del raw[-int(rng.integers(1, 4)):]
+            r.model = bytes(raw)
+            return f"block {i}: parameter edit {how}"
         raw = bytearray(zlib.decompress(r.model))
         how = int(rng.integers(7))
         if how == 0:
@@ -599,7 +628,7 @@ def worker(streams_path: str, seed: int, cases: list[int], memory_mb: int):
     import resource
 
     import voxcodec  # noqa: F401  (imports before the address space is capped)
-    from voxcodec.core.network import BlockModel
+    from voxcodec.core.legacy.network import BlockModel
 
     with open(streams_path, "rb") as f:
         streams = [Stream(*t) for t in pickle.load(f)]
@@ -796,7 +825,7 @@ def main(argv=None) -> int:
         return 0
     if a.case is not None:
         import voxcodec
-        from voxcodec.core.network import BlockModel
+        from voxcodec.core.legacy.network import BlockModel
 
         streams = make_streams()
         case = make_case(streams, [parse(s.data) for s in streams], a.seed, a.case)

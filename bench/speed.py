@@ -1,33 +1,36 @@
 #!/usr/bin/env python
 """Speed against JPEG-XL, PNG and JPEG-LS: per core, whole machine, worker scaling, contention.
 
-    python bench/speed.py --shared --prior loo --out bench/results/speed   # every volume in ../shared/data
-    python bench/speed.py VOLUME.tif ... --out DIR [--presets fast,default] [--max-slices N] [--prior none]
-
-``--prior``: the zoo priors voxcodec may use: ``none`` (default; every block trains, as voxcodec 0.3
-did), ``auto`` (the priors shipped, trained on ../shared/data itself: in-sample there) or ``loo``
-(each volume V with ``loo-V`` from ``--zoo``, trained without it; see bench/zoo.py).
+    python bench/speed.py --shared --out bench/results/speed        # every volume in ../shared/data
+    python bench/speed.py VOLUME.tif ... --out DIR [--presets fast,default] [--codecs ...] [--max-slices N]
+    python bench/speed.py --shared --paq8px /path/to/paq8px ...     # and the paq8px anchor on a crop
 
 Everything it reports is measured in this one run, on this machine:
 
-* **per core**: every codec with one thread (voxcodec ``workers=1, threads=1``; imagecodecs
-  ``numthreads=1``), each (volume, codec) in its own process: bits per voxel, encode and decode MB/s
-  (MB = 10^6 bytes of voxels), and a check that decoding gave back every voxel;
-* **whole machine**: the same codecs on every core: voxcodec with ``workers`` = cores, the slice
-  codecs with one single-threaded process per core over the slices (as EM pipelines run JPEG-XL);
-* **scaling**: voxcodec's whole-machine MB/s over its per-core MB/s (1 worker against N), on each
-  volume and on a stack of the volumes that share a slice shape (more blocks than workers: a volume
-  of one block codes on one core, whatever the workers);
+* **per core**: every codec on one core (voxcodec ``workers=1``: its engine codes a block on one
+  thread; imagecodecs ``numthreads=1``), each (volume, codec) in its own process: bits per voxel,
+  encode and decode MB/s (MB = 10^6 bytes of voxels), and a check that decoding gave back every voxel;
+* **whole machine**: the same codecs on every core: voxcodec with ``workers=None`` (one thread per
+  core, over the blocks), the slice codecs with one single-threaded process per core over the slices
+  (as EM pipelines run JPEG-XL);
+* **scaling**: voxcodec's whole-machine MB/s over its per-core MB/s (1 worker against every core),
+  on a stack of the volumes that share a slice shape (more blocks than workers: a volume of one
+  block codes on one core, whatever the workers);
 * **contention**: on each volume, 4 ``voxcodec encode`` commands at once (each with its default
-  workers: every core) against one alone; their combined MB/s over the single one's.
+  workers: every core) against one alone; their combined MB/s over the single one's;
+* **paq8px** (only with ``--paq8px PATH``): the context-mixing compressor paq8px (``-8``, run as
+  a program on a binary PGM) on one core, on each volume's first slice cropped to at most
+  512 x 512 (it codes tens of KB/s: a whole volume would take hours), with the bits per voxel
+  of the other codecs on that same crop beside it.  Its figures are those of that crop, not of the
+  volume, and its times include starting the program (each call also maps its 2.4 GB model).
 
-Timings: each process first codes a small crop (voxcodec loads torch and its compiled kernels
-then), encodes at least twice and decodes at least three times, and again while the codings so far
-took under 3 s (at most six), keeping the fastest of each: a process's first large encode also pays
-for fresh memory pages and threads (about 10% on voxcodec), and codings of a fraction of a second
-vary by 10% and more on a shared 2-core machine.  Writes DIR/speed.json,
-DIR/speed.md and DIR/pareto.png (bits per voxel against MB/s per core, the picture a facility
-chooses a codec from).
+Timings: each process first codes a small crop (loading the codec's libraries), then encodes at
+least twice and decodes at least three times, and again while the codings so far took under 3 s
+(at most six).  It reports the first full-size coding of the process beside the fastest: the first
+also pays for fresh memory pages and threads, and codings of a fraction of a second vary by 10% and
+more on a shared 2-core machine; the summary and the figure use the fastest.  paq8px encodes and
+decodes once.  Writes DIR/speed.json, DIR/speed.md and DIR/pareto.png (bits per voxel against MB/s
+per core, the picture a facility chooses a codec from).
 """
 
 from __future__ import annotations
@@ -47,10 +50,13 @@ HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data"
 sys.path.insert(0, str(HERE))
 from bitrate import load_volume, machine_info  # noqa: E402
+from codecs_registry import Paq8px  # noqa: E402
 from voxcodec.core.parallel import cores  # noqa: E402
 
 ONE_THREAD = {v: "1" for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")}
 SLICE_CODECS = ["jpegxl-e1", "jpegxl-e2", "jpegxl-e3", "jpegxl-e5", "jpegxl-e7", "jpegxl-e9", "png", "jpegls"]
+#: the largest crop (rows, columns) of a volume's first slice that paq8px codes
+PAQ8PX_CROP = 512
 
 
 def load(path, max_slices=None) -> np.ndarray:
@@ -87,20 +93,6 @@ def _dec_slices(args):
     return np.stack([dec(p) for p in parts])
 
 
-def bench_prior(path) -> str:
-    """The zoo priors voxcodec may use here (``--prior``, passed to the codec processes as
-    ``VOXCODEC_BENCH_PRIOR``): "none" (default: every block trains, as in voxcodec 0.3; the priors
-    shipped were trained on these volumes), "auto", or "loo": the prior ``loo-<volume>`` trained
-    without the volume (bench/zoo.py; its folder in ``VOXCODEC_ZOO``)."""
-    p = os.environ.get("VOXCODEC_BENCH_PRIOR", "none")
-    if p != "loo":
-        return p
-    from voxcodec import zoo
-
-    name = f"loo-{Path(path).stem}"
-    return name if name in {q.id for q in zoo.available()} else "none"  # a stack of volumes has no such prior
-
-
 #: encodes and decodes timed per codec, the fastest kept: at least this many, and more (up to
 #: REPEAT_MAX) while they fit in REPEAT_SECONDS, so that codings of a fraction of a second, whose
 #: timings on a shared 2-core machine vary by 10% and more, are sampled several times
@@ -108,31 +100,36 @@ ENCODE_REPEATS, DECODE_REPEATS, REPEAT_MAX, REPEAT_SECONDS = 2, 3, 6, 3.0
 
 
 def _fastest(fn, least: int):
-    """``(fastest seconds, last result)`` of ``fn()`` run ``least`` times, then again while the runs
-    so far took under REPEAT_SECONDS in all (at most REPEAT_MAX runs)."""
-    best, spent, out, n = float("inf"), 0.0, None, 0
+    """``(fastest seconds, first seconds, last result)`` of ``fn()`` run ``least`` times, then again
+    while the runs so far took under REPEAT_SECONDS in all (at most REPEAT_MAX runs)."""
+    best, first, spent, out, n = float("inf"), None, 0.0, None, 0
     while n < least or (n < REPEAT_MAX and spent < REPEAT_SECONDS):
         t0 = time.perf_counter()
         out = fn()
         dt = time.perf_counter() - t0
+        first = dt if first is None else first
         best, spent, n = min(best, dt), spent + dt, n + 1
-    return best, out
+    return best, first, out
+
+
+def voxcodec_workers(workers: int):
+    """The ``workers`` voxcodec is given for ``workers`` cores: 1, or None (every core) for all of them."""
+    return None if workers > 1 and workers == cores() else workers
 
 
 def run_codec(path: str, name: str, workers: int, max_slices=None) -> dict:
-    """Encode and decode (at least twice and three times; see :func:`_fastest`), keep the fastest
-    of each, compare: one record."""
+    """Encode and decode (at least twice and three times; see :func:`_fastest`), compare: one
+    record, with the fastest and the first of each."""
     vol = load(path, max_slices)
     if name.startswith("voxcodec-"):
         import voxcodec
 
         preset = name[len("voxcodec-"):]
-        prior = bench_prior(path)
-        voxcodec.encode(vol[:2, :64, :64], preset=preset, workers=1, train="always", prior=prior)  # loads torch, kernels
-        enc_s, data = _fastest(lambda: voxcodec.encode(vol, preset=preset, workers=workers, threads=1, prior=prior),
-                               ENCODE_REPEATS)
+        vw = voxcodec_workers(workers)
+        voxcodec.decode(voxcodec.encode(vol[:2, :64, :64], preset=preset, workers=1), workers=1)  # loads the engine
+        enc_s, enc_first, data = _fastest(lambda: voxcodec.encode(vol, preset=preset, workers=vw), ENCODE_REPEATS)
         size = len(data)
-        decode = lambda: voxcodec.decode(data, workers=workers)  # noqa: E731
+        decode = lambda: voxcodec.decode(data, workers=vw)  # noqa: E731
     else:
         enc, dec = _slice_fns(name)
         dec(enc(vol[0, :64, :64]))
@@ -147,7 +144,7 @@ def run_codec(path: str, name: str, workers: int, max_slices=None) -> dict:
                 return [enc(s) for s in vol]
             return [p for ps in pool.map(_enc_slices, [(name, vol[c]) for c in chunks]) for p in ps]
 
-        enc_s, parts = _fastest(encode, ENCODE_REPEATS)
+        enc_s, enc_first, parts = _fastest(encode, ENCODE_REPEATS)
         size = sum(len(p) for p in parts)
         splits = np.cumsum([len(c) for c in chunks])[:-1]
 
@@ -156,19 +153,66 @@ def run_codec(path: str, name: str, workers: int, max_slices=None) -> dict:
                 return np.stack([dec(p) for p in parts])
             groups = np.split(np.array(parts, dtype=object), splits)
             return np.concatenate(pool.map(_dec_slices, [(name, list(g)) for g in groups]))
-    best, out = _fastest(decode, DECODE_REPEATS)
+    best, dec_first, out = _fastest(decode, DECODE_REPEATS)
     if not name.startswith("voxcodec-") and workers > 1:
         pool.close()
+    mb = vol.nbytes / 1e6
     return {"volume": Path(path).stem, "codec": name, "workers": workers, "shape": list(vol.shape),
-            "bits_per_voxel": 8 * size / vol.size, "encode_MBps": vol.nbytes / 1e6 / enc_s,
-            "decode_MBps": vol.nbytes / 1e6 / best, "encode_seconds": enc_s, "decode_seconds": best,
+            "bits_per_voxel": 8 * size / vol.size, "encode_MBps": mb / enc_s, "decode_MBps": mb / best,
+            "encode_seconds": enc_s, "decode_seconds": best, "first_encode_MBps": mb / enc_first,
+            "first_decode_MBps": mb / dec_first, "first_encode_seconds": enc_first, "first_decode_seconds": dec_first,
             "lossless": bool(out.shape == vol.shape and np.array_equal(out, vol))}
 
 
-def _subprocess(path, name, workers, max_slices) -> dict:
+def _crop_bits(name: str, crop: np.ndarray) -> tuple[float, bool]:
+    """Bits per voxel of one codec on a (1, h, w) crop, one core, and whether it decoded exactly."""
+    if name.startswith("voxcodec-"):
+        import voxcodec
+
+        data = voxcodec.encode(crop, preset=name[len("voxcodec-"):], workers=1)
+        out = voxcodec.decode(data, workers=1)
+        size = len(data)
+    else:
+        enc, dec = _slice_fns(name)
+        data = enc(crop[0])
+        out = dec(data)[None]
+        size = len(data)
+    return 8 * size / crop.size, bool(out.shape == crop.shape and np.array_equal(out, crop))
+
+
+def run_paq8px(path: str, program: str, others=()) -> dict:
+    """paq8px on one core on the first slice of a volume, cropped to PAQ8PX_CROP x PAQ8PX_CROP at most
+    (one encode and one decode, each a run of the program; the decoded PGM compared voxel for voxel),
+    and the bits per voxel of the codecs ``others`` on the same crop.  ``start_seconds``: one encode
+    of an 8 x 8 crop, nearly all of it starting paq8px and mapping its model."""
+    vol = load_volume(path)
+    crop = np.ascontiguousarray(vol[:1, :PAQ8PX_CROP, :PAQ8PX_CROP])
+    codec = Paq8px(program)
+    t0 = time.perf_counter()
+    codec.encode(crop[:, :8, :8])
+    start = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    parts, _ = codec.encode(crop)
+    t1 = time.perf_counter()
+    out = codec.decode(parts, crop.shape, crop.dtype)
+    t2 = time.perf_counter()
+    mb = crop.nbytes / 1e6
+    size = sum(len(p) for p in parts)
+    rec = {"volume": Path(path).stem, "codec": "paq8px", "params": codec.params, "workers": 1,
+           "shape": list(crop.shape), "crop": f"slice 0, rows 0:{crop.shape[1]}, columns 0:{crop.shape[2]}",
+           "bits_per_voxel": 8 * size / crop.size, "encode_MBps": mb / (t1 - t0), "decode_MBps": mb / (t2 - t1),
+           "encode_seconds": t1 - t0, "decode_seconds": t2 - t1, "start_seconds": start,
+           "lossless": bool(out.shape == crop.shape and np.array_equal(out, crop)), "others": {}}
+    for name in others:
+        bpv, ok = _crop_bits(name, crop)
+        rec["others"][name] = {"bits_per_voxel": bpv, "lossless": ok}
+    return rec
+
+
+def _subprocess(path, name, workers, max_slices, extra=()) -> dict:
     env = {**os.environ, **ONE_THREAD}
     cmd = [sys.executable, __file__, "--one", str(path), name, str(workers)] + \
-        (["--max-slices", str(max_slices)] if max_slices else [])
+        (["--max-slices", str(max_slices)] if max_slices else []) + list(extra)
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if res.returncode:
         raise RuntimeError(f"{name} on {path} failed:\n{res.stderr}")
@@ -204,8 +248,7 @@ def contention(path: Path, preset: str, jobs: int = 4, max_slices=None) -> dict:
             src = Path(tmp) / "input.tif"
             tifffile.imwrite(src, load(path, max_slices), photometric="minisblack")
         nbytes = load(src).nbytes
-        cli = [sys.executable, "-m", "voxcodec_cli.main", "encode", str(src), "--preset", preset, "-q", "--overwrite",
-               "--prior", bench_prior(path)]
+        cli = [sys.executable, "-m", "voxcodec_cli.main", "encode", str(src), "--preset", preset, "-q", "--overwrite"]
 
         def run(n):
             t0 = time.perf_counter()
@@ -267,19 +310,30 @@ def pareto(core_recs, path):
     fig.savefig(path, dpi=120)
 
 
+def _first_best(r: dict, what: str) -> str:
+    best = r[f"{what}_MBps"]
+    first = r.get(f"first_{what}_MBps")
+    fmt = "{:.2f}" if best < 100 else "{:.1f}"
+    return (fmt.format(first) + " / " if first is not None else "") + fmt.format(best)
+
+
 def report(res: dict) -> str:
     lines = [f"# voxcodec speed ({res['machine']}, {res['cores']} cores)", "",
              f"Command: `{res['command']}`", "", "## Per core (1 thread)", "",
-             "| volume | codec | bits/voxel | encode MB/s | decode MB/s | lossless |", "|---|---|---|---|---|---|"]
+             "MB/s: the first full-size coding in its process / the fastest of several (see bench/speed.py).", "",
+             "| volume | codec | bits/voxel | encode MB/s, first / best | decode MB/s, first / best | lossless |",
+             "|---|---|---|---|---|---|"]
     for r in res["per_core"]:
-        lines.append(f"| {r['volume']} | {r['codec']} | {r['bits_per_voxel']:.3f} | {r['encode_MBps']:.2f} | "
-                     f"{r['decode_MBps']:.1f} | {r['lossless']} |")
+        lines.append(f"| {r['volume']} | {r['codec']} | {r['bits_per_voxel']:.3f} | {_first_best(r, 'encode')} | "
+                     f"{_first_best(r, 'decode')} | {r['lossless']} |")
     lines += ["", f"## Whole machine ({res['cores']} cores)", "",
-              "| volume | codec | encode MB/s | decode MB/s | encode x 1 core | decode x 1 core |", "|---|---|---|---|---|---|"]
+              "voxcodec with `workers=None` (every core); the slice codecs with one process per core.", "",
+              "| volume | codec | encode MB/s, first / best | decode MB/s, first / best | encode x 1 core | "
+              "decode x 1 core |", "|---|---|---|---|---|---|"]
     core = {(r["volume"], r["codec"]): r for r in res["per_core"]}
     for r in res["machine_wide"]:
         c = core[(r["volume"], r["codec"])]
-        lines.append(f"| {r['volume']} | {r['codec']} | {r['encode_MBps']:.2f} | {r['decode_MBps']:.1f} | "
+        lines.append(f"| {r['volume']} | {r['codec']} | {_first_best(r, 'encode')} | {_first_best(r, 'decode')} | "
                      f"{r['encode_MBps'] / c['encode_MBps']:.2f} | {r['decode_MBps'] / c['decode_MBps']:.2f} |")
     agg = _agg(res["per_core"])
     lines += ["", "## All volumes, per core", "", "| codec | bits/voxel vs JPEG-XL e7 | encode MB/s | decode MB/s |",
@@ -305,6 +359,23 @@ def report(res: dict) -> str:
         for c in res["contention"]:
             lines.append(f"| {c['volume']} | {c['alone_seconds']:.1f}, {c['alone_MBps']:.2f} | "
                          f"{c['together_seconds']:.1f}, {c['combined_MBps']:.2f} | {c['ratio']:.2f} |")
+    if res.get("paq8px"):
+        p0 = res["paq8px"][0]
+        others = list(p0["others"])
+        lines += ["", "## paq8px anchor: measured on a crop of each volume's first slice, not on the volume", "",
+                  f"paq8px {p0['params'].get('version')} `-{p0['params'].get('level')}` on one core, the crop as a "
+                  f"binary PGM (at most {PAQ8PX_CROP} x {PAQ8PX_CROP}), one encode and one decode, each a run of "
+                  "the program (its start and 2.4 GB model included: `start s`, an 8 x 8 crop's encode); beside "
+                  "it, the other codecs' bits per voxel on the same crop (one slice, so voxcodec codes it in 2-D).",
+                  "", "| volume | crop | paq8px bits/voxel | encode MB/s | decode MB/s | start s | lossless | "
+                  + " | ".join(others) + (" |" if others else ""),
+                  "|---|---|---|---|---|---|---|" + "---|" * len(others)]
+        for r in res["paq8px"]:
+            ok = r["lossless"] and all(o["lossless"] for o in r["others"].values())
+            lines.append(f"| {r['volume']} | {r['shape'][1]}x{r['shape'][2]} | {r['bits_per_voxel']:.3f} | "
+                         f"{r['encode_MBps']:.3f} | {r['decode_MBps']:.3f} | {r['start_seconds']:.1f} | {ok} | "
+                         + " | ".join(f"{r['others'][o]['bits_per_voxel']:.3f}" for o in others)
+                         + (" |" if others else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -318,23 +389,37 @@ def main(argv=None):
     ap.add_argument("--max-slices", type=int, help="use the first N slices of each volume (quick runs)")
     ap.add_argument("--contention-volume", help="volume of the contention run (default: every volume)")
     ap.add_argument("--skip-contention", action="store_true")
-    ap.add_argument("--prior", default="none", choices=["none", "auto", "loo"],
-                    help="zoo priors of voxcodec: none (every block trains; default), auto (the priors shipped, "
-                         "trained on ../shared/data itself), loo (loo-<volume> from --zoo, trained without it)")
-    ap.add_argument("--zoo", default=str(HERE / "results" / "zoo" / "priors"), help="folder of the loo priors")
+    ap.add_argument("--paq8px", metavar="PATH",
+                    help=f"also time paq8px (the program at PATH) on one core on each volume's first slice, cropped "
+                         f"to at most {PAQ8PX_CROP}x{PAQ8PX_CROP} (tens of seconds each; uint8 volumes only)")
     ap.add_argument("--one", nargs=3, metavar=("VOLUME", "CODEC", "WORKERS"), help=argparse.SUPPRESS)
+    ap.add_argument("--others", default="", help=argparse.SUPPRESS)  # a paq8px process: codecs on its crop
     a = ap.parse_args(argv)
-    if a.one:  # a codec process: the prior comes from the parent (VOXCODEC_BENCH_PRIOR)
-        print(json.dumps(run_codec(a.one[0], a.one[1], int(a.one[2]), a.max_slices)))
+    if a.one:  # a codec process
+        if a.one[1] == "paq8px":
+            print(json.dumps(run_paq8px(a.one[0], a.paq8px, [c for c in a.others.split(",") if c])))
+        else:
+            print(json.dumps(run_codec(a.one[0], a.one[1], int(a.one[2]), a.max_slices)))
         return 0
-    os.environ["VOXCODEC_BENCH_PRIOR"] = a.prior  # read by the codec processes
-    if a.prior == "loo":
-        os.environ["VOXCODEC_ZOO"] = os.path.abspath(a.zoo)
     vols = [Path(v) for v in a.volumes] + (sorted(SHARED.glob("*.tif")) if a.shared else [])
     if not vols:
         ap.error("name volumes or pass --shared")
     presets = [p for p in a.presets.split(",") if p]
     codecs = [f"voxcodec-{p}" for p in presets] + [c for c in a.codecs.split(",") if c]
+    paq8px = None
+    if a.paq8px:
+        paq8px = os.path.abspath(os.path.expanduser(a.paq8px))
+        if not (os.path.isfile(paq8px) and os.access(paq8px, os.X_OK)):
+            ap.error(f"--paq8px: no executable at {a.paq8px}")
+        import tifffile
+
+        wide = []
+        for v in vols:
+            with tifffile.TiffFile(v) as tf:
+                if tf.series[0].dtype != np.uint8:
+                    wide.append(f"{v} ({tf.series[0].dtype})")
+        if wide:
+            ap.error("--paq8px codes uint8 volumes only (8-bit PGM slices): " + ", ".join(wide))
     n = cores()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -351,6 +436,14 @@ def main(argv=None):
                 res["machine_wide"].append(r)
                 print(f"{v.stem:24s} {c:18s} {n} cores  enc {r['encode_MBps']:7.2f}  dec {r['decode_MBps']:6.1f} MB/s",
                       flush=True)
+    if paq8px:
+        res["paq8px"] = []
+        for v in vols:
+            r = _subprocess(v, "paq8px", 1, None, ["--paq8px", paq8px, "--others", ",".join(codecs)])
+            res["paq8px"].append(r)
+            print(f"{v.stem:24s} {'paq8px':18s} 1 core   {r['bits_per_voxel']:.3f} bpv  enc {r['encode_MBps']:7.3f}  "
+                  f"dec {r['decode_MBps']:6.3f} MB/s  lossless {r['lossless']}  (slice 0, crop "
+                  f"{r['shape'][1]}x{r['shape'][2]}; start {r['start_seconds']:.1f} s)", flush=True)
     stack = _stack(vols, Path(a.out), a.max_slices)
     if stack is not None and n > 1:
         res["scaling"] = []

@@ -4,11 +4,10 @@
     python bench/zarr_chunks.py [VOLUME.tif ...] [--shared] [--crop 256] [--chunks 64 128] --out DIR
 
 For each volume a centred in-plane crop (all slices, at most 128) is written to zarr v3 arrays with
-cubic chunks, once per codec: voxcodec with a model trained per chunk, voxcodec with one shared
-model fitted on the top-left corner (crop/2 square, first 64 slices) of the same volume, outside the
-crop when the slices are larger than the crop (its weights, stored in zarr.json, are counted),
-voxcodec_png and voxcodec_jpegxl. Every array is read back and compared. Then the same crop of the
-first volume is written through dask.distributed with 1 and with 2 worker processes.
+cubic chunks, once per codec: voxcodec (each chunk a format 6 stream: its model learns while it
+codes, nothing shared), voxcodec_png and voxcodec_jpegxl. Every array is read back and compared.
+Then the same crop of the first volume is written through dask.distributed with 1 and with 2 worker
+processes.
 """
 
 from __future__ import annotations
@@ -101,21 +100,15 @@ def main(argv=None):
         for v, chunk in tqdm(jobs, desc="volumes x chunk sizes"):
             full = tifffile.imread(v)
             vol = crop(full, a.crop)
-            # the shared model is fitted on a corner of the volume, outside the crop on large slices
-            sample = np.ascontiguousarray(full[:min(full.shape[0], 64), :a.crop // 2, :a.crop // 2])
-            t0 = time.perf_counter()
-            fitted = VoxCodec.fit(sample, preset=a.preset)
-            fit_s = time.perf_counter() - t0
-            codecs = {"voxcodec (own model per chunk)": VoxCodec(preset=a.preset),
-                      "voxcodec (shared fitted model)": fitted,
-                      "voxcodec_png": PngCodec(level=9), "voxcodec_jpegxl": JpegXlCodec(effort=7)}
+            codecs = {"voxcodec": VoxCodec(preset=a.preset), "voxcodec_png": PngCodec(level=9),
+                      "voxcodec_jpegxl": JpegXlCodec(effort=7)}
             for name, codec in codecs.items():
                 path = tmp / "a.zarr"
                 secs, ok = write(path, vol, chunk, codec)
-                nbytes = stored_bytes(path) + (len(codec.model) if getattr(codec, "model", None) else 0)
+                nbytes = stored_bytes(path)
                 records.append({"volume": Path(v).stem, "crop": list(vol.shape), "chunk": chunk, "codec": name,
                                 "bits_per_voxel": 8 * nbytes / vol.size, "write_MBps": vol.nbytes / 1e6 / secs,
-                                "lossless": ok, **({"fit_seconds": fit_s} if "shared" in name else {})})
+                                "lossless": ok})
                 shutil.rmtree(path)
         speed = None
         if not a.no_dask:

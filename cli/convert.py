@@ -70,17 +70,6 @@ class StorageOption(click.ParamType):
         return key, os.path.expanduser(val) if val.startswith("~") else val
 
 
-def _model(value):
-    """``zoo:<id>``, a shared model file written by ``voxcodec fit``, or None."""
-    if value is None or value.startswith("zoo:"):
-        return value
-    if not os.path.isfile(value):
-        raise click.BadParameter(f"{value} is neither zoo:<id> (see 'voxcodec zoo') nor a model file written by "
-                                 "'voxcodec fit'", param_hint="'--model'")
-    with open(value) as f:
-        return f.read()
-
-
 @command(epilog=EPILOG)
 @click.argument("src")
 @click.argument("dest")
@@ -89,10 +78,7 @@ def _model(value):
 @click.option("--levels", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
               help="pyramid levels: N-1 downsampled levels (2x in y, x; in z too for near-isotropic voxels)")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="default", show_default=True,
-              help="training effort per chunk: fast, default, max")
-@click.option("--model", metavar="zoo:ID|FILE",
-              help="code every chunk with this zoo prior as it is, or a shared model file from 'voxcodec fit' "
-                   "(default: each chunk starts from the best zoo prior, fine-tuned as the preset says)")
+              help="how hard each chunk's model works: fast, default, max")
 @click.option("--workers", type=click.IntRange(min=1), metavar="N",
               help="local worker processes, one compute thread each (default: every core, %d here)"
                    % parallel.cores())
@@ -108,7 +94,7 @@ def _model(value):
 @click.option("--resume", is_flag=True, help="finish an interrupted conversion: keep DEST's chunks that verify")
 @click.option("--overwrite", is_flag=True, help="replace DEST if it exists")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar, notes or summary")
-def convert(src, dest, chunks, levels, preset, model, workers, scheduler, voxel_size, unit, storage_option,
+def convert(src, dest, chunks, levels, preset, workers, scheduler, voxel_size, unit, storage_option,
             dest_storage_option, resume, overwrite, quiet):
     """Convert a uint8/uint16/int8/int16 volume (zarr v2/v3 or OME-Zarr, N5, HDF5 FILE.h5:/DATASET, MRC, TIFF,
     .npy or a folder of slices; local or an fsspec URL) into a voxcodec-coded OME-Zarr image at DEST."""
@@ -142,7 +128,7 @@ def convert(src, dest, chunks, levels, preset, model, workers, scheduler, voxel_
         bar.update(info["bytes"])
 
     try:
-        res = run_convert(src, dest, chunks=chunks, levels=levels, preset=preset, model=_model(model),
+        res = run_convert(src, dest, chunks=chunks, levels=levels, preset=preset,
                           workers=workers, scheduler=scheduler, resume=resume, overwrite=overwrite,
                           voxel_size=voxel_size, unit=unit, storage_options=dict(storage_option) or None,
                           dest_storage_options=dict(dest_storage_option) or None, on_start=on_start,

@@ -26,7 +26,7 @@ INSTALL_HINT = 'pip install -e ".[edge]" in a voxcodec checkout'
 
 DESCRIPTION = """\
 Watch ACQ_DIR while a microscope writes one image per slice into it, compress every block of
-slices as soon as it is complete (a small network trained at the edge, lossless) and ship it into a
+slices as soon as it is complete (a model that learns while it codes, lossless) and ship it into a
 zarr v3 array at DEST that grows in z. DEST is a local or mounted path, sftp://user@host/path or
 s3://bucket/path (any fsspec URL). The data centre reads it with plain zarr:
 
@@ -372,13 +372,10 @@ def _length_unit(ctx, param, value):
                    "... (default nanometer)")
 @click.option("--storage-option", type=STORAGE_OPTION, multiple=True, metavar="KEY=VALUE",
               help="fsspec option for DEST, repeatable: client_keys=~/.ssh/id_ed25519 (sftp), endpoint_url=... (s3)")
-@click.option("--device", default="auto", metavar="DEVICE",
-              help="training device: auto (GPU when present), cpu, cuda")
 @click.option("--tile", type=int, default=2048, metavar="N",
               help="largest in-plane chunk side; larger slices are split into chunks (default 2048)")
 @click.option("--workers", type=click.IntRange(min=0), default=0, metavar="N",
-              help="blocks coded at once, by threads of one compute thread each (default 0: every core; at most "
-                   "2, as a block fine-tunes from the block two above it)")
+              help="blocks coded at once, by threads (default 0: every core)")
 @click.option("-q", "--quiet", is_flag=True, help="no status line, warnings only")
 @click.option("-v", "--verbose", is_flag=True, help="log every block")
 @click.option("--debug", is_flag=True, help=DEBUG_HELP)
@@ -399,7 +396,7 @@ def cli(ctx, debug, **args):
 
 
 def _run(acq_dir, dest, pattern, block_depth, preset, state, exit_when_idle, finish_marker,
-         delete_source_after_verify, spool_budget, poll, settle, voxel_size, voxel_unit, storage_option, device, tile,
+         delete_source_after_verify, spool_budget, poll, settle, voxel_size, voxel_unit, storage_option, tile,
          quiet, verbose, workers=0):
     """Run one acquisition; returns the exit code, or the VoxcodecError that ended it."""
     missing = [m for m in ("zarr", "fsspec") if importlib.util.find_spec(m) is None]
@@ -414,13 +411,9 @@ def _run(acq_dir, dest, pattern, block_depth, preset, state, exit_when_idle, fin
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
     try:
-        if device == "auto":
-            import torch
-
-            device = "cuda" if torch.cuda.is_available() else "cpu"
         state = Path(state) if state else default_state_dir(acq_dir, dest)
         opts = EdgeOptions(acq_dir=acq_dir, dest=dest, state_dir=str(state), pattern=pattern,
-                           block_depth=block_depth, preset=preset, device=device, tile=tile,
+                           block_depth=block_depth, preset=preset, tile=tile,
                            exit_when_idle=exit_when_idle, finish_marker=finish_marker,
                            delete_source=delete_source_after_verify, spool_budget=spool_budget,
                            poll=poll, settle=settle, voxel_size=list(voxel_size) if voxel_size else None,

@@ -17,7 +17,6 @@ import numpy as np
 import voxcodec
 from voxcodec.core import parallel
 from voxcodec.core.presets import PRESETS
-from voxcodec.core.resume import remove_state
 from voxcodec.errors import CorruptStreamError, VoxcodecError
 from voxcodec.storage import voxel_size as vsize
 from voxcodec.storage.volume_io import TiffStackWriter, VolumeReader, sample_path
@@ -25,8 +24,8 @@ from voxcodec.storage.volume_io import TiffStackWriter, VolumeReader, sample_pat
 EPILOG = """\b
 examples:
   voxcodec sample sample.tif                        # write the bundled FIB-SEM sample volume
-  voxcodec preview sample.tif                       # each prior and preset on a sample, beside JPEG-XL
-  voxcodec encode sample.tif -o sample.vxc          # compress (a zoo prior, fine-tuned per block)
+  voxcodec preview sample.tif                       # each preset on a sample, beside JPEG-XL
+  voxcodec encode sample.tif -o sample.vxc          # compress (the model learns while it codes)
   voxcodec info sample.vxc                          # bits per voxel, blocks, models, checksums
   voxcodec decode sample.vxc -o back.tif            # decompress, bit-exact
   voxcodec verify sample.vxc --against sample.tif   # decode everything and compare
@@ -205,7 +204,6 @@ def partial_file(out: str, keep_on_failure=lambda: False):
         if not keep_on_failure():
             if os.path.exists(tmp):
                 os.remove(tmp)
-            remove_state(tmp)
         raise
 
 
@@ -226,9 +224,10 @@ def _fmt_mb(n):
 @click.option("--debug", is_flag=True, help="show the full traceback of an error")
 @click.pass_context
 def cli(ctx, debug):
-    """Lossless compression of electron-microscopy volumes: a small network is trained per block to predict
-    each voxel from the slice before and the part of the slice already decoded; its integer-exact
-    probabilities drive a range coder. Every voxel comes back bit for bit, on any machine."""
+    """Lossless compression of electron-microscopy volumes: each voxel is predicted from its neighbours in
+    the slice and in the slices before by a model that learns while it codes, in the encoder and the
+    decoder alike, with integer-exact arithmetic; its probabilities drive a range coder. Every voxel
+    comes back bit for bit, on any machine."""
     ctx.obj = {"debug": debug}
 
 
@@ -238,25 +237,15 @@ def cli(ctx, debug):
 @click.argument("input", type=click.Path())
 @click.option("-o", "--output", help="output .vxc file (default: INPUT with .vxc)")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="default", show_default=True,
-              help="training effort per block: fast (edge computers), default, max (best bits, slow)")
+              help="how hard the model works: fast (about JPEG-XL effort 3's speed), default, max (fewest bits, "
+                   "slowest)")
 @click.option("--block-depth", type=click.IntRange(min=1), metavar="N",
-              help="slices per block (default: about 4 Mi voxels per block with zoo priors, 16 Mi with --prior "
-                   "none or --preset max; at most 256 slices, balanced over the volume's depth)")
+              help="slices per block (default: about 4 Mi voxels per block, at least 4 slices, at most 256, "
+                   "balanced over the volume's depth)")
 @click.option("--tile", type=TileType(), metavar="HxW",
               help="cut slices into tiles of this size (default: 2048x2048 for larger slices)")
 @click.option("--workers", type=click.IntRange(min=1), metavar="N",
-              help="processes coding blocks at once (default: every core, %d here)" % parallel.cores())
-@click.option("--threads", type=click.IntRange(min=1), metavar="N", default=1, show_default=True,
-              help="torch threads per worker for training")
-@click.option("--device", default="cpu", show_default=True,
-              help="training device, e.g. cuda (the stream does not depend on it)")
-@click.option("--seed", type=int, default=0, show_default=True, help="random seed of the training")
-@click.option("--prior", default="auto", show_default=True, metavar="ID|auto|none",
-              help="zoo priors the blocks start from: auto (every installed prior; each block uses the one that "
-                   "codes a sample of it best), none (train every block from scratch), or an id (voxcodec zoo "
-                   "lists them)")
-@click.option("--no-warm-start", is_flag=True,
-              help="train every block from scratch instead of from the previous block's weights")
+              help="threads coding blocks at once (default: every core, %d here)" % parallel.cores())
 @click.option("--voxel-size", type=VoxelSizeType(), metavar="Z,Y,X",
               help="physical size of a voxel, z first (e.g. 40,4,4), in --unit or else in the unit the input "
                    "declares; replaces the size read from the input's TIFF/OME metadata")
@@ -266,8 +255,7 @@ def cli(ctx, debug):
 @click.option("--resume", is_flag=True, help="continue the interrupted encode in OUTPUT.part")
 @click.option("--overwrite", is_flag=True, help="replace OUTPUT (and any OUTPUT.part) if it exists")
 @click.option("-q", "--quiet", is_flag=True, help="no progress bar or summary")
-def encode(input, output, preset, block_depth, tile, workers, threads, device, seed, prior, no_warm_start, voxel_size,
-           unit, resume, overwrite, quiet):
+def encode(input, output, preset, block_depth, tile, workers, voxel_size, unit, resume, overwrite, quiet):
     """Compress a uint8/uint16/int8/int16 volume (TIFF stack, .npy, or a folder of slices) into a .vxc stream, block by
     block, streaming from disk. The voxel size that the input's ImageJ, OME or resolution metadata declares (or
     --voxel-size) is stored in the stream and written back by decode."""
@@ -303,18 +291,14 @@ def encode(input, output, preset, block_depth, tile, workers, threads, device, s
 
             try:
                 enc = voxcodec.Encoder(tmp, dtype=vol.dtype, slice_shape=vol.shape[1:], preset=preset,
-                                       block_depth=block_depth, tile=tile, device=device, threads=threads, seed=seed,
-                                       workers=workers, prior=prior,
-                                       warm_start=not no_warm_start, on_block=on_block, on_progress=on_progress,
-                                       expected_slices=vol.shape[0], resume=resume, checkpoint=True,
+                                       block_depth=block_depth, tile=tile, workers=workers, on_block=on_block,
+                                       on_progress=on_progress, expected_slices=vol.shape[0], resume=resume,
                                        metadata=metadata)
                 state["enc"] = enc
                 if enc.resumed_slices and not quiet:
                     kept = sum(b.resumed for b in enc.blocks)
                     click.echo(f"resuming {part}: {kept} complete blocks ({enc.resumed_slices} of {vol.shape[0]} "
-                               "slices) kept; checking them against the input"
-                               + ("" if enc.resumed_identical else
-                                  " (no training checkpoint: the next block trains from scratch)"), err=True)
+                               "slices) kept; checking them against the input", err=True)
                 with enc:
                     for chunk in vol.iter_chunks(enc.block_depth):
                         enc.write(chunk)
@@ -401,6 +385,17 @@ def _decode_to(dec, path, as_npy, z0, z1, bar, voxel_size=None, unit=None):
             writer.close()
 
 
+def _block_mode(dec, i, hd) -> str:
+    """How block ``i`` is coded, without decoding it: constant, stored, or its model (format 6: the coder)."""
+    if hd.flags & 1:
+        return "constant"
+    if hd.flags & 8:
+        return "stored"
+    if dec.format_version >= 6:
+        return dec.block_params(i).coder
+    return "networks" + (f" ({dec.meta['priors'][hd.prior - 1]['id']})" if hd.prior else "")
+
+
 def _info(dec, path):
     nvox = int(np.prod(dec.shape))
     blocks = []
@@ -409,9 +404,7 @@ def _info(dec, path):
         vox = e.depth * e.h * e.w
         blocks.append({"index": i, "z": [e.z0, e.z0 + e.depth], "y": [e.y0, e.y0 + e.h], "x": [e.x0, e.x0 + e.w],
                        "bytes": e.length, "bits_per_voxel": round(8 * e.length / max(vox, 1), 4),
-                       "model_bytes": e.model_bytes, "inter_slice_model": e.inter,
-                       "constant": bool(hd.flags & 1), "value_range": [hd.lo, hd.hi],
-                       "prior": dec.meta["priors"][hd.prior - 1]["id"] if hd.prior else None,
+                       "model_bytes": e.model_bytes, "mode": _block_mode(dec, i, hd), "value_range": [hd.lo, hd.hi],
                        "data_crc32": f"{hd.data_crc:08x}", "voxel_crc32": f"{hd.voxel_crc:08x}"})
     return {"file": str(path), "format_version": dec.format_version, "encoder": dec.meta.get("encoder"),
             "preset": dec.meta.get("preset"), "shape": list(dec.shape), "dtype": str(dec.dtype),
@@ -422,6 +415,14 @@ def _info(dec, path):
             "model": dec.meta.get("model"), "model_bytes": sum(b["model_bytes"] for b in blocks),
             "priors": dec.meta.get("priors", []), **_info_voxel_size(dec, path),
             "metadata": dec.meta.get("metadata", {}), "salvaged": dec.salvaged, "blocks": blocks}
+
+
+def _describe_model(inf) -> str:
+    m = inf["model"]
+    if inf["format_version"] >= 6:
+        return (f"model: {m['coder']} coder, least squares over {m['causal']} + {m['prev']} + {m['prev2']} neighbours "
+                f"(slice, slice before, the one before), re-solved every {2 ** m['interval_log']} voxels")
+    return f"networks: {m['levels']} levels, hidden {m['hidden'][0]}+{m['hidden'][1]}, {m['bins']} scale bins"
 
 
 def _info_voxel_size(dec, path):
@@ -442,26 +443,26 @@ def info(input, as_json, salvage):
         click.echo(json.dumps(inf, indent=2))
         return 0
     z, y, x = inf["shape"]
-    lines = [f"{inf['file']}: {z} x {y} x {x} {inf['dtype']} (z, y, x), {inf['encoder']}, preset {inf['preset']}",
+    lines = [f"{inf['file']}: {z} x {y} x {x} {inf['dtype']} (z, y, x), {inf['encoder']}, preset {inf['preset']}, "
+             f"format {inf['format_version']}",
              f"  {_fmt_mb(inf['raw_bytes'])} -> {_fmt_mb(inf['bytes'])}: {inf['bits_per_voxel']:.3f} bits/voxel, "
              f"ratio {inf['ratio']:.2f}; models {inf['model_bytes']} bytes in all"]
     lines.append(f"  voxel size: {vsize.describe(inf['voxel_size'], inf['unit'])}")
-    m = inf["model"]
     lines.append(f"  {len(inf['blocks'])} blocks of depth {inf['block_depth']}, tile {inf['tile'][0]}x{inf['tile'][1]}; "
-                 f"network: {m['levels']} levels, hidden {m['hidden'][0]}+{m['hidden'][1]}, {m['bins']} scale bins")
+                 + _describe_model(inf))
     if inf["priors"]:
         used = [b["prior"] for b in inf["blocks"]]
         lines.append("  zoo priors: " + ", ".join(f"{p['id']} (sha256 {p['sha256'][:12]}..., {used.count(p['id'])} blocks)"
                                                  for p in inf["priors"]))
     if inf["salvaged"]:
         lines.append("  (salvaged: the stream has no block index; complete blocks were recovered by scanning)")
-    lines.append(f"  {'block':>5} {'z':>11} {'y':>11} {'x':>11} {'bytes':>10} {'bpv':>7} {'model':>6} {'inter':>5} "
-                 f"{'data crc':>8} {'voxel crc':>9}  prior")
+    lines.append(f"  {'block':>5} {'z':>11} {'y':>11} {'x':>11} {'bytes':>10} {'bpv':>7} {'model':>6} "
+                 f"{'data crc':>8} {'voxel crc':>9}  mode")
     for b in inf["blocks"]:
         rng = lambda r: f"{r[0]}:{r[1]}"  # noqa: E731
         lines.append(f"  {b['index']:>5} {rng(b['z']):>11} {rng(b['y']):>11} {rng(b['x']):>11} {b['bytes']:>10} "
-                     f"{b['bits_per_voxel']:>7.3f} {b['model_bytes']:>6} {'yes' if b['inter_slice_model'] else 'no':>5} "
-                     f"{b['data_crc32']:>8} {b['voxel_crc32']:>9}  {b['prior'] or '-'}")
+                     f"{b['bits_per_voxel']:>7.3f} {b['model_bytes']:>6} "
+                     f"{b['data_crc32']:>8} {b['voxel_crc32']:>9}  {b['mode']}")
     click.echo("\n".join(lines))
     return 0
 
@@ -512,34 +513,6 @@ def verify(input, against, salvage, workers, quiet):
     return 0
 
 
-@command()
-@click.argument("input", type=click.Path())
-@click.option("-o", "--output", default="voxcodec-model.json", show_default=True, help="model file")
-@click.option("--preset", type=click.Choice(list(PRESETS)), default="default", show_default=True,
-              help="network size and training effort")
-@click.option("--max-slices", type=click.IntRange(min=1), default=64, show_default=True, metavar="N",
-              help="use at most the first N slices")
-@click.option("--threads", type=click.IntRange(min=1), metavar="N", help="torch threads for training")
-@click.option("--seed", type=int, default=0, show_default=True, help="random seed of the training")
-@click.option("--overwrite", is_flag=True, help="replace OUTPUT if it exists")
-def fit(input, output, preset, max_slices, threads, seed, overwrite):
-    """Train one shared model on a sample volume (for small zarr chunks) and write it as JSON text. Chunks of a
-    zarr array too small to carry their own model are coded with it:
-    voxcodec.zarr.VoxCodec(model=open(MODEL).read())."""
-    check_output(output, overwrite, (".json",), "a model as JSON text")
-    with VolumeReader(input) as vol:
-        z = min(vol.shape[0], max_slices)
-        sample = vol.read(0, z)
-    t0 = time.perf_counter()
-    model = voxcodec.fit_model(sample, preset=preset, seed=seed, threads=threads)
-    with partial_file(output) as tmp, open(tmp, "w") as f:
-        f.write(model.to_text())
-    click.echo(f"{input} (slices 0:{z}) -> {output}: shared model {model.id}, {len(model.to_bytes())} bytes of "
-               f"weights, fitted in {time.perf_counter() - t0:.1f} s; use it with "
-               f"voxcodec.zarr.VoxCodec(model=open({output!r}).read())")
-    return 0
-
-
 @command(epilog="The sample is coded on one thread by each codec in turn; every voxcodec row is decoded and compared "
                "voxel for voxel. JPEG-XL rows need imagecodecs (pip install imagecodecs).")
 @click.argument("input", type=click.Path())
@@ -548,13 +521,13 @@ def fit(input, output, preset, max_slices, threads, seed, overwrite):
 @click.option("--side", type=click.IntRange(min=16), default=512, show_default=True, metavar="N",
               help="the sample is cropped to N x N voxels around the centre of the slices")
 @click.option("--presets", default="fast,default", show_default=True,
-              help="presets to try, comma-separated (max trains for about a minute on the sample)")
+              help="presets to try, comma-separated (max codes about 20 times slower than default)")
 @click.option("--no-baselines", is_flag=True, help="leave JPEG-XL out")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def preview(input, slices, side, presets, no_baselines, as_json):
-    """Try every zoo prior and preset on a sample of a volume before committing to one: bits per voxel and MB/s
-    (one thread) of each, beside JPEG-XL lossless efforts 3 and 7 on the same sample."""
-    from voxcodec.zoo.preview import preview as run_preview, sample_of
+    """Try the presets on a sample of a volume before committing to one: bits per voxel and MB/s (one thread) of
+    each, beside JPEG-XL lossless efforts 3 and 7 on the same sample."""
+    from voxcodec.core.preview import preview as run_preview, sample_of
 
     names = [p.strip() for p in presets.split(",") if p.strip()]
     for n in names:
@@ -576,7 +549,7 @@ def preview(input, slices, side, presets, no_baselines, as_json):
     if as_json:
         click.echo(json.dumps([vars(r) for r in rows], indent=1))
     else:
-        best = min((r for r in rows if r.codec.startswith(("prior", "preset")) and r.lossless),
+        best = min((r for r in rows if r.codec.startswith("preset") and r.lossless),
                    key=lambda r: r.bits_per_voxel)
         click.echo(f"fewest bits: {best.codec}")
     return 0
@@ -585,8 +558,9 @@ def preview(input, slices, side, presets, no_baselines, as_json):
 @command(name="zoo")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output (with the model cards)")
 def zoo_list(as_json):
-    """List the pretrained priors installed (the package's, then VOXCODEC_ZOO's folders): id, content hash,
-    what each was trained on.  Encoders (--prior auto) use the newest version of each family."""
+    """List the pretrained network priors installed (the package's, then VOXCODEC_ZOO's folders): id, content
+    hash, what each was trained on.  Streams of voxcodec 0.4 and 0.5 name them and decode with them; voxcodec 0.6
+    (format 6) codes without priors: its model learns while it codes."""
     from voxcodec import zoo
 
     priors = zoo.available()
@@ -595,14 +569,12 @@ def zoo_list(as_json):
                               indent=1))
         return 0
     if not priors:
-        click.echo("no priors installed: every block trains from scratch")
-    newest = {p.id for p in zoo.latest(priors)}
+        click.echo("no priors installed: streams of voxcodec 0.4 and 0.5 that name one will not decode")
     for p in priors:
         vols = ", ".join(v.get("volume", "?") for v in p.card.get("trained_on", []))
         cfg = p.model.config
         click.echo(f"{p.id:<20} sha256 {p.sha256[:16]}  {cfg.hidden[0]}x{cfg.hidden[1]} hidden, {cfg.neighbours} "
-                   f"neighbours, trained on {vols or '?'}" + ("" if p.id in newest else
-                                                               "  (older version: decodes its streams; auto skips it)"))
+                   f"neighbours, trained on {vols or '?'}")
     return 0
 
 

@@ -3,7 +3,7 @@ import sys
 from pathlib import Path
 
 # One compute thread per test process (and per process a test starts): N processes on N cores never
-# oversubscribe, so the suite behaves the same on a busy machine. Set before numpy or torch load.
+# oversubscribe, so the suite behaves the same on a busy machine. Set before numpy loads.
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
@@ -22,18 +22,16 @@ def sample():
 
 @pytest.fixture(scope="session")
 def em_u8(sample):
-    """A real FIB-SEM crop big enough to train on (one block of 12 x 96 x 96)."""
+    """A real FIB-SEM crop (12 x 96 x 96)."""
     return np.ascontiguousarray(sample[:12, :96, :96])
 
 
 @pytest.fixture(scope="session")
 def em_stream(em_u8):
-    """A trained two-block stream of em_u8 (with inter-slice networks, each block its own: no zoo prior)
-    and the encoder's block infos."""
+    """A two-block stream of em_u8 (format 6, preset default) and the encoder's block infos."""
     import voxcodec
 
-    enc = voxcodec.Encoder(None, slice_shape=em_u8.shape[1:], block_depth=6, train="always",
-                           fit_options={"steps": 60, "warm_steps": 30, "inter": "always"}, threads=1, prior="none")
+    enc = voxcodec.Encoder(None, slice_shape=em_u8.shape[1:], block_depth=6)
     enc.write(em_u8)
     return enc.getvalue(), enc.blocks
 
@@ -45,7 +43,7 @@ def console_script(name: str, module: str) -> list[str]:
 
 
 def run_python(code: str, env_extra=None) -> str:
-    """Run code in a fresh interpreter (own BLAS / torch thread pools); return its stdout."""
+    """Run code in a fresh interpreter; return its stdout."""
     import subprocess
 
     env = dict(os.environ)

@@ -4,7 +4,10 @@
 
 The golden streams pin the format: tests/test_exactness.py decodes them and checks the voxels
 against the arrays below, so a change that breaks old files fails the tests. A stream already in
-tests/data is never rewritten: it stands for the files of its version that users have.
+tests/data is never rewritten: it stands for the files of its version that users have.  The options
+of formats 1 to 5 record how voxcodec 0.1 to 0.5 wrote their streams (this voxcodec writes format 6
+only); those of format 6 are this encoder's, and tests/test_exactness.py checks that it still writes
+the same bytes with them.
 """
 
 import hashlib
@@ -27,7 +30,8 @@ def golden_arrays():
     return {"golden_u8": (u8, dict(block_depth=8, train="always", fit_options={"inter": "always", "steps": 60})),
             "golden_u16": (u16, dict(block_depth=4, tile=(128, 96), train="always", fit_options={"steps": 60})),
             "golden_plain_u8": (u8[:6, :40, :56], dict(block_depth=4, train="never")),
-            **golden_v2_arrays(), **golden_v3_arrays(), **golden_v4_arrays(), **golden_v5_arrays()}
+            **golden_v2_arrays(), **golden_v3_arrays(), **golden_v4_arrays(), **golden_v5_arrays(),
+            **golden_v6_arrays()}
 
 
 def golden_v2_arrays():
@@ -112,12 +116,39 @@ def golden_v5_arrays():
     return out
 
 
+def golden_v6_arrays():
+    """Format 6 (voxcodec 0.6: the model learns while it codes): each preset on EM (two layers of two
+    tiles for default); a uint16 volume with a shift, a listed and a bitmap palette and a constant slice;
+    a signed volume; noise beside EM (a stored block) and a constant block; EM inside drifting black
+    margins."""
+    s = sample_volume()
+    out = {f"golden_v6_{p}": (np.ascontiguousarray(s[10 * i:10 * i + 8, :48, :64]),
+                              dict(preset=p, block_depth=4, tile=(48, 40) if p == "default" else None))
+           for i, p in enumerate(("fast", "default", "max"))}
+    u16 = s[30:36, :40, :48].astype(np.uint16) * 233 + 100
+    u16[1] = (u16[1] // 4000) * 4000 + 100  # a few values over a wide range: a listed palette
+    u16[2] = 17  # a constant slice
+    u16[3] = (u16[3] // 466) * 466  # every other value of the range: a bitmap palette
+    out["golden_v6_u16"] = (u16, dict(preset="default", block_depth=6))
+    i16 = (s[50:54, :32, :40].astype(np.int32) - 128) * 250
+    i16[0, 0, :2] = (-32768, 32767)
+    out["golden_v6_i16"] = (i16.astype(np.int16), dict(preset="fast", block_depth=4))
+    noise = np.random.default_rng(9).integers(0, 256, (4, 32, 32), dtype=np.uint8)
+    flat = np.full((4, 32, 32), 77, np.uint8)
+    out["golden_v6_stored"] = (np.ascontiguousarray(np.concatenate([s[40:44, :32, :32], noise, flat], axis=2)),
+                               dict(preset="default", block_depth=4, tile=(32, 32)))
+    out["golden_v6_framed"] = (framed(s[56:62, :40, :48], 31), dict(preset="default", block_depth=6))
+    return out
+
+
 def main():
     path = os.path.join(HERE, "golden.json")
     meta = json.load(open(path)) if os.path.exists(path) else {}
     for name, (arr, opts) in golden_arrays().items():
         if os.path.exists(os.path.join(HERE, name + ".vxc")):
             continue
+        if not name.startswith("golden_v6_"):
+            raise RuntimeError(f"{name}.vxc is missing: it was written by an older voxcodec and cannot be made again")
         data = voxcodec.encode(arr, **opts)
         with open(os.path.join(HERE, name + ".vxc"), "wb") as f:
             f.write(data)

@@ -89,21 +89,10 @@ def test_help_explains_every_command():
     for word in ("encode", "decode", "info", "verify", "sample", "examples"):
         assert word in out
     enc = voxcodec_cmd("encode", "--help").stdout
-    for opt in ("--preset", "--block-depth", "--tile", "--threads", "--device", "--overwrite"):
+    for opt in ("--preset", "--block-depth", "--tile", "--workers", "--resume", "--overwrite"):
         assert opt in enc
     assert main(["encode", "x.tif", "--tile", "banana"]) == 2
-    for cmd in ("encode", "decode", "info", "verify", "fit", "sample"):
+    assert main(["encode", "x.tif", "--prior", "auto"]) == 2  # voxcodec 0.5's options are gone: a usage error
+    for cmd in ("encode", "decode", "info", "verify", "preview", "zoo", "sample"):
         assert voxcodec_cmd(cmd, "--help").stdout.startswith(f"Usage: voxcodec {cmd}")
     assert voxcodec_cmd("--version").stdout.strip() == f"voxcodec {voxcodec.__version__}"
-
-
-def test_fit_writes_a_model_the_zarr_codec_uses(tmp_path, em_u8):
-    src = tmp_path / "s.npy"
-    np.save(src, em_u8)
-    model = tmp_path / "m.json"
-    assert main(["fit", str(src), "-o", str(model), "--preset", "fast"]) == 0
-    from voxcodec.numcodecs import VoxCodec
-
-    codec = VoxCodec(model=model.read_text())
-    chunk = em_u8[:4, :32, :32]
-    np.testing.assert_array_equal(codec.decode(codec.encode(chunk)), chunk)

@@ -227,10 +227,10 @@ def chunk_files(level_dir: Path) -> list[Path]:
 
 
 def test_resume_after_kill_keeps_verified_chunks_and_recodes_a_damaged_one(crop, tmp_path):
-    vol = crop[:8]
+    vol = np.tile(crop[:8], (1, 4, 4))  # 8 x 512 x 512: 4 chunks of about a quarter of a second each with `max`
     np.save(tmp_path / "v.npy", vol)
     dest = tmp_path / "out.zarr"
-    args = ["convert", tmp_path / "v.npy", dest, "--chunks", "4,64,128", "--preset", "default"]  # 4 chunks
+    args = ["convert", tmp_path / "v.npy", dest, "--chunks", "4,256,512", "--preset", "max"]  # 4 chunks
     cmd = console_script("voxcodec", "voxcodec_cli.main") + [str(a) for a in args] + ["--workers", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -398,14 +398,15 @@ def test_scheduler_address_sends_the_chunks_to_a_dask_distributed_cluster(crop, 
     assert validated(tmp_path / "out.zarr")["scales"] == [[30.0, 4.0, 4.0], [30.0, 8.0, 8.0]]
 
 
-def test_model_option_codes_every_chunk_with_a_zoo_prior(crop, tmp_path):
+def test_chunks_name_no_model(crop, tmp_path):
+    """Format 6 chunks carry everything: the codec's configuration is the preset alone, and the options of
+    voxcodec 0.5 (--model) are gone."""
     np.save(tmp_path / "v.npy", crop)
-    ok("convert", tmp_path / "v.npy", tmp_path / "o.zarr", "--model", "zoo:em-general-v1", "--chunks", "8,64,64",
-       "--workers", "1", *FAST)
+    ok("convert", tmp_path / "v.npy", tmp_path / "o.zarr", "--chunks", "8,64,64", "--workers", "1", *FAST)
     arr = zarr.open_array(str(tmp_path / "o.zarr" / "0"), mode="r")
-    assert arr.metadata.codecs[0].to_dict()["configuration"]["model"] == "zoo:em-general-v1"
+    assert arr.metadata.codecs[0].to_dict()["configuration"] == {"preset": "fast"}
     assert np.array_equal(arr[:], crop)
-    msg = refused("convert", tmp_path / "v.npy", tmp_path / "p.zarr", "--model", "nothing-like-a-model", *FAST)
+    msg = refused("convert", tmp_path / "v.npy", tmp_path / "p.zarr", "--model", "zoo:em-general-v1", *FAST)
     assert "--model" in msg
 
 

@@ -58,7 +58,7 @@ def test_checksum_recomputed_by_an_attacker_still_fails_on_voxels(em_stream):
     bad[body_start + hd.model_len + 100] ^= 0x10
     hd.data_crc = zlib.crc32(bytes(bad[body_start:e.offset + e.length]))
     bad[e.offset:e.offset + HEADER_SIZE] = hd.pack()
-    with pytest.raises(CorruptStreamError, match="block 0: decoded values outside|block 0: decoded voxels do not match|block 0: entropy"):
+    with pytest.raises(CorruptStreamError, match="block 0: (the payload is damaged|decoded voxels do not match)"):
         voxcodec.decode(bytes(bad))
 
 

@@ -25,7 +25,7 @@ def vol_u16(vol_u8):
 
 
 def _encode(vol):
-    return voxcodec.encode(vol, block_depth=5, tile=(48, 40), train="never")
+    return voxcodec.encode(vol, block_depth=5, tile=(48, 40))
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def thin(vol_u8, tmp_path_factory):
     the many reads of the thread test stay quick."""
     vol = np.ascontiguousarray(vol_u8[:8])
     path = tmp_path_factory.mktemp("dec") / "thin.vxc"
-    path.write_bytes(voxcodec.encode(vol, block_depth=1, tile=(48, 40), train="never"))
+    path.write_bytes(voxcodec.encode(vol, block_depth=1, tile=(48, 40)))
     return vol, path
 
 
@@ -294,7 +294,7 @@ def test_decoder_pickles_for_process_schedulers(tmp_path):
 
     vol = voxcodec.sample_volume()[:10, :64, :64]
     path = tmp_path / "v.vxc"
-    path.write_bytes(voxcodec.encode(vol, block_depth=5, train="never"))
+    path.write_bytes(voxcodec.encode(vol, block_depth=5))
     for source in (str(path), path.read_bytes()):
         with voxcodec.Decoder(source) as dec:
             copy = pickle.loads(pickle.dumps(dec))
@@ -312,7 +312,7 @@ def test_decoder_pickles_for_process_schedulers(tmp_path):
 def test_whole_blocks_decode_straight_into_the_result(vol_u8, stream_u8, workers):
     """A block the request holds whole, over full slices, is decoded into the result itself (no block
     array and copy); tiles and partial blocks go through a block array. Both give the same voxels."""
-    for data, tiled in ((voxcodec.encode(vol_u8, block_depth=5, train="never"), False), (stream_u8, True)):
+    for data, tiled in ((voxcodec.encode(vol_u8, block_depth=5), False), (stream_u8, True)):
         _check_straight_reads(vol_u8, Decoder(data, workers=workers), tiled)
 
 

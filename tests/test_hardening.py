@@ -15,9 +15,9 @@ import pytest
 
 import voxcodec
 from voxcodec import CorruptStreamError, Decoder, TruncatedStreamError, VoxcodecError
-from voxcodec.core.block import value_range
+from voxcodec.core.learn import value_range
 from voxcodec.core.container import HEADER_SIZE
-from voxcodec.core.network import EXACT_LIMIT, IntNet, ModelConfig
+from voxcodec.core.legacy.network import EXACT_LIMIT, IntNet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
@@ -31,8 +31,14 @@ def vol(sample):
 
 @pytest.fixture(scope="module")
 def stream(vol):
-    """2 layers of 6 slices x 2 tiles of 24 x 12: 4 blocks, each with its own model section (no prior)."""
-    return voxcodec.encode(vol, block_depth=6, tile=(24, 12), train="never", prior="none")
+    """2 layers of 6 slices x 2 tiles of 24 x 12: 4 blocks of format 6."""
+    return voxcodec.encode(vol, block_depth=6, tile=(24, 12))
+
+
+@pytest.fixture(scope="module")
+def legacy_stream():
+    """A format 5 stream of voxcodec 0.5 (its blocks carry their own networks): the legacy reader's checks."""
+    return (Path(__file__).parent / "data" / "golden_v5_own.vxc").read_bytes()
 
 
 def centre_shift(lo, hi):
@@ -168,8 +174,11 @@ def test_salvage_keeps_whole_layers_only(vol, stream):
                                        ("model.hidden", [1040, 8]), ("model.hidden", [8]), ("model", -1),
                                        ("model.bins", "20"), ("dtype", "<i4"), ("dtype", [["a", "<u2"]]),
                                        ("slice_shape", [24]), ("slice_shape", [24, 2 ** 21]), ("tile", [0, 12]),
-                                       ("block_depth", 2 ** 40), ("block_depth", 6.0), ("tile", [2 ** 20, 2 ** 20])])
-def test_file_header_fields_are_checked(stream, key, value):
+                                       ("block_depth", 2 ** 40), ("block_depth", 6.0), ("tile", [2 ** 20, 2 ** 20]),
+                                       ("shared_model", "abc"), ("priors", [{"id": "em-fib-v2", "sha256": "0" * 64}])])
+def test_file_header_fields_are_checked(stream, legacy_stream, key, value):
+    if key.startswith("model."):  # the networks' configuration: formats 1 to 5 (format 6 blocks carry their own)
+        stream = legacy_stream
     def edit(p):
         d = p.meta
         *path, last = key.split(".")
@@ -206,9 +215,8 @@ def test_index_entry_of_the_wrong_length(stream):
 
 
 def test_huge_sizes_are_refused_before_allocating(stream):
-    """Sizes that asked numpy for 640 MiB to 42 TiB: index shape, block extents, model bins."""
+    """Sizes that asked numpy for 640 MiB to 42 TiB: index shape, block extents."""
     edits = [lambda p: p.shape.__setitem__(1, 2 ** 20),  # (12, 2^20, 24) volume
-             lambda p: p.meta["model"].__setitem__("bins", 10 ** 6),  # 4 x 10^6 token tables
              lambda p: p.meta.__setitem__("slice_shape", [2 ** 20, 2 ** 20])]
 
     def tall(p):  # block 0 of height 2^20, in its header and in the index
@@ -258,21 +266,22 @@ def test_range_coder_panics_are_wrapped(monkeypatch):
     stream = (Path(__file__).parent / "data" / "golden_v2_listed_u16.vxc").read_bytes()
     vol = _decode(stream)
 
-    from voxcodec.core import block
+    from voxcodec.core.legacy import block
 
+    with Decoder(stream) as d:
+        model = d.block_model(0)
     dec = constriction.stream.queue.RangeDecoder(np.zeros(1, np.uint32))
     with pytest.raises(BaseException) as info:
         dec.decode(constriction.stream.model.Uniform(), np.array([1], np.int32))
     panic = type(info.value)
     assert panic.__name__ == "PanicException" and not issubclass(panic, Exception)
     with pytest.raises(CorruptStreamError, match="block 0: value range 7..7"):  # refused before constriction
-        block.decode_block(b"\0\0\0\0", block.untrained_model(ModelConfig()), (1, 4, 4), 7, 7, 7, 0, np.uint8,
-                           block_index=0)
+        block.decode_block(b"\0\0\0\0", model, (1, 4, 4), 7, 7, 7, 0, np.uint8, block_index=0)
     for exc, want in ((panic("assertion failed: range > 1"), CorruptStreamError), (KeyboardInterrupt(), KeyboardInterrupt),
                       (SystemExit(3), SystemExit)):
         def boom(*a, exc=exc, **k):
             raise exc
-        monkeypatch.setattr(block.palette, "decode", boom)
+        monkeypatch.setattr(block.rc_palette, "decode", boom)
         with pytest.raises(want) as info:
             _decode(stream)
         if want is CorruptStreamError:
@@ -283,11 +292,11 @@ def test_range_coder_panics_are_wrapped(monkeypatch):
 
 def test_constant_block_fields(stream, vol):
     """A constant block carries no model or payload; its flags and range must say so."""
-    data = voxcodec.encode(np.full((4, 8, 8), 9, np.uint8), train="never")
+    data = voxcodec.encode(np.full((4, 8, 8), 9, np.uint8))
     assert np.array_equal(voxcodec.decode(data), np.full((4, 8, 8), 9, np.uint8))
 
     def flags(p):
-        p.records[0].fields[13] = 3
+        p.records[0].fields[13] = 9
     _raises(_edited(data, flags), "block 0: constant block")
 
     def payload(p):
@@ -299,16 +308,39 @@ def test_constant_block_fields(stream, vol):
     _raises(_edited(stream, not_constant), "block 1: block header field flags")
 
 
-def test_unknown_flags_and_reserved_fields(stream):
+def test_unknown_flags_and_reserved_fields(stream, legacy_stream):
     for k, v, what in ((13, 16, "unknown flag"), (13, 8, "a stored block"), (8, 1, "reserved"),
-                       (14, 1, "field prior is 1, but the file header names 0 priors")):
+                       (13, 2, "unknown flag"), (13, 4, "unknown flag"),  # format 6: no inter-slice or shared networks
+                       (14, 1, "reserved field is 1")):  # nor zoo priors
         def edit(p, k=k, v=v):
             p.records[1].fields[k] |= v
         _raises(_edited(stream, edit), f"block 1: block header.*{what}")
+    for k, v, what in ((13, 16, "unknown flag"), (14, 1, "field prior is 1, but the file header names 0 priors")):
+        def edit(p, k=k, v=v):
+            p.records[0].fields[k] |= v
+        _raises(_edited(legacy_stream, edit), f"block 0: block header.*{what}")
     _raises(_edited(stream, lambda p: setattr(p, "reserved", 1)), "file header reserved field")
 
 
-def test_zlib_bomb_in_a_model_section(stream):
+def test_format6_model_section_holds_valid_parameters(stream):
+    def length(p):
+        p.records[0].model += b"\0"
+    _raises(_edited(stream, length), "block 0: block header field model_len is 17")
+
+    for i, v in ((0, 9), (1, 7), (2, 41), (15, 1)):
+        def edit(p, i=i, v=v):
+            raw = bytearray(p.records[0].model)
+            raw[i] = v
+            p.records[0].model = bytes(raw)
+        _raises(_edited(stream, edit), "block 0: the model section .* is not a valid set of format 6 parameters")
+
+    def empty(p):
+        p.records[0].model = b""
+    _raises(_edited(stream, empty), "block 0: block header field model_len is 0")
+
+
+def test_zlib_bomb_in_a_model_section(legacy_stream):
+    stream = legacy_stream
     def edit(p):
         p.records[0].model = zlib.compress(bytes(256 << 20), 9)  # 256 MiB of zeros in 250 kB
     data = _edited(stream, edit)
@@ -326,7 +358,7 @@ def test_payload_too_short_for_its_slices(sample):
     hold log2(3) bits per slice (each slice's kind is uniform over 3), so a deep block cannot decode
     for long from a few bytes."""
     a = np.ascontiguousarray(np.concatenate([sample[:, :4, :4]] * 4)[:200])
-    data = voxcodec.encode(a, block_depth=200, train="never")
+    data = voxcodec.encode(a, block_depth=200)
 
     def edit(p):
         p.records[0].payload = b"\0\0\0\0"
@@ -334,8 +366,9 @@ def test_payload_too_short_for_its_slices(sample):
 
 
 def test_the_hang_of_the_findings_is_gone():
-    """A 2 x 32 x 32 stream with model.bins = 10^6 and a block of height 2^20 ran > 120 s at 2 GB."""
-    data = voxcodec.encode(voxcodec.sample_volume()[:2, :32, :32], train="never")
+    """A 2 x 32 x 32 stream with model.bins = 10^6 and a block of height 2^20 ran > 120 s at 2 GB
+    (voxcodec 0.3; the networks' configuration is checked for the formats that have one)."""
+    data = (Path(__file__).parent / "data" / "golden_v3_u16.vxc").read_bytes()
 
     def edit(p):
         p.meta["model"]["bins"] = 10 ** 6
@@ -347,7 +380,23 @@ def test_the_hang_of_the_findings_is_gone():
     assert time.perf_counter() - t0 < 1
 
 
-def test_decoder_validates_the_model_configuration(stream):
+def test_a_format6_block_with_a_tiny_payload_stops_early(vol):
+    """A tall block whose payload is a few hundred bytes: the decoder stops once it has read past the
+    end, in well under a second."""
+    def tall(p):
+        r = p.records[0]
+        r.fields[6] = r.entry[4] = 2 ** 16
+        p.shape[1] = 2 ** 16
+        p.meta["slice_shape"] = [2 ** 16, 24]
+        p.meta["tile"] = [2 ** 16, 24]
+    t0 = time.perf_counter()
+    with pytest.raises(CorruptStreamError, match="block 0: the payload is damaged"):
+        _decode(_edited(voxcodec.encode(vol[:6], block_depth=6), tall))
+    assert time.perf_counter() - t0 < 1
+
+
+def test_decoder_validates_the_model_configuration(legacy_stream):
+    stream = legacy_stream
     """hidden = [1040, 8] passed: layer-2 sums then exceed 2^24, where float32 GEMM is not exact."""
     def edit(p):
         p.meta["model"]["hidden"] = [1040, 8]
@@ -400,7 +449,8 @@ def test_output_bias_bound():
         net.validate()
 
 
-def test_model_section_fields(stream):
+def test_model_section_fields(legacy_stream):
+    stream = legacy_stream
     """Exponents, the reserved byte, biases: checked when the model section is read."""
     for how in range(4):
         def edit(p, how=how):
@@ -439,11 +489,12 @@ def test_random_bytes_after_the_magic_do_not_ask_for_an_upgrade(stream):
 
 
 def test_future_version_asks_for_an_upgrade(stream):
-    _raises(_edited(stream, lambda p: setattr(p, "version", 6)), "format version 6 is not supported.*upgrade voxcodec")
+    _raises(_edited(stream, lambda p: setattr(p, "version", 7)), "format version 7 is not supported.*upgrade voxcodec")
     _raises(_edited(stream, lambda p: setattr(p, "version", 40000)), "^file header is damaged: its format version")
 
 
-def test_twelve_bit_skips_need_format_5(stream):
+def test_twelve_bit_skips_need_format_5(legacy_stream):
+    stream = legacy_stream
     """A format 4 reader would take the int16 skip weights for int8: a format 4 stream may not have them."""
     with voxcodec.Decoder(stream) as dec:
         assert dec.config.skip_bits == 12
@@ -475,7 +526,7 @@ def test_valid_streams_still_decode(stream, vol):
     u16 = vol[:9, :20, :20].astype(np.uint16) * 200 + 7
     u16[4:8] = 3
     for kw in (dict(block_depth=4), dict(block_depth=4, tile=(7, 9)), dict(block_depth=9)):
-        data = voxcodec.encode(u16, train="never", **kw)
+        data = voxcodec.encode(u16, **kw)
         np.testing.assert_array_equal(_decode(data), u16)
     empty = voxcodec.Encoder(None, slice_shape=(8, 8))
     assert _decode(empty.getvalue()).shape == (0, 8, 8)
@@ -485,13 +536,13 @@ def test_payload_bound_holds_for_slices_that_cost_almost_nothing():
     """Slices that each cost little more than their kind (log2 3 bits): the payload bound is never hit."""
     a = np.zeros((300, 1, 2), np.uint8)
     a[:, 0, 1] = 1  # each slice holds 0 and 1: a normal slice whose tokens are nearly free
-    data = voxcodec.encode(a, block_depth=300, train="never")
+    data = voxcodec.encode(a, block_depth=300)
     hd = Decoder(data).block_header(0)
     assert hd.payload_len * 8 >= 300 * np.log2(3) - 32
     np.testing.assert_array_equal(voxcodec.decode(data), a)
     b = np.zeros((300, 1, 1), np.uint8)
     b[::2] = 1
-    np.testing.assert_array_equal(voxcodec.decode(voxcodec.encode(b, block_depth=300, train="never")), b)
+    np.testing.assert_array_equal(voxcodec.decode(voxcodec.encode(b, block_depth=300)), b)
 
 
 def test_header_index_check_does_not_read_blocks(stream):

@@ -1,4 +1,5 @@
-"""Every code block of the README runs as pasted, in order, the way a new user would run them.
+"""Every code block of the README and then of docs/usage.md runs as pasted, in order, the way a new
+user would run them.
 
 The README is copied with the rest of the checkout into a fresh folder; its first command creates a
 fresh virtual environment there and installs voxcodec into it, and every later block runs in that
@@ -21,15 +22,23 @@ ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"(?:<!-- readme-test: (?P<tag>[\w-]+) -->\n)?^```(?P<lang>\w*)\n(?P<code>.*?)^```", re.S | re.M)
 
 
-def readme_blocks():
-    text = (ROOT / "README.md").read_text()
-    return [(m["tag"] or "", m["lang"], m["code"], text.count("\n", 0, m.start()) + 1) for m in BLOCK.finditer(text)]
+DOCS = ("README.md", "docs/usage.md")
+
+
+def readme_blocks(docs=DOCS):
+    """``(tag, language, code, where)`` of every code block, README first."""
+    out = []
+    for doc in docs:
+        text = (ROOT / doc).read_text()
+        out += [(m["tag"] or "", m["lang"], m["code"], f"{doc}:{text.count(chr(10), 0, m.start()) + 1}")
+                for m in BLOCK.finditer(text)]
+    return out
 
 
 def test_every_block_is_tagged_with_its_language():
     for tag, lang, code, line in readme_blocks():
-        assert lang in ("bash", "python", "text"), f"README line {line}: a code block needs bash, python or text"
-    tags = [tag for tag, *_ in readme_blocks()]
+        assert lang in ("bash", "python", "text"), f"{line}: a code block needs bash, python or text"
+    tags = [tag for tag, *_ in readme_blocks(("README.md",))]
     assert tags[:2] == ["fresh-clone", "ci"], "the README opens with the set-up command and the test command"
 
 
@@ -66,7 +75,7 @@ def _run_blocks(work: Path, include_slow: bool):
             path.write_text(code)
             cmd = [str(work / ".venv" / "bin" / "python"), path.name]
         res = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=1800)
-        assert res.returncode == 0, f"README block at line {line} failed:\n{code}\n--- stdout\n{res.stdout[-3000:]}" \
+        assert res.returncode == 0, f"block at {line} failed:\n{code}\n--- stdout\n{res.stdout[-3000:]}" \
                                     f"\n--- stderr\n{res.stderr[-3000:]}"
 
 

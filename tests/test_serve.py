@@ -267,11 +267,11 @@ def test_cache_serves_a_second_request_without_decoding(tmp_path, vol_u8, monkey
 
 
 def test_vxc_cache_counts_block_decodes(tmp_path, vol_u8, monkeypatch):
-    from voxcodec.core import decoder
+    from voxcodec.core import learn
 
     calls = []
-    real = decoder.decode_block
-    monkeypatch.setattr(decoder, "decode_block", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = learn.decode_block
+    monkeypatch.setattr(learn, "decode_block", lambda *a, **k: calls.append(1) or real(*a, **k))
     path = tmp_path / "em.vxc"
     path.write_bytes(voxcodec.encode(vol_u8, preset="fast", block_depth=10, tile=(48, 48)))
     with running(path) as srv:

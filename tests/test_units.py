@@ -1,47 +1,26 @@
 import numpy as np
 import pytest
 
-from voxcodec.core import context as ctx
 from voxcodec.core import palette
-from voxcodec.core.entropy import detokenize, n_tokens, tokenize, unzigzag, zigzag
-from voxcodec.core.network import ModelConfig
+from voxcodec.core.legacy import context as ctx
 
 
-def test_tokens_roundtrip_full_uint16_range():
-    u = np.arange(0, 2 * 65536, dtype=np.int64)
-    tok, nbits, extra = tokenize(u)
-    assert tok.max() < n_tokens(u.max())
-    assert (extra < (1 << nbits)).all()
-    np.testing.assert_array_equal(detokenize(tok, extra), u)
-
-
-def test_zigzag_roundtrip():
-    r = np.arange(-70000, 70000)
-    np.testing.assert_array_equal(unzigzag(zigzag(r)), r)
-    assert zigzag(r).min() == 0
-
-
-def test_palette_nearest_rank_and_roundtrip():
-    import constriction
-
+def test_palette_nearest_rank():
     values = np.array([3, 10, 11, 40], np.int64)
     pred = np.array([0, 3, 6, 7, 10, 25, 26, 99])
     np.testing.assert_array_equal(palette.nearest_rank(values, pred), [0, 0, 0, 1, 1, 2, 3, 3])
-    enc = constriction.stream.queue.RangeEncoder()
-    palette.encode(enc, palette.PALETTE, values, 0, 50)
-    palette.encode(enc, palette.NORMAL, None, 0, 50)
-    palette.encode(enc, palette.CONSTANT, np.array([37]), 0, 50)
-    palette.encode(enc, palette.LISTED, values, 0, 50)
-    dec = constriction.stream.queue.RangeDecoder(enc.get_compressed())
-    kind, got = palette.decode(dec, 0, 50)
-    assert kind == palette.PALETTE
-    np.testing.assert_array_equal(got, values)
-    assert palette.decode(dec, 0, 50) == (palette.NORMAL, None)
-    kind, got = palette.decode(dec, 0, 50)
-    assert kind == palette.CONSTANT and got.tolist() == [37]
-    kind, got = palette.decode(dec, 0, 50)
-    assert kind == palette.LISTED
-    np.testing.assert_array_equal(got, values)
+
+
+def test_slice_palette_refuses_values_outside_the_block_range():
+    s = np.array([[3, 5], [5, 9]], np.uint8)
+    kind, values = palette.choose(s, 3, 9)
+    assert kind in (palette.NORMAL, palette.PALETTE, palette.LISTED)
+    if values is not None:
+        assert values.tolist() == [3, 5, 9]
+    with pytest.raises(ValueError):
+        palette.choose(s, 4, 9)
+    with pytest.raises(ValueError):
+        palette.choose(s, 3, 8)
 
 
 def test_palette_chosen_for_sparse_slices_only():
@@ -55,16 +34,6 @@ def test_palette_chosen_for_sparse_slices_only():
     assert palette.choose(binary, 0, 65535)[0] == palette.LISTED
     assert palette.choose(dense, 0, 255) == (palette.NORMAL, None)
     assert palette.choose(np.full((9, 9), 4), 0, 255)[0] == palette.CONSTANT
-
-
-def test_schedule_covers_every_voxel_once():
-    for levels in range(0, 7):
-        for shape in [(1, 1), (5, 3), (64, 64), (70, 33)]:
-            count = np.zeros(shape, int)
-            for p in ctx.schedule(levels):
-                for y0, x0, step in p.grids:
-                    count[y0::step, x0::step] += 1
-            assert (count == 1).all()
 
 
 def test_gather_take_scatter_are_consistent():
@@ -85,9 +54,3 @@ def test_gather_take_scatter_are_consistent():
         k = len(p.inslice) + p.prev.index((0, 0))
         np.testing.assert_array_equal(f[k], vals)
     np.testing.assert_array_equal(rebuilt, img)
-
-
-@pytest.mark.parametrize("bad", [dict(levels=7), dict(hidden=(65, 8)), dict(bins=1)])
-def test_model_config_validation(bad):
-    with pytest.raises(ValueError):
-        ModelConfig(**bad).validate()

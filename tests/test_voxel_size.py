@@ -21,7 +21,7 @@ def vol(sample):
 
 
 def encode(src, vxc, *extra):
-    return main(["encode", str(src), "-o", str(vxc), "--preset", "fast", "--prior", "none", "--workers", "1", "-q",
+    return main(["encode", str(src), "-o", str(vxc), "--preset", "fast", "--workers", "1", "-q",
                  *extra])
 
 

@@ -1,4 +1,4 @@
-"""Workers: the same stream and the same voxels for any number of worker processes."""
+"""Workers: the same stream and the same voxels for any number of worker threads."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,6 @@ import pytest
 import voxcodec
 from voxcodec import CorruptStreamError
 from voxcodec.core import parallel
-from voxcodec.core.encoder import LANES
 
 from conftest import console_script
 
@@ -18,8 +17,8 @@ def vol(sample):
 
 @pytest.fixture(scope="module")
 def streams(vol):
-    """5 layers of 4 slices x 2 tiles, trained (warm starts along the lanes): by 1, 2 and 3 workers."""
-    opts = dict(block_depth=4, tile=(64, 48), train="always", fit_options={"steps": 12, "warm_steps": 6})
+    """5 layers of 4 slices x 2 tiles: by 1, 2 and 3 workers."""
+    opts = dict(block_depth=4, tile=(64, 48))
     return {w: voxcodec.encode(vol, workers=w, **opts) for w in (1, 2, 3)}
 
 
@@ -34,28 +33,6 @@ def test_decoding_with_any_workers(vol, streams, workers):
         np.testing.assert_array_equal(dec[3:17:2, 10:60, ::-3], vol[3:17:2, 10:60, ::-3])
         got = np.concatenate([a for _, _, a in dec.iter_layers(2, 19)])
         np.testing.assert_array_equal(got, vol[2:19])
-
-
-def test_warm_starts_follow_lanes(vol):
-    """A block fine-tunes from the block LANES layers above it: layers LANES apart share nothing
-    else, so coding layer k does not wait for layer k - 1."""
-    from voxcodec.core import encoder as enc_mod
-
-    seen = []
-    real = enc_mod.fit_block
-
-    def spy(data, config, opts, bank=None, **kw):
-        model, bank_out, stats = real(data, config, opts, bank, **kw)
-        seen.append((bank is None, id(bank_out)))
-        return model, bank_out, stats
-
-    enc_mod.fit_block = spy
-    try:
-        voxcodec.encode(vol, block_depth=4, train="always", fit_options={"steps": 4, "warm_steps": 2}, workers=1,
-                        prior="none")
-    finally:
-        enc_mod.fit_block = real
-    assert [fresh for fresh, _ in seen] == [True] * LANES + [False] * (5 - LANES)
 
 
 def test_worker_errors_name_their_block(streams):
@@ -100,12 +77,12 @@ def test_cli_workers_roundtrip(tmp_path, vol):
     assert res.stdout.startswith("OK")
 
 
-def test_blocks_from_a_prior_code_in_threads_with_the_same_bytes(vol):
-    """`fast` with a prior trains nothing: its workers are threads (the kernels release the GIL), and
-    the stream is still the same for any worker count."""
+def test_blocks_code_in_threads_with_the_same_bytes(vol):
+    """The native engine releases the GIL: workers are threads, and the stream is still the same for any
+    worker count."""
     from concurrent.futures import ThreadPoolExecutor
 
-    opts = dict(preset="fast", prior="em-general-v1", block_depth=4, tile=(64, 48))
+    opts = dict(preset="fast", block_depth=4, tile=(64, 48))
     enc = voxcodec.Encoder(None, dtype=vol.dtype, slice_shape=vol.shape[1:], workers=2, **opts)
     enc.write(vol)
     assert isinstance(enc._pool, ThreadPoolExecutor)
@@ -115,16 +92,14 @@ def test_blocks_from_a_prior_code_in_threads_with_the_same_bytes(vol):
     np.testing.assert_array_equal(voxcodec.decode(streams[0], workers=3), vol)
 
 
-@pytest.mark.parametrize("shape, prior, depth", [
-    ((20, 1024, 1024), True, 5),  # 5 blocks of 4 Mi voxels would leave one core idle at the end: 4
-    ((30, 512, 512), True, 15),
-    ((250, 250, 250), True, 63),
-    ((32, 1024, 1024), True, 4),
-    ((3, 2048, 2048), True, 3),  # at least 4 slices per block, unless the volume is thinner
-    ((20, 1024, 1024), False, 20),  # without priors, blocks train: about 16 Mi voxels
-    ((30, 512, 512), False, 30),
+@pytest.mark.parametrize("shape, depth", [
+    ((20, 1024, 1024), 5),  # 5 blocks of 4 Mi voxels would leave one core idle at the end: 4
+    ((30, 512, 512), 15),
+    ((250, 250, 250), 63),
+    ((32, 1024, 1024), 4),
+    ((3, 2048, 2048), 3),  # at least 4 slices per block, unless the volume is thinner
 ])
-def test_automatic_blocks(shape, prior, depth):
+def test_automatic_blocks(shape, depth):
     from voxcodec.core.encoder import auto_block_depth
 
-    assert auto_block_depth(shape[1:], shape[0], prior=prior) == depth
+    assert auto_block_depth(shape[1:], shape[0]) == depth

@@ -1,21 +1,21 @@
-"""voxcodec: lossless, bit-exact compression of electron-microscopy volumes with a small network
-trained per block.
+"""voxcodec: lossless, bit-exact compression of electron-microscopy volumes with a model that learns
+while it codes.
 
 Three layers:
 
-- :mod:`voxcodec.core`: the codec (volume -> blocks -> model -> exact integer inference -> range coder
-  -> ``.vxc`` container);
+- :mod:`voxcodec.core`: the codec (volume -> blocks -> online least-squares prediction and adaptive
+  residual models, learning as they code -> range coder -> ``.vxc`` container);
 - :mod:`voxcodec.storage`: adapters to where volumes live (TIFF / ``.npy`` / slice folders, zarr v3 and
   numcodecs codecs, zarr chunks);
 - :mod:`voxcodec.edge`: the edge transfer tool (acquisition folder -> spool -> journal -> destination).
 """
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 from .core.decoder import Decoder, decode  # noqa: E402
-from .core.encoder import Encoder, encode, fit_model  # noqa: E402
+from .core.encoder import Encoder, encode  # noqa: E402
 from .errors import CorruptStreamError, InputError, TruncatedStreamError, UnsupportedError, VoxcodecError  # noqa: E402
 from .storage.volume_io import sample_path, sample_volume  # noqa: E402
 
-__all__ = ["encode", "decode", "fit_model", "Encoder", "Decoder", "sample_path", "sample_volume", "VoxcodecError",
+__all__ = ["encode", "decode", "Encoder", "Decoder", "sample_path", "sample_volume", "VoxcodecError",
            "CorruptStreamError", "TruncatedStreamError", "UnsupportedError", "InputError", "__version__"]

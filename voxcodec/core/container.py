@@ -24,8 +24,10 @@ from ..errors import CorruptStreamError, TruncatedStreamError, UnsupportedError
 
 MAGIC = b"\x89VXC\r\n\x1a\n"
 #: the version written; every version in READ_VERSIONS is read (see docs/format.md)
-FORMAT_VERSION = 5
-READ_VERSIONS = (1, 2, 3, 4, 5)
+FORMAT_VERSION = 6
+READ_VERSIONS = (1, 2, 3, 4, 5, 6)
+#: format 6: a coded block's model section holds its 16 parameter bytes (:class:`voxcodec.core.learn.Params`)
+PARAM_BYTES = 16
 BLOCK_MAGIC = b"VXBK"
 INDEX_MAGIC = b"VXIX"
 END_MAGIC = b"VXCEND01"
@@ -41,6 +43,8 @@ KNOWN_FLAGS = FLAG_CONSTANT | FLAG_INTER | FLAG_SHARED
 
 
 def known_flags(version: int) -> int:
+    if version >= 6:  # no networks: neither inter-slice ones nor a shared model
+        return FLAG_CONSTANT | FLAG_RAW
     return KNOWN_FLAGS | (FLAG_RAW if version >= 2 else 0)
 
 #: the voxel types a stream codes
@@ -228,8 +232,9 @@ _ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.
 def check_priors(priors, version: int = FORMAT_VERSION) -> list:
     """The file header's ``priors``: a list of ``{"id": name, "sha256": hex}`` (format 4 on), the
     zoo priors its blocks may start from."""
-    if priors and version < 4:
-        raise CorruptStreamError(f"file header field priors in a format {version} stream (format 4 brought them)")
+    if priors and not 4 <= version <= 5:
+        raise CorruptStreamError(f"file header field priors in a format {version} stream (only formats 4 and 5 "
+                                 "have zoo priors)")
     if not isinstance(priors, list) or len(priors) > MAX_PRIORS:
         raise CorruptStreamError(f"file header field priors is {_show(priors)}, not a list of at most "
                                  f"{MAX_PRIORS} priors")
@@ -303,7 +308,7 @@ class BlockHeader:
         stream, default ``i``), value range, centre and shift, flags, section lengths.  (The caller
         checks the geometry against the block index or the layout.)  Errors name block ``i``."""
         number = i if number is None else number
-        if self.prior and layout.version < 4:
+        if self.prior and not 4 <= layout.version <= 5:
             raise CorruptStreamError(f"block header reserved field is {self.prior}, not 0", i)
         if self.prior > layout.n_priors:
             raise CorruptStreamError(f"block header field prior is {self.prior}, but the file header names "
@@ -340,6 +345,11 @@ class BlockHeader:
         if self.depth * MIN_SLICE_BITS_X100 > (8 * self.payload_len + PAYLOAD_SLACK_BITS) * 100:
             raise CorruptStreamError(f"block header field payload_len is {self.payload_len}: too short for "
                                      f"{self.depth} slices (each costs at least 1.58 bits)", i)
+        if layout.version >= 6:
+            if self.model_len != PARAM_BYTES:
+                raise CorruptStreamError(f"block header field model_len is {self.model_len}: a coded block of "
+                                         f"format 6 carries its {PARAM_BYTES} parameter bytes", i)
+            return
         if self.prior:
             if self.flags & FLAG_SHARED:
                 raise CorruptStreamError("block header names both a prior and the shared model", i)

@@ -1,8 +1,9 @@
 """Reading ``.vxc`` streams: the random-access :class:`Decoder` and :func:`decode`.
 
-Decoding needs numpy and constriction only (no torch): the block index (or, for an interrupted
-stream, a scan of the block records) says where each block lies; a block is decoded by
-:func:`voxcodec.core.block.decode_block` and checked against its CRC-32s.
+The block index (or, for an interrupted stream, a scan of the block records) says where each block
+lies; a block is decoded by the native engine (format 6, :mod:`voxcodec.core.learn`) or, for the
+streams of voxcodec 0.1 to 0.5, by the readers of :mod:`voxcodec.core.legacy` (numba), and checked
+against its CRC-32s.
 
 A :class:`Decoder` is array-like (``shape``, ``dtype``, ``ndim``, ``size``, numpy basic indexing,
 ``__array__``) and may be shared between threads, so ``dask.array.from_array(Decoder(path))`` and
@@ -22,20 +23,20 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..errors import CorruptStreamError, TruncatedStreamError, UnsupportedError, VoxcodecError
-from . import parallel
-from .block import decode_block
+from . import learn, parallel
 from .container import (FLAG_CONSTANT, FLAG_INTER, FLAG_RAW, FLAG_SHARED, HEADER_SIZE, BlockHeader, IndexEntry, check_entry,
                         from_coded,
                         check_index, layout_from_meta, read_file_header, read_index, voxel_crc)
-from .network import BlockModel, ModelConfig
+from .legacy.network import BlockModel, ModelConfig
 
 
 class Decoder:
     """Random-access reader of a ``.vxc`` stream (bytes, a path or a seekable binary file).
 
     ``salvage=True`` reads a stream whose end is missing (an interrupted write) by scanning its
-    complete blocks; their checksums are still verified.  ``batch`` caps the voxels per inference
-    call (memory only; the result never depends on it).  ``workers``: threads that decode blocks in
+    complete blocks; their checksums are still verified.  ``batch`` is accepted for the streams of
+    voxcodec 0.5 and older (memory only; the result never depends on it), as is ``shared_model``, the
+    model such a stream names when it was coded with one.  ``workers``: threads that decode blocks in
     parallel when a read spans several blocks (default: every core); the compiled kernels release the
     GIL, so threads scale without a process to start or blocks to send back.  The voxels never
     depend on the worker count.
@@ -84,11 +85,20 @@ class Decoder:
         self._layout = layout_from_meta(self.meta, self.format_version)
         self.dtype = self._layout.volume_dtype  # int8 / int16 volumes are coded as unsigned (container.to_coded)
         self.slice_shape = self._layout.slice_shape
-        self.config = ModelConfig.from_json(self.meta["model"], where="file header field model")
-        if self.config.skip_bits != 8 and self.format_version < 5:
-            raise CorruptStreamError(f"file header field model has 12-bit skip weights in a format "
-                                     f"{self.format_version} stream (format 5 brought them)")
         shared = self.meta.get("shared_model")
+        if self.format_version >= 6:
+            # each block carries its parameters; the header's model names the preset's, for information
+            if not isinstance(self.meta["model"], dict):
+                raise CorruptStreamError(f"file header field model is {self.meta['model']!r:.40}, not an object")
+            if shared is not None:
+                raise CorruptStreamError("file header field shared_model in a format 6 stream (format 6 has no "
+                                         "shared models)")
+            self.config = None
+        else:
+            self.config = ModelConfig.from_json(self.meta["model"], where="file header field model")
+            if self.config.skip_bits != 8 and self.format_version < 5:
+                raise CorruptStreamError(f"file header field model has 12-bit skip weights in a format "
+                                         f"{self.format_version} stream (format 5 brought them)")
         if shared is not None and not (isinstance(shared, str) and 1 <= len(shared) <= 64):
             raise CorruptStreamError(f"file header field shared_model is {shared!r:.40}, not a model name")
         self._priors = {}  # k -> the model of the k-th prior the file header names, once looked up
@@ -199,7 +209,13 @@ class Decoder:
                 out.fill(hd.lo)
             elif hd.flags & FLAG_RAW:  # stored: the voxels themselves (their length was checked)
                 out[...] = np.frombuffer(body, coded.newbyteorder("<")).reshape(hd.shape)
+            elif self.format_version >= 6:
+                params = learn.Params.from_bytes(body[:hd.model_len], i)
+                out = learn.decode_block(body[hd.model_len:], params, hd.shape, hd.lo, hd.hi, hd.centre, hd.shift,
+                                         coded, out=out, block=i)
             else:
+                from .legacy.block import decode_block  # numba: loaded only for the streams of voxcodec <= 0.5
+
                 model = self._model(hd, body[:hd.model_len], i)
                 out = decode_block(body[hd.model_len:], model, hd.shape, hd.lo, hd.hi, hd.centre, hd.shift,
                                    coded, block_index=i, out=out, batch=self.batch, version=self.format_version)
@@ -210,13 +226,28 @@ class Decoder:
             raise CorruptStreamError("decoded voxels do not match their checksum", i)
         return from_coded(out, self.dtype)
 
-    def block_model(self, i: int) -> BlockModel | None:
-        """The networks block ``i`` is coded with (its own, a zoo prior with or without the block's
-        difference, or the shared model), or None for a constant or stored block."""
+    def block_model(self, i: int) -> "learn.Params | BlockModel | None":
+        """What block ``i`` is coded with: its :class:`~voxcodec.core.learn.Params` (format 6), or the
+        networks of a stream of voxcodec 0.5 and older (its own, a zoo prior with or without the block's
+        difference, or the shared model); None for a constant or stored block."""
         hd, body = self._record(i)
         if hd.flags & (FLAG_CONSTANT | FLAG_RAW):
             return None
+        if self.format_version >= 6:
+            return learn.Params.from_bytes(body[:hd.model_len], i)
         return self._model(hd, body[:hd.model_len], i)
+
+    def block_params(self, i: int) -> "learn.Params | None":
+        """The parameters of format 6 block ``i`` read from its model section alone (no payload read, so
+        no data checksum: for describing a stream; decoding checks everything), None for a constant or
+        stored block."""
+        if self.format_version < 6:
+            raise ValueError(f"a format {self.format_version} stream has networks, not format 6 parameters: "
+                             "see block_model()")
+        hd = self.block_header(i)
+        if hd.flags & (FLAG_CONSTANT | FLAG_RAW):
+            return None
+        return learn.Params.from_bytes(self._read_at(self.index[i].offset + HEADER_SIZE, hd.model_len), i)
 
     def _record(self, i: int) -> tuple[BlockHeader, bytes]:
         """Block ``i``'s checked header and its body (model section and payload), read in one go."""

@@ -3,11 +3,10 @@ local spool -> a zarr v3 array at DEST, losing and duplicating nothing whatever 
 
 Three threads. The *encoder* (:class:`EdgeRun`, the caller's thread) takes complete slice files in z
 order, groups them into blocks of ``block_depth`` slices, has each block coded into the array's
-chunks (training at the edge, each chunk fine-tuned from the weights of the chunk two blocks above
-it), writes them to the spool and journals the block. With several ``workers`` (default: every core,
-at most two), two successive blocks are coded at once by worker threads (the compiled kernels and
-torch's operations release the GIL); blocks are journaled in z order whatever order they finish in,
-and the bytes do not depend on the number of workers. The *shipper*
+chunks (format 6: each chunk's model learns while it codes, and depends on no other chunk), writes
+them to the spool and journals the block. With several ``workers`` (default: every core), successive
+blocks are coded at once by worker threads (the native engine releases the GIL); blocks are journaled
+in z order whatever order they finish in, and the bytes do not depend on the number of workers. The *shipper*
 (:class:`~voxcodec.edge.shipper.Shipper`) writes journaled blocks to DEST in order, reads every
 chunk back and compares its SHA-256, then grows the array's z extent in its metadata and journals
 the block as shipped; with ``delete_source`` it decodes the read-back chunks, compares them with the
@@ -42,7 +41,7 @@ import numpy as np
 
 from .. import __version__
 from ..core import parallel
-from ..core.encoder import AUTO_TILE, LANES, auto_block_depth
+from ..core.encoder import AUTO_TILE, auto_block_depth
 from ..storage.chunks import encode_chunk
 from ..storage.volume_io import read_image
 from .acquisition import SliceWatcher, natural_key
@@ -67,7 +66,6 @@ class EdgeOptions:
     pattern: str = "*.tif"
     block_depth: int | None = None
     preset: str = "default"
-    device: str = "cpu"
     tile: int = AUTO_TILE
     exit_when_idle: float | None = None
     finish_marker: str = "finish"
@@ -79,16 +77,14 @@ class EdgeOptions:
     voxel_size: list | None = None
     voxel_unit: str = "nanometer"
     storage_options: dict = field(default_factory=dict)
-    #: blocks coded at once: None or 0 for every core (at most LANES blocks are in flight)
+    #: blocks coded at once: None or 0 for every core
     workers: int | None = None
 
 
-def _code_chunks(parts, preset: str, device: str, banks: list, positions: list):
-    """Code one block's chunks (in a worker): ``(chunk bytes, seconds)``; each chunk's training state
-    is left in its dict of ``banks``."""
+def _code_chunks(parts, preset: str, positions: list):
+    """Code one block's chunks (in a worker): ``(chunk bytes, seconds)``."""
     t0 = time.perf_counter()
-    out = [encode_chunk(part, preset=preset, banks=bank, device=device, position=pos)
-           for part, bank, pos in zip(parts, banks, positions)]
+    out = [encode_chunk(part, preset=preset, position=pos) for part, pos in zip(parts, positions)]
     return out, time.perf_counter() - t0
 
 
@@ -121,9 +117,7 @@ class EdgeRun:
                      self.journal.dropped_tail)
         self.dest = Destination(opts.dest, opts.storage_options)
         self._halt = threading.Event()  # ends run() early (stop())
-        # training state per chunk position and lane: block k fine-tunes from block k - LANES
-        self._banks: dict = {}
-        self.workers = min(parallel.resolve(opts.workers), LANES)
+        self.workers = parallel.resolve(opts.workers)
         self._pool = None
         self._inflight: deque = deque()  # blocks being coded, in z order: (k, depth, files, raw bytes, keys, future)
         self._replay()
@@ -371,22 +365,18 @@ class EdgeRun:
             if part.shape[1:] != (th, tw):  # in-plane edge chunk: pad by repeating the border (cheap to code)
                 part = np.pad(part, ((0, 0), (0, th - part.shape[1]), (0, tw - part.shape[2])), mode="edge")
             parts.append(np.ascontiguousarray(part))
-            keys.append((iy, ix, k % LANES))
+            keys.append((iy, ix))
             positions.append((k, iy, ix))
         files, raw = [f for f, _ in buffer], int(sum(a.nbytes for _, a in buffer))
-        # block k - LANES must have left its training state first (at most LANES blocks are in flight)
-        while len(self._inflight) >= self.workers:
+        while len(self._inflight) >= self.workers:  # at most `workers` blocks in flight
             self._store_oldest()
-        job = (parts, self.opts.preset, self.opts.device, [self._banks.setdefault(key, {}) for key in keys],
-               positions)
+        job = (parts, self.opts.preset, positions)
         if self.workers < 2:
             self._store_block(k, d, files, raw, keys, _code_chunks(*job))
             return
         if self._pool is None:
-            # threads, also where blocks train: the compiled kernels and torch's operations release the GIL
-            # (default preset: 1.58x the sustained rate of one worker, bench/edge_results_workers), and a
-            # process whose shipper thread may hold locks must not fork. One compute thread each.
-            parallel.one_thread(1)
+            # threads: the native engine releases the GIL, and a process whose shipper thread may hold
+            # locks must not fork
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="voxcodec-edge-code")
         self._inflight.append((k, d, files, raw, keys, self._pool.submit(_code_chunks, *job)))
         self._store_done()
@@ -409,7 +399,7 @@ class EdgeRun:
         datas, seconds = coded
         depth = self.layout.chunks[0]
         chunks = []
-        for (iy, ix, _), data in zip(keys, datas):
+        for (iy, ix), data in zip(keys, datas):
             name = f"{k:08d}.{iy}.{ix}"
             self._spool_write(name, data)
             chunks.append({"key": self.layout.chunk_key((k, iy, ix)), "spool": name, "bytes": len(data),

@@ -1,6 +1,6 @@
 """How far an edge run is, and where that is shown: ``status.json`` in the run's state folder,
 rewritten twice a second by a status thread whatever the encoder and shipper threads are doing
-(training one block can take minutes), and read back by ``voxcodec-edge status``.
+(coding one block can take seconds), and read back by ``voxcodec-edge status``.
 
 :class:`Progress` holds what the encoder, shipper and status threads share (blocks coded, shipped,
 sources deleted, slices taken, the link state and messages), under one lock.

@@ -2,9 +2,10 @@
 
 A chunk of rank N is coded as a (z, y, x) volume: the last two axes are the slice, all leading
 axes are stacked along z (a 2-D chunk is one slice, a 1-D chunk one row). The chunk's own shape is
-kept in the stream so that a decoder that is not told the shape (numcodecs) restores it.
-Shared models are decoded once per process and cached here, never stored on codec objects
-(those are pickled to every worker).
+kept in the stream so that a decoder that is not told the shape (numcodecs) restores it.  Chunks
+are written in format 6 and carry everything they need; the shared models that chunks of
+voxcodec 0.5 and older may name are decoded once per process and cached here, never stored on codec
+objects (those are pickled to every worker).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ..core.container import DTYPES, SIGNED
 from ..core.decoder import Decoder
 from ..core.encoder import encode as _encode
 from ..errors import CorruptStreamError, UnsupportedError
-from ..core.network import BlockModel
+from ..core.legacy.network import BlockModel
 
 
 def as_volume(arr: np.ndarray) -> np.ndarray:
@@ -42,43 +43,26 @@ def check_dtype(dtype, signed: bool = False) -> np.dtype:
 
 @lru_cache(maxsize=16)
 def cached_model(text: str | None) -> BlockModel | None:
-    """The shared model written as text in a codec configuration, decoded once per process (None for
-    no model or a zoo prior, ``"zoo:<id>"``, which streams name themselves)."""
+    """The shared model that chunks of voxcodec 0.5 and older were coded with, written as text in their
+    codec configuration, decoded once per process (None for no model, or for a zoo prior,
+    ``"zoo:<id>"``, which those chunks name themselves)."""
     return None if text is None or text.startswith(ZOO) else BlockModel.from_text(text)
 
 
-#: a codec's ``model`` that names a zoo prior: ``"zoo:<id>"``
+#: a codec's ``model`` that names a zoo prior (voxcodec 0.5 and older): ``"zoo:<id>"``
 ZOO = "zoo:"
 
 
-def model_options(model: str | None) -> dict:
-    """Encoder options for a codec's ``model``: None, each chunk its own networks (started from the
-    zoo's priors, as the preset says); ``"zoo:<id>"``, that prior as it is (no training, no weights
-    in the chunks or in the array's configuration); else the text of a shared model."""
-    if model is None:
-        return {}
-    if model.startswith(ZOO):
-        from .. import zoo
-
-        zoo.get(model[len(ZOO):])  # fails early, naming what to install
-        return {"prior": model[len(ZOO):], "train": "never"}
-    return {"shared_model": cached_model(model)}
-
-
-def encode_chunk(arr, *, preset: str = "default", model: str | None = None, banks: dict | None = None,
-                 device: str = "cpu", position=None) -> bytes:
-    """One chunk as one block. ``banks`` carries training state from chunk to chunk (see
-    :class:`~voxcodec.core.encoder.Encoder`): successive chunks of one tile position fine-tune from the
-    previous chunk's weights. The bytes do not depend on it for decoding. ``position``, the chunk's
-    index in the array's chunk grid where the writer knows it, is recorded and checked on decoding."""
+def encode_chunk(arr, *, preset: str = "default", position=None) -> bytes:
+    """One chunk as one block of a format 6 stream.  ``position``, the chunk's index in the array's
+    chunk grid where the writer knows it, is recorded and checked on decoding."""
     arr = np.asarray(arr)
     check_dtype(arr.dtype, signed=True)
     vol = np.ascontiguousarray(as_volume(arr))
     meta = {"chunk_shape": list(arr.shape)}
     if position is not None:
         meta["chunk_position"] = [int(i) for i in position]
-    return _encode(vol, preset=preset, block_depth=max(vol.shape[0], 1), metadata=meta, banks=banks, device=device,
-                   **model_options(model))
+    return _encode(vol, preset=preset, block_depth=max(vol.shape[0], 1), metadata=meta)
 
 
 def check_chunk_dtype(stored: np.dtype, wanted, what: str = "chunk"):
@@ -92,7 +76,8 @@ def check_chunk_dtype(stored: np.dtype, wanted, what: str = "chunk"):
 
 
 def decode_chunk(data: bytes, *, shape=None, dtype=None, model: str | None = None, position=None) -> np.ndarray:
-    """Decode a chunk of ``shape`` and ``dtype`` (as the array declares them; None: as stored).
+    """Decode a chunk of ``shape`` and ``dtype`` (as the array declares them; None: as stored).  ``model``:
+    the codec configuration's model, for chunks of voxcodec 0.5 and older coded with a shared one.
     ``position``, where known, must match the grid index the chunk was written for, if it has one.
     zarr does not tell its codecs where a chunk lies: there only shape and dtype are checked."""
     with Decoder(data, shared_model=cached_model(model)) as dec:

@@ -257,19 +257,19 @@ class Store:
 class Task:
     """What every chunk task needs (small and picklable: the source is reopened in each worker)."""
 
-    def __init__(self, source: Source, store: Store, preset: str, model: str | None, resume: bool):
-        self.source, self.store, self.preset, self.model, self.resume = source, store, preset, model, resume
+    def __init__(self, source: Source, store: Store, preset: str, resume: bool):
+        self.source, self.store, self.preset, self.resume = source, store, preset, resume
 
 
 def _crc(arr: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(arr).view(np.uint8).ravel())
 
 
-def _decodes_to(data: bytes, want: np.ndarray, model, index) -> bool:
+def _decodes_to(data: bytes, want: np.ndarray, index) -> bool:
     """Does stored chunk ``data`` decode to ``want`` (its checksums checked by the decoder, its grid
     position if it records one, then every voxel's CRC-32 and the voxels themselves)?"""
     try:
-        got = chunkcodec.decode_chunk(data, shape=want.shape, dtype=want.dtype, model=model, position=index)
+        got = chunkcodec.decode_chunk(data, shape=want.shape, dtype=want.dtype, position=index)
     except VoxcodecError:
         return False
     return _crc(got) == _crc(want) and np.array_equal(got, want)
@@ -285,15 +285,15 @@ def convert_chunk(task: Task, level: Level, index, key: str) -> dict:
     done = {"level": level.index, "key": key, "bytes": region.nbytes, "stored": 0}
     if task.resume:
         old = task.store.get(key)
-        if old is not None and _decodes_to(old, chunk, task.model, index):
+        if old is not None and _decodes_to(old, chunk, index):
             return dict(done, status="kept", stored=len(old))
     if not chunk.any():  # zarr's fill value: no object needed
         task.store.delete(key)
         return dict(done, status="empty")
-    data = chunkcodec.encode_chunk(chunk, preset=task.preset, model=task.model, position=index)
+    data = chunkcodec.encode_chunk(chunk, preset=task.preset, position=index)
     task.store.put(key, data)
     back = task.store.get(key)
-    if back is None or not _decodes_to(back, chunk, task.model, index):
+    if back is None or not _decodes_to(back, chunk, index):
         what = "is missing" if back is None else ("differs from what was written" if back != data
                                                    else "does not decode to the source voxels")
         raise VerifyError(f"chunk {key} (level {level.index}, grid position {tuple(int(i) for i in index)}): read "
@@ -331,9 +331,9 @@ def _check_chunks(chunks) -> tuple:
     return chunks
 
 
-def _plan_attr(source: Source, levels: list[Level], preset, model) -> dict:
+def _plan_attr(source: Source, levels: list[Level], preset) -> dict:
     """What DEST was started with: a resumed run must match it exactly."""
-    return {"shape": list(source.shape), "dtype": source.dtype.name, "preset": preset, "model": model,
+    return {"shape": list(source.shape), "dtype": source.dtype.name, "preset": preset,
             "levels": [{"path": lv.path, "shape": list(lv.shape), "chunks": list(lv.chunks),
                         "factor": list(lv.factor)} for lv in levels]}
 
@@ -388,7 +388,7 @@ def _short(plan, keys) -> str:
     return text if len(text) < 200 else text[:197] + "..."
 
 
-def _write_metadata(store: Store, source: Source, levels, preset, model, plan, *, complete: bool, fresh: bool):
+def _write_metadata(store: Store, source: Source, levels, preset, plan, *, complete: bool, fresh: bool):
     """The group (OME-NGFF 0.5 attributes, and ours) and one array per level, made by zarr itself."""
     import zarr
 
@@ -404,7 +404,7 @@ def _write_metadata(store: Store, source: Source, levels, preset, model, plan, *
     else:
         group = zarr.open_group(store=zs, mode="r+", zarr_format=3)
         group.update_attributes(attrs)
-    codec = VoxCodec(preset=preset, model=model)
+    codec = VoxCodec(preset=preset)
     for lv in levels:
         if not fresh and lv.path in group:
             arr = group[lv.path]
@@ -453,10 +453,6 @@ def _run_local(task, todo, workers, on_done):
     import dask
     from dask.callbacks import Callback
 
-    if task.model is None and PRESETS[task.preset][1].prior_steps:  # chunks fine-tune: torch and its optimizer
-        from ..core.encoder import _load_trainer                     # load once here, not in every forked worker
-
-        _load_trainer()
     pool = parallel.pool(workers)
     if pool is None:  # a process that may not have children (a daemonic worker)
         return _run_local(task, todo, 1, on_done)
@@ -486,7 +482,7 @@ def _run_distributed(task, todo, scheduler, on_done):
                 client.cancel(futures)
 
 
-def convert(src, dest, *, chunks=None, levels: int = 1, preset: str = "default", model: str | None = None,
+def convert(src, dest, *, chunks=None, levels: int = 1, preset: str = "default",
             workers: int | None = None, scheduler: str | None = None, resume: bool = False,
             overwrite: bool = False, voxel_size=None, unit: str | None = None,
             storage_options: dict | None = None, dest_storage_options: dict | None = None,
@@ -494,7 +490,7 @@ def convert(src, dest, *, chunks=None, levels: int = 1, preset: str = "default",
     """Convert ``src`` into a voxcodec-coded OME-Zarr group at ``dest`` (see the module's notes).
 
     ``chunks`` (z, y, x; default :data:`DEFAULT_CHUNKS`, cut to the volume), ``levels`` (1: level 0 only),
-    ``preset`` and ``model`` (as :class:`~voxcodec.storage.zarr.VoxCodec` takes them), ``workers``
+    ``preset`` (as :class:`~voxcodec.storage.zarr.VoxCodec` takes it), ``workers``
     (local processes, default every core) or ``scheduler`` (a dask.distributed address), ``resume``
     (keep the verified chunks of an interrupted run), ``overwrite`` (replace DEST), ``voxel_size`` and
     ``unit`` (override what the source says). ``on_start(result, total_bytes)`` and ``on_chunk(info)``
@@ -502,8 +498,6 @@ def convert(src, dest, *, chunks=None, levels: int = 1, preset: str = "default",
     t0 = time.perf_counter()
     if preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    if model is not None:
-        chunkcodec.model_options(model)
     if int(levels) < 1:
         raise InputError(f"levels must be at least 1, got {levels}")
     chunks = _check_chunks(chunks)
@@ -529,9 +523,9 @@ def convert(src, dest, *, chunks=None, levels: int = 1, preset: str = "default",
         elif source.unit is None:
             notes.append("the voxel size has no unit: the axes are written without one (give --unit)")
         levels_ = plan_levels(source.shape, source.voxel_size, int(levels), chunks)
-        plan = _plan_attr(source, levels_, preset, model)
+        plan = _plan_attr(source, levels_, preset)
         fresh = _prepare_dest(store, plan, resume, overwrite, notes)
-        group = _write_metadata(store, source, levels_, preset, model, plan, complete=False, fresh=fresh)
+        group = _write_metadata(store, source, levels_, preset, plan, complete=False, fresh=fresh)
         meta = {lv.path: group[lv.path].metadata for lv in levels_}
         result = Result(source.label, store.dest, source.shape, source.dtype.name, levels_, source.voxel_size,
                         source.unit, notes=notes)
@@ -540,7 +534,7 @@ def convert(src, dest, *, chunks=None, levels: int = 1, preset: str = "default",
                     for lv, index, _ in todo) * source.dtype.itemsize
         if on_start is not None:
             on_start(result, total, len(todo))
-        task = Task(source, store, preset, model, resume and not fresh)
+        task = Task(source, store, preset, resume and not fresh)
 
         def done(info):
             setattr(result, info["status"], getattr(result, info["status"]) + 1)
@@ -553,7 +547,7 @@ def convert(src, dest, *, chunks=None, levels: int = 1, preset: str = "default",
             _run_distributed(task, todo, scheduler, done)
         else:
             _run_local(task, todo, workers, done)
-        ome.validate_group(_write_metadata(store, source, levels_, preset, model, plan, complete=True, fresh=False))
+        ome.validate_group(_write_metadata(store, source, levels_, preset, plan, complete=True, fresh=False))
     finally:
         source.close()
     result.seconds = time.perf_counter() - t0

@@ -33,8 +33,9 @@ class _Base(Codec):
 
 
 class VoxCodec(_Base):
-    """voxcodec for numcodecs: a small network per chunk, a zoo prior (``model="zoo:<id>"``), or one
-    shared ``model`` (see :meth:`fit`)."""
+    """voxcodec for numcodecs: each chunk a format 6 stream, lossless.  ``model``: only in the
+    configurations of arrays written by voxcodec 0.5 and older (a zoo prior ``"zoo:<id>"`` or a shared
+    model), for their chunks."""
 
     codec_id = "voxcodec"
 
@@ -42,15 +43,9 @@ class VoxCodec(_Base):
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
         if model is not None:
-            chunks.model_options(model)  # fail early on a malformed model or a prior not installed
+            chunks.cached_model(model)  # fail early on a malformed shared model
         self.preset = preset
         self.model = model
-
-    @classmethod
-    def fit(cls, sample, *, preset: str = "default", seed: int = 0, threads=None) -> "VoxCodec":
-        from ..core.encoder import fit_model
-
-        return cls(preset=preset, model=fit_model(sample, preset=preset, seed=seed, threads=threads).to_text())
 
     def get_config(self):
         return {"id": self.codec_id, "preset": self.preset, **({"model": self.model} if self.model else {})}
@@ -59,7 +54,7 @@ class VoxCodec(_Base):
         return f"VoxCodec(preset={self.preset!r}{'' if not self.model else f', model={self.model!r}' if self.model.startswith(chunks.ZOO) else ', model=<shared>'})"
 
     def _encode_array(self, arr):
-        return chunks.encode_chunk(arr, preset=self.preset, model=self.model)
+        return chunks.encode_chunk(arr, preset=self.preset)
 
     def _decode_bytes(self, data):
         return chunks.decode_chunk(data, model=self.model)

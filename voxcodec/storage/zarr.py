@@ -9,10 +9,10 @@
 ``VoxCodec``, ``PngCodec`` and ``JpegXlCodec`` are array-to-bytes codecs named ``voxcodec``,
 ``voxcodec_png`` and ``voxcodec_jpegxl`` in the array metadata, registered through the
 ``zarr.codecs`` entry point: a Python process that never imports voxcodec still reads the array.
-Their configuration is plain JSON. For chunks too small to train and carry their own networks,
-``VoxCodec(model="zoo:em-general-v1")`` codes every chunk with a zoo prior as it is (no weights in
-the chunks or the configuration: each chunk names the prior by id and content hash), and
-``VoxCodec.fit(sample)`` trains one shared model whose weights live in the configuration.
+Their configuration is plain JSON.  Every chunk is a format 6 stream that carries everything it
+needs: its model learns while it codes.  The ``model`` of a configuration written by voxcodec 0.5
+and older (a zoo prior, ``"zoo:<id>"``, or a shared model's weights) is kept: the chunks coded with it
+decode, and new chunks of the array are written in format 6.
 """
 
 from __future__ import annotations
@@ -68,8 +68,8 @@ class _ChunkCodec(ArrayBytesCodec):
 
 @dataclass(frozen=True)
 class VoxCodec(_ChunkCodec):
-    """voxcodec: a small network per chunk (or a zoo prior, ``model="zoo:<id>"``, or one shared model,
-    see :meth:`fit`), lossless."""
+    """voxcodec: each chunk a format 6 stream, lossless.  ``model``: only in the configurations of arrays
+    written by voxcodec 0.5 and older (a zoo prior ``"zoo:<id>"`` or a shared model), for their chunks."""
 
     codec_name = "voxcodec"
     preset: str = "default"
@@ -79,22 +79,15 @@ class VoxCodec(_ChunkCodec):
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
         if model is not None:
-            chunks.model_options(model)  # fail early on a malformed model or a prior not installed
+            chunks.cached_model(model)  # fail early on a malformed shared model
         object.__setattr__(self, "preset", preset)
         object.__setattr__(self, "model", model)
-
-    @classmethod
-    def fit(cls, sample, *, preset: str = "default", seed: int = 0, threads=None) -> "VoxCodec":
-        """A codec whose chunks are coded with one model trained on ``sample`` (a sample volume)."""
-        from ..core.encoder import fit_model
-
-        return cls(preset=preset, model=fit_model(sample, preset=preset, seed=seed, threads=threads).to_text())
 
     def _config(self):
         return {"preset": self.preset, **({"model": self.model} if self.model else {})}
 
     def _encode_array(self, arr):
-        return chunks.encode_chunk(arr, preset=self.preset, model=self.model)
+        return chunks.encode_chunk(arr, preset=self.preset)
 
     def _decode_bytes(self, data, shape, dtype):
         return chunks.decode_chunk(data, shape=shape, dtype=dtype, model=self.model)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .context import Pass
-from ..errors import CorruptStreamError
+from ...errors import CorruptStreamError
 
 #: fractional bits of the hidden activations (a = value * 2^ACT_BITS)
 ACT_BITS = 5

@@ -1,25 +1,15 @@
-"""Block payloads: residual tokens, entropy-coded.  The last two steps of the data path:
+"""Formats 3 to 5: decoding a block payload of residual tokens, rANS-coded.
 
-    exact integer inference (kernels.infer_rows) -> tokens and adaptive tables -> rANS -> payload
+    exact integer inference (kernels.infer_rows) -> tokens and adaptive tables -> rANS -> voxels
 
-Formats 3 and 4 (written since voxcodec 0.3 and 0.4) code with the compiled kernels of :mod:`.kernels`: the token
-tables of :mod:`.entropy` (same counts, runs and adaptation), quantized to 16-bit integer
-frequencies, drive an rANS coder; raw mantissa bits and slice headers go to a separate bit section.
-A block's rows are cut into ``streams`` stripes, each with its own tables, rANS words and bits, so
-that stripes decode independently once the passes before have been decoded (the context still
-crosses stripes: nothing is lost at their borders).  The rANS state is flushed every
-:func:`chunk_slices` slices, and checked by the decoder at each flush.
-
-Format 4 adds flat contexts: a voxel whose in-slice context features are all equal is predicted as
-their value and coded with a table of its own (see :func:`kernels.infer_rows`).
-
-Payload of a format 3 or 4 block (little-endian)::
+The token tables of :mod:`.entropy` (same counts, runs and adaptation), quantized to 20-bit integer
+frequencies, drive an rANS decoder; raw mantissa bits and slice headers lie in a separate bit
+section.  A block's rows are cut into ``streams`` stripes, each with its own tables, rANS words and
+bits.  The rANS state is flushed every :func:`chunk_slices` slices, and checked at each flush.
+Format 4 adds flat contexts (see :func:`kernels.infer_rows`).  docs/format.md specifies the layout::
 
     u8 streams (1..16); per stream: u32 rANS words, u32 raw bytes; then per stream its rANS words
     (u16), then per stream its raw bytes
-
-Formats 1 and 2 (constriction's range coder, :mod:`.entropy`) still decode here, with the same
-compiled inference.
 """
 
 from __future__ import annotations
@@ -29,24 +19,16 @@ import struct
 import numpy as np
 
 from . import context as ctx, workspace
-from . import kernels, palette
-from .block import (centred, fill_planes, n_tables as _n_tables, pass_geometry_args, pass_predictions, plane_shape,
-                    value_range)
+from . import kernels
+from .. import palette
+from .block import (centred, fill_planes, n_tables as _n_tables, pass_geometry_args, pass_predictions, plane_shape)
 from .entropy import n_tokens
 from .network import BlockModel
-from ..errors import CorruptStreamError
+from ...errors import CorruptStreamError
 
 #: the largest number of streams a block may have
 MAX_STREAMS = 16
 _NONE = np.empty(0, np.int64)
-
-
-def n_streams(shape, wanted: int = 1) -> int:
-    """How many stripes a block of ``shape`` is cut into when ``wanted`` are asked for: at most one
-    per 16 rows and :data:`MAX_STREAMS`.  The encoder asks for one: each stripe learns its own
-    tables, which costs about 0.2% on a 512 x 512 x 30 block (measured on isbi_train)."""
-    d, h, w = shape
-    return max(1, min(int(wanted), MAX_STREAMS, h // 16))
 
 
 def stripe_rows(h: int, k: int):
@@ -101,184 +83,6 @@ class _Scratch:
 
 # -- encoding ----------------------------------------------------------------------------------------------
 
-class _BitWriter:
-    def __init__(self, nbytes: int = 1 << 12):
-        self.buf = np.zeros(nbytes, np.uint8)
-        self.state = np.zeros(1, np.int64)
-
-    def reserve(self, bits: int):
-        need = (int(self.state[0]) + bits) // 8 + 16
-        if need > self.buf.size:
-            grown = np.zeros(max(need, 2 * self.buf.size), np.uint8)
-            grown[:self.buf.size] = self.buf
-            self.buf = grown
-
-    def put(self, value: int, n: int):
-        self.reserve(n)
-        kernels.put_bits(self.buf, self.state, int(value), int(n))
-
-    def put_many(self, values: np.ndarray, n: int):
-        values = np.ascontiguousarray(values, np.int64)
-        self.reserve(values.size * n)
-        kernels.put_raw(self.buf, self.state, np.full(values.size, n, np.int64), values)
-
-    def getvalue(self) -> bytes:
-        return self.buf[:(int(self.state[0]) + 7) // 8].tobytes()
-
-
-def _put_header(bits: _BitWriter, kind: int, values, lo: int, hi: int) -> int:
-    """A slice's kind and palette (format 3): returns the bits written."""
-    start = int(bits.state[0])
-    bits.put(kind, 2)
-    if kind == palette.PALETTE:
-        flags = np.zeros(hi - lo + 1, np.int64)
-        flags[values - lo] = 1
-        bits.put_many(flags, 1)
-    elif kind == palette.LISTED:
-        bits.put(values.size, _bits_for(hi - lo + 2))
-        bits.put_many(values - lo, _bits_for(hi - lo + 1))
-    elif kind == palette.CONSTANT:
-        bits.put(int(values[0]) - lo, _bits_for(hi - lo + 1))
-    return int(bits.state[0]) - start
-
-
-def stack_planes(data: np.ndarray, z0: int, z1: int, centre: int, shift: int, pad: int,
-                 reuse: bool = False) -> np.ndarray:
-    """Phase planes (z1 - z0, 8, rows, cols) of slices ``z0:z1`` of a block and of the slice before
-    each (zero before the first), as :func:`pass_predictions` reads them (``reuse``: in this thread's
-    :mod:`.workspace`)."""
-    shape = (z1 - z0, 8, *plane_shape(data.shape[1:], pad))
-    planes = workspace.buffer("planes", shape, np.float32, zero=True) if reuse else np.zeros(shape, np.float32)
-    kernels.planes_of(data[z0:z1], centre, shift, pad, planes[:, :4])
-    planes[1:, 4:] = planes[:-1, :4]
-    if z0 > 0:
-        kernels.planes_of(data[z0 - 1:z0], centre, shift, pad, planes[:1, 4:])
-    return planes
-
-
-def _stack_predictions(data: np.ndarray, model: BlockModel, chunk_voxels: int, flat: bool, reuse: bool):
-    """Encoder-side predictions of a whole block, a few slices at a time.
-
-    Yields ``(z0, z1, x, pred, table, base, size)``: the values, predictions and tables of every pass
-    of slices ``z0:z1``, each as one flat array in which pass i is the C-contiguous (z1 - z0,
-    ``size[i]``) block from ``base[i]`` (``reuse``: this thread's :mod:`.workspace` buffers, valid until
-    the next step)."""
-    lo, hi, centre, shift = value_range(data)
-    d, h, w = data.shape
-    cfg = model.config
-    pad = ctx.pad_width(cfg.levels)
-    passes = ctx.schedule(cfg.levels, cfg.neighbours)
-    size = np.array([ctx.pass_size((h, w), p) for p in passes], np.int64)
-    step = max(1, chunk_voxels // max(h * w, 1))
-
-    def buf(name, n, dtype):
-        return workspace.buffer(name, n, dtype) if reuse else np.empty(n, dtype)
-
-    for z0 in range(0, d, step):
-        z1 = min(d, z0 + step)
-        depth = z1 - z0
-        base = np.concatenate([[0], np.cumsum(size[:-1] * depth)]).astype(np.int64)
-        total = int(size.sum()) * depth
-        xs, preds, tables = buf("x", total, data.dtype), buf("pred", total, np.int32), buf("table", total, np.int32)
-        planes = stack_planes(data, z0, z1, centre, shift, pad, reuse)
-        for i, p in enumerate(passes):
-            at = slice(int(base[i]), int(base[i] + depth * size[i]))
-            x, pred, table = (a[at].reshape(depth, int(size[i])) for a in (xs, preds, tables))
-            x[...] = ctx.take(data[z0:z1], p)
-            pass_predictions(model, i, planes, (h, w), model.inter is not None, lo, hi, centre, shift, pred, table,
-                             flat=flat)
-            if model.inter is not None and z0 == 0:  # the first slice of a block has no slice before it
-                pass_predictions(model, i, planes[:1], (h, w), False, lo, hi, centre, shift, pred[:1], table[:1],
-                                 flat=flat)
-        yield z0, z1, xs, preds, tables, base, size
-
-
-def predictions(data: np.ndarray, model: BlockModel, chunk_voxels: int = 1 << 20, flat: bool = True):
-    """Encoder-side predictions of a whole block, a few slices at a time.
-
-    Yields ``(z0, z1, passes)``: for each pass of the schedule, ``(values, prediction, table)``
-    arrays (z1 - z0, voxels of the pass): what the decoder computes for those slices (the encoder
-    knows every voxel, so it runs whole stacks of slices through the kernel)."""
-    for z0, z1, xs, preds, tables, base, size in _stack_predictions(data, model, chunk_voxels, flat, False):
-        depth = z1 - z0
-        yield z0, z1, [tuple(a[b:b + depth * n].reshape(depth, n) for a in (xs, preds, tables))
-                       for b, n in zip(base.tolist(), size.tolist())]
-
-
-@workspace.borrowing
-def encode(data: np.ndarray, model: BlockModel, progress=None, streams: int = 1,
-           flat: bool = True) -> tuple[bytes, dict]:
-    """Entropy-code ``data`` (depth, H, W) with ``model`` (format 4; ``flat=False``: format 3), in
-    ``streams`` stripes (see :func:`n_streams`).
-
-    Returns ``(payload, fields)``: fields hold the value range for the block header and
-    ``slice_bits``, the bits each slice costs (tokens at their ideal code length, raw bits, slice
-    header).  ``progress(slices_done, depth)`` is called after each slice."""
-    lo, hi, centre, shift = value_range(data)
-    d, h, w = data.shape
-    cfg = model.config
-    passes = ctx.schedule(cfg.levels, cfg.neighbours)
-    k = n_streams(data.shape, streams)
-    rows = stripe_rows(h, k)
-    ranges = [_pass_voxels((h, w), p, rows) for p in passes]
-    group = chunk_slices(h, w)
-    n_tables, tokens = _n_tables(cfg, flat), n_tokens(2 * (hi - lo))
-    tables = [_Tables(n_tables, tokens) for _ in range(k)]
-    bits = [_BitWriter() for _ in range(k)]
-    most = max((b - a for r in ranges for a, b in r), default=0)
-    scratch = _Scratch(most, n_tables, tokens)
-    nbits, extra = np.empty(max(most, 1), np.int64), np.empty(max(most, 1), np.int64)
-    cap = [max(1, sum(r[s][1] - r[s][0] for r in ranges) * min(group, d)) for s in range(k)]
-    starts = [workspace.buffer(f"starts{s}", c, np.int32) for s, c in enumerate(cap)]
-    freqs = [workspace.buffer(f"freqs{s}", c, np.int32) for s, c in enumerate(cap)]
-    filled = [0] * k
-    # rANS words: room for the first group of slices (rans_encode's bound), grown when the rest need more
-    words = [workspace.buffer(f"words{s}", 2 * cap[s] + 8, np.uint16) for s in range(k)]
-    wpos = [0] * k
-    slice_bits = []
-
-    def flush():
-        for s in range(k):
-            need = wpos[s] + 2 * filled[s] + 8
-            if need > words[s].size:
-                grown = workspace.buffer(f"words{s}", max(need, 2 * words[s].size), np.uint16)
-                grown[:wpos[s]] = words[s][:wpos[s]]
-                words[s] = grown
-            wpos[s] = kernels.rans_encode(starts[s], freqs[s], filled[s], words[s], wpos[s])
-            filled[s] = 0
-
-    # each stripe's part [a, b) of every pass; the most raw bits a voxel can take
-    spans = [np.array([r[s] for r in ranges], np.int64).reshape(len(passes), 2) for s in range(k)]
-    most_raw = max(0, (2 * (hi - lo)).bit_length() - 1 - kernels.MSB)
-    raw_room = [most_raw * int((sp[:, 1] - sp[:, 0]).sum()) for sp in spans]
-    counted = np.empty(2, np.float64)
-    for z0, z1, xs, preds, tabs, base, size in _stack_predictions(data, model, 1 << 20, flat, True):
-        for z in range(z0, z1):
-            kind, values = palette.choose(data[z], lo, hi)
-            cost = float(_put_header(bits[0], kind, values, lo, hi))
-            if kind != palette.CONSTANT:
-                lut = None if kind == palette.NORMAL else palette.Lookup(values, lo, hi)
-                rank, nearest = (_NONE, _NONE) if lut is None else (lut.rank, lut.nearest)
-                for s in range(k):
-                    t = tables[s]
-                    bits[s].reserve(raw_room[s])
-                    filled[s] = kernels.code_slice(
-                        xs, preds, tabs, base, size, z - z0, spans[s], rank, nearest, lo, n_tables, t.counts,
-                        t.totals, t.seen, starts[s], freqs[s], filled[s], scratch.order, scratch.sizes, scratch.cum,
-                        scratch.lut, scratch.toks, nbits, extra, bits[s].buf, bits[s].state, counted)
-                    cost += counted[0] + counted[1]
-            if (z + 1) % group == 0 or z == d - 1:
-                flush()
-            slice_bits.append(cost)
-            if progress is not None:
-                progress(len(slice_bits), d)
-    head = struct.pack("<B", k) + b"".join(struct.pack("<II", wpos[s], (int(bits[s].state[0]) + 7) // 8)
-                                           for s in range(k))
-    body = b"".join(words[s][:wpos[s]].astype("<u2").tobytes() for s in range(k))
-    payload = head + body + b"".join(b.getvalue() for b in bits)
-    return payload, {"lo": lo, "hi": hi, "centre": centre, "shift": shift, "slice_bits": slice_bits}
-
-
 # -- decoding ----------------------------------------------------------------------------------------------
 
 class _Reader:
@@ -325,7 +129,7 @@ class _Reader:
 
 
 def _read_header(r: _Reader, lo: int, hi: int, slice_voxels: int):
-    """Inverse of :func:`_put_header`, with the checks of :func:`voxcodec.core.palette.decode`."""
+    """A slice's kind and palette, with the checks of :func:`voxcodec.core.legacy.rc_palette.decode`."""
     kind = r.bits(2)
     if kind == palette.LISTED:
         n = r.bits(_bits_for(hi - lo + 2))

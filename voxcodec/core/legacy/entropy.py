@@ -34,26 +34,8 @@ def n_tokens(max_u: int) -> int:
     top = max(int(max_u).bit_length() - 1, SPLIT)
     return DIRECT + (top - SPLIT + 1) * (1 << MSB)
 
-
-def zigzag(r: np.ndarray) -> np.ndarray:
-    return np.where(r >= 0, 2 * r, -2 * r - 1)
-
-
 def unzigzag(u: np.ndarray) -> np.ndarray:
     return np.where(u & 1, -((u + 1) >> 1), u >> 1)
-
-
-def tokenize(u: np.ndarray):
-    """Split u (int64 >= 0) into (token, raw bit count, raw bits)."""
-    u = u.astype(np.int64)
-    n = np.frexp(np.maximum(u, 1).astype(np.float64))[1].astype(np.int64) - 1  # floor(log2 u), exact
-    big = u >= DIRECT
-    nbits = np.where(big, n - MSB, 0)
-    mant = (u >> nbits) & ((1 << MSB) - 1)
-    tok = np.where(big, DIRECT + ((n - SPLIT) << MSB) + mant, u)
-    extra = u & ((np.int64(1) << nbits) - 1)
-    return tok.astype(np.int32), nbits, extra
-
 
 def token_bits(tok: np.ndarray) -> np.ndarray:
     t = tok.astype(np.int64)
@@ -109,20 +91,6 @@ def _groups(bins: np.ndarray, n_bins: int):
         if sizes[b]:
             yield b, order[start:start + sizes[b]]
             start += sizes[b]
-
-
-def encode_symbols(coder, tables: AdaptiveTables, u: np.ndarray, bins: np.ndarray):
-    """Encode residual codes u (one pass of one slice) grouped by bin, then their raw bits."""
-    tok, nbits, extra = tokenize(u)
-    for b, idx in _groups(bins, tables.counts.shape[0]):
-        for a, z in tables.chunks(b, idx.size):
-            t = tok[idx[a:z]]
-            coder.encode(t, tables.model(b))
-            tables.update(b, t)
-    raw = nbits > 0
-    if raw.any():
-        coder.encode(extra[raw].astype(np.int32), _UNIFORM, (np.int64(1) << nbits[raw]).astype(np.int32))
-
 
 def decode_symbols(decoder, tables: AdaptiveTables, bins: np.ndarray) -> np.ndarray:
     """Inverse of :func:`encode_symbols`: returns u for every voxel of the pass."""

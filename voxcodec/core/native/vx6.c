@@ -1,0 +1,1169 @@
+/* The format 6 block coder: see vx6.h and docs/format.md ("Format 6").
+ *
+ * The data path of one voxel, in the order the code below follows it:
+ *
+ *   neighbours -> least-squares prediction (+ second stage on neighbour residuals) -> contexts
+ *   -> residual coded by token tables or by binary context mixing -> range coder
+ *   -> the decoded voxel updates the filters' statistics, the error planes and the models
+ *
+ * Encoder and decoder run the same function (code_block), which keeps them in step by construction.
+ */
+#include "vx6.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "logistic.h"
+
+/* The integer kernels below (sums of products of 16-bit integers: exact in any order and lane width)
+ * are also compiled for AVX2 where GCC can dispatch at load time (x86-64 ELF); the results are the
+ * same integers either way. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && !defined(VX6_NO_DISPATCH)
+#define VX6_SIMD __attribute__((target_clones("avx2", "default")))
+#else
+#define VX6_SIMD
+#endif
+
+#define PAD 8
+#define NODES 64
+#define EQ_LEVELS 24
+#define EQ_FLAT EQ_LEVELS     /* the context level of flat voxels (their four nearest neighbours equal) */
+#define EQ_EDGE (EQ_LEVELS + 1) /* ... and of voxels beside the block's lowest value: 16 levels, one per pattern */
+#define EQ_ALL (EQ_EDGE + 16)
+#define EQC_LEVELS 8         /* coarse levels: eq >> 2 (0..5), 6 flat, 7 edge */
+#define E_MAX 2550 /* 2+2+1+1+1+1+2 neighbour errors of at most 255 */
+#define PROB_TOTAL_BITS 15
+#define PROB_TOTAL (1 << PROB_TOTAL_BITS)
+#define MAX_TOKENS 128
+#define LUT_BUCKETS 128
+#define TOK_DIRECT 16
+#define TOK_MSB 3
+
+/* ---------------------------------------------------------------------------------------------------
+ * Range coder: 32-bit range, 64-bit low with carry propagation, bytes out most significant first.
+ * Binary decisions use 12-bit probabilities of a 1, symbols of the token tables 15-bit frequencies,
+ * raw bits halve the range. */
+typedef struct {
+  uint64_t low;
+  uint32_t range;
+  uint8_t cache;
+  uint64_t pending;
+  uint8_t *buf;
+  size_t len, cap;
+  int oom;
+  /* decoder */
+  const uint8_t *in;
+  size_t pos, n;
+  uint32_t code;
+} RC;
+
+static void rc_put(RC *c, uint8_t byte) {
+  if (c->len == c->cap) {
+    size_t cap = c->cap ? 2 * c->cap : 1 << 16;
+    uint8_t *nb = (uint8_t *)realloc(c->buf, cap);
+    if (!nb) {
+      c->oom = 1;
+      c->len = 0; /* keep going without output; the caller reports VX6_ERR_MEMORY */
+      return;
+    }
+    c->buf = nb;
+    c->cap = cap;
+  }
+  c->buf[c->len++] = byte;
+}
+
+static void rc_shift_low(RC *c) {
+  if ((uint32_t)c->low < 0xFF000000u || (c->low >> 32) != 0) {
+    uint8_t carry = (uint8_t)(c->low >> 32);
+    uint8_t temp = c->cache;
+    do {
+      rc_put(c, (uint8_t)(temp + carry));
+      temp = 0xFF;
+    } while (--c->pending != 0);
+    c->cache = (uint8_t)(c->low >> 24);
+  }
+  c->pending++;
+  c->low = (c->low & 0x00FFFFFFu) << 8;
+}
+
+static void rc_enc_init(RC *c) {
+  memset(c, 0, sizeof(*c));
+  c->range = 0xFFFFFFFFu;
+  c->pending = 1;
+}
+
+static void rc_enc_flush(RC *c) {
+  for (int i = 0; i < 5; i++) rc_shift_low(c);
+}
+
+static inline uint8_t rc_byte(RC *c) {
+  /* past the end the decoder reads zeros, counted: vx6_decode then fails (VX6_ERR_EARLY) */
+  return c->pos < c->n ? c->in[c->pos++] : (c->pos++, 0);
+}
+
+static int rc_dec_init(RC *c, const uint8_t *in, size_t n) {
+  memset(c, 0, sizeof(*c));
+  c->in = in;
+  c->n = n;
+  c->range = 0xFFFFFFFFu;
+  if (rc_byte(c) != 0) return VX6_ERR_TAIL; /* the encoder's first byte is always 0 */
+  for (int i = 0; i < 4; i++) c->code = (c->code << 8) | rc_byte(c);
+  return VX6_OK;
+}
+
+static inline void rc_enc_norm(RC *c) {
+  while (c->range < (1u << 24)) {
+    c->range <<= 8;
+    rc_shift_low(c);
+  }
+}
+
+static inline void rc_dec_norm(RC *c) {
+  while (c->range < (1u << 24)) {
+    c->range <<= 8;
+    c->code = (c->code << 8) | rc_byte(c);
+  }
+}
+
+/* p1: probability of a 1 in 1..4095 (of 4096) */
+static inline void rc_enc_bit(RC *c, int p1, int bit) {
+  uint32_t bound = (c->range >> 12) * (uint32_t)p1;
+  if (bit) {
+    c->range = bound;
+  } else {
+    c->low += bound;
+    c->range -= bound;
+  }
+  rc_enc_norm(c);
+}
+
+static inline int rc_dec_bit(RC *c, int p1) {
+  uint32_t bound = (c->range >> 12) * (uint32_t)p1;
+  int bit;
+  if (c->code < bound) {
+    c->range = bound;
+    bit = 1;
+  } else {
+    c->code -= bound;
+    c->range -= bound;
+    bit = 0;
+  }
+  rc_dec_norm(c);
+  return bit;
+}
+
+static inline void rc_enc_raw(RC *c, uint32_t value, int nbits) {
+  for (int i = nbits - 1; i >= 0; i--) {
+    c->range >>= 1;
+    if ((value >> i) & 1) c->low += c->range;
+    rc_enc_norm(c);
+  }
+}
+
+static inline uint32_t rc_dec_raw(RC *c, int nbits) {
+  uint32_t v = 0;
+  for (int i = 0; i < nbits; i++) {
+    c->range >>= 1;
+    uint32_t bit = c->code >= c->range;
+    if (bit) c->code -= c->range;
+    v = (v << 1) | bit;
+    rc_dec_norm(c);
+  }
+  return v;
+}
+
+static inline void rc_enc_sym(RC *c, uint32_t cum, uint32_t freq) {
+  uint32_t r = c->range >> PROB_TOTAL_BITS;
+  c->low += (uint64_t)r * cum;
+  c->range = r * freq;
+  rc_enc_norm(c);
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Neighbourhoods: causal offsets in the slice, offsets in the slice before and the one before that,
+ * each list ordered by squared distance, then dy, then dx (part of the format). */
+typedef struct {
+  int dy, dx;
+} Off;
+
+static int off_cmp(const void *a, const void *b) {
+  const Off *p = (const Off *)a, *q = (const Off *)b;
+  int da = p->dy * p->dy + p->dx * p->dx, db = q->dy * q->dy + q->dx * q->dx;
+  if (da != db) return da - db;
+  if (p->dy != q->dy) return p->dy - q->dy;
+  return p->dx - q->dx;
+}
+
+static Off CAUSAL[VX6_MAX_CAUSAL], PREV[VX6_MAX_PREV], PREV2[VX6_MAX_PREV2];
+static int EQTAB[E_MAX + 1];
+static uint32_t RECIP[1024];
+static volatile int TABLES_READY = 0;
+
+static void init_tables(void) {
+  if (TABLES_READY) return;
+  Off all[13 * 13];
+  int n = 0;
+  for (int dy = -6; dy <= 0; dy++)
+    for (int dx = -6; dx <= 6; dx++)
+      if (dy < 0 || dx < 0) all[n++] = (Off){dy, dx};
+  qsort(all, (size_t)n, sizeof(Off), off_cmp);
+  memcpy(CAUSAL, all, sizeof(CAUSAL));
+  n = 0;
+  for (int dy = -2; dy <= 2; dy++)
+    for (int dx = -2; dx <= 2; dx++) all[n++] = (Off){dy, dx};
+  qsort(all, (size_t)n, sizeof(Off), off_cmp);
+  memcpy(PREV, all, sizeof(PREV));
+  n = 0;
+  for (int dy = -1; dy <= 1; dy++)
+    for (int dx = -1; dx <= 1; dx++) all[n++] = (Off){dy, dx};
+  qsort(all, (size_t)n, sizeof(Off), off_cmp);
+  memcpy(PREV2, all, sizeof(PREV2));
+  for (int e = 0; e <= E_MAX; e++) {
+    int q = 0, e2 = e;
+    while (e2 > 1 && q < EQ_LEVELS - 1) {
+      e2 = (e2 * 181) >> 8;
+      q++;
+    }
+    EQTAB[e] = q;
+  }
+  for (int i = 0; i < 1024; i++) RECIP[i] = (uint32_t)(131072 / (2 * i + 3));
+  TABLES_READY = 1; /* idempotent: two threads racing here write the same values */
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Parameters */
+int vx6_parse_params(const uint8_t *raw, vx6_params *p) {
+  if (raw[0] != 1) return VX6_ERR_PARAMS; /* layout version of the parameter bytes */
+  p->coder = raw[1];
+  p->n_causal = raw[2];
+  p->n_prev = raw[3];
+  p->n_prev2 = raw[4];
+  p->interval_log = raw[5];
+  p->forget = raw[6];
+  p->ridge = raw[7];
+  p->band_log = raw[8];
+  p->casc = raw[9];
+  p->inputs = raw[10];
+  p->mant = raw[11];
+  p->lr = raw[12];
+  p->limit_log = raw[13];
+  if (raw[14] || raw[15]) return VX6_ERR_PARAMS;
+  if (p->coder != VX6_TABLES && p->coder != VX6_MIXING) return VX6_ERR_PARAMS;
+  if (p->n_causal > VX6_MAX_CAUSAL || p->n_prev > VX6_MAX_PREV || p->n_prev2 > VX6_MAX_PREV2) return VX6_ERR_PARAMS;
+  int n = p->n_causal + p->n_prev + p->n_prev2;
+  if (n < 1 || n > VX6_MAX_REG) return VX6_ERR_PARAMS;
+  if (p->interval_log > 10 || p->forget < 1 || p->forget > 24 || p->ridge < 1 || p->ridge > 40) return VX6_ERR_PARAMS;
+  if (p->band_log != 0 && (p->band_log < 4 || p->band_log > 13)) return VX6_ERR_PARAMS;
+  if (p->casc > VX6_MAX_CASC) return VX6_ERR_PARAMS;
+  if (p->coder == VX6_MIXING) {
+    if (p->inputs < 1 || p->inputs > 6 || p->mant < 1 || p->mant > 16 || p->lr < 1 || p->lr > 64 ||
+        p->limit_log < 1 || p->limit_log > 10)
+      return VX6_ERR_PARAMS;
+  } else if (p->inputs || p->mant || p->lr || p->limit_log) {
+    return VX6_ERR_PARAMS;
+  }
+  return VX6_OK;
+}
+
+void vx6_pack_params(const vx6_params *p, uint8_t *raw) {
+  memset(raw, 0, VX6_PARAM_BYTES);
+  raw[0] = 1;
+  raw[1] = (uint8_t)p->coder;
+  raw[2] = (uint8_t)p->n_causal;
+  raw[3] = (uint8_t)p->n_prev;
+  raw[4] = (uint8_t)p->n_prev2;
+  raw[5] = (uint8_t)p->interval_log;
+  raw[6] = (uint8_t)p->forget;
+  raw[7] = (uint8_t)p->ridge;
+  raw[8] = (uint8_t)p->band_log;
+  raw[9] = (uint8_t)p->casc;
+  raw[10] = (uint8_t)p->inputs;
+  raw[11] = (uint8_t)p->mant;
+  raw[12] = (uint8_t)p->lr;
+  raw[13] = (uint8_t)p->limit_log;
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Online least squares.  A filter codes runs of voxels with fixed weights: a run is the next
+ * 2^interval_log voxels the filter predicts in raster order, cut at the end of each slice.  After a
+ * run, A = X X^T and a = X y over the run (integer sums of products of regressors of at most 9 bits,
+ * read back from the planes) are folded into the double statistics R = R - R * 2^-forget + A (b
+ * likewise), R + ridge * (trace / n + 1) * I is factored (Cholesky) and the solution rounded to weights
+ * of 12 fractional bits (less than 8 in magnitude).  A failed factorization keeps the weights. */
+typedef struct {
+  int y, x0, x1;
+} Seg;
+
+typedef struct {
+  int n, nseg, count;
+  double *R, *b;
+  Seg *seg;                      /* the run so far: row pieces */
+  int16_t wq[VX6_MAX_REG + 8];   /* weights, zero past n */
+} Ols;
+
+static int ols_alloc(Ols *o, int n, int cap) {
+  memset(o, 0, sizeof(*o));
+  o->n = n;
+  o->R = (double *)calloc((size_t)n * n + n, sizeof(double));
+  o->seg = (Seg *)malloc((size_t)(cap + 2) * sizeof(Seg));
+  if (!o->R || !o->seg) return VX6_ERR_MEMORY;
+  o->b = o->R + (size_t)n * n;
+  return VX6_OK;
+}
+
+static void ols_free(Ols *o) {
+  free(o->R);
+  free(o->seg);
+}
+
+static inline void ols_note(Ols *o, int y, int x0, int x1) {
+  if (o->nseg && o->seg[o->nseg - 1].y == y && o->seg[o->nseg - 1].x1 == x0)
+    o->seg[o->nseg - 1].x1 = x1;
+  else
+    o->seg[o->nseg++] = (Seg){y, x0, x1};
+  o->count += x1 - x0;
+}
+
+static inline int32_t dot16(const int16_t *a, const int16_t *b, int m) {
+  int32_t s = 0; /* products of at most 2^16, at most 2^10 of them: exact in any order */
+  for (int t = 0; t < m; t++) s += (int32_t)a[t] * b[t];
+  return s;
+}
+
+/* A += X X^T (lower triangle) and bA += X y over one row piece of m voxels at plane position pos */
+VX6_SIMD static void fold_sums(int32_t *A, int32_t *bA, const int16_t *const *src, const int16_t *t, ptrdiff_t pos,
+                               int m, int n) {
+  for (int i = 0; i < n; i++) {
+    const int16_t *xi = src[i] + pos;
+    int32_t *Ai = A + (size_t)i * n;
+    for (int j = 0; j <= i; j++) Ai[j] += dot16(xi, src[j] + pos, m);
+    bA[i] += dot16(xi, t, m);
+  }
+}
+
+/* out[t] += w * src[t] for a row piece */
+VX6_SIMD static void axpy16(int32_t *out, int32_t w, const int16_t *src, int m) {
+  for (int t = 0; t < m; t++) out[t] += w * src[t];
+}
+
+/* Fold the run into the statistics and solve.  src[i] points at regressor i of the voxel at plane
+ * position 0 (its plane plus its offset); the targets are tplane at the run's positions, or tbuf[0..count). */
+static void ols_fold(Ols *o, const int16_t *const *src, const int16_t *tplane, const int16_t *tbuf, int Wp,
+                     double keep_frac, double ridge, double *L, double *y, int32_t *A) {
+  const int n = o->n;
+  memset(A, 0, sizeof(int32_t) * ((size_t)n * n + n));
+  int32_t *bA = A + (size_t)n * n;
+  int done = 0;
+  for (int k = 0; k < o->nseg; k++) {
+    const Seg sg = o->seg[k];
+    const ptrdiff_t pos = (ptrdiff_t)(sg.y + PAD) * Wp + PAD + sg.x0;
+    const int m = sg.x1 - sg.x0;
+    fold_sums(A, bA, src, tplane ? tplane + pos : tbuf + done, pos, m, n);
+    done += m;
+  }
+  o->nseg = 0;
+  o->count = 0;
+  for (int i = 0; i < n; i++) {
+    double *Ri = o->R + (size_t)i * n;
+    for (int j = 0; j <= i; j++) Ri[j] = (Ri[j] - Ri[j] * keep_frac) + (double)A[(size_t)i * n + j];
+    o->b[i] = (o->b[i] - o->b[i] * keep_frac) + (double)bA[i];
+  }
+  double tr = 0.0;
+  for (int i = 0; i < n; i++) tr += o->R[(size_t)i * n + i];
+  const double reg = (tr / (double)n + 1.0) * ridge;
+  for (int i = 0; i < n; i++) {
+    for (int j = 0; j <= i; j++) L[i * n + j] = o->R[(size_t)i * n + j];
+    L[i * n + i] += reg;
+  }
+  for (int j = 0; j < n; j++) {
+    double dd = L[j * n + j];
+    for (int k = 0; k < j; k++) dd -= L[j * n + k] * L[j * n + k];
+    if (!(dd > 0.0)) return;
+    dd = sqrt(dd);
+    L[j * n + j] = dd;
+    for (int i = j + 1; i < n; i++) {
+      double t = L[i * n + j];
+      for (int k = 0; k < j; k++) t -= L[i * n + k] * L[j * n + k];
+      L[i * n + j] = t / dd;
+    }
+  }
+  for (int i = 0; i < n; i++) {
+    double t = o->b[i];
+    for (int k = 0; k < i; k++) t -= L[i * n + k] * y[k];
+    y[i] = t / L[i * n + i];
+  }
+  for (int i = n - 1; i >= 0; i--) {
+    double t = y[i];
+    for (int k = i + 1; k < n; k++) t -= L[k * n + i] * y[k];
+    y[i] = t / L[i * n + i];
+  }
+  for (int i = 0; i < n; i++) {
+    double q = floor(y[i] * 4096.0 + 0.5);
+    if (!(q > -32767.0)) q = -32767.0; /* NaN too */
+    if (!(q < 32767.0)) q = 32767.0;
+    o->wq[i] = (int16_t)q;
+  }
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Token tables (coder 1): adaptive counts per context, frozen into 15-bit frequencies for runs of
+ * min(max(64, seen), 4096) symbols of the context. */
+typedef struct {
+  uint32_t cnt[MAX_TOKENS];
+  uint32_t total, seen, left;
+  uint16_t freq[MAX_TOKENS];
+  uint16_t cum[MAX_TOKENS + 1];
+  uint8_t lut[LUT_BUCKETS];
+} Tab;
+
+static void tab_freeze(Tab *t, int ntok) {
+  uint32_t sum = 0;
+  int big = 0;
+  for (int s = 0; s < ntok; s++) {
+    uint32_t f = (uint32_t)(((uint64_t)t->cnt[s] << PROB_TOTAL_BITS) / t->total);
+    if (f < 1) f = 1;
+    t->freq[s] = (uint16_t)f;
+    sum += f;
+    if (f > t->freq[big]) big = s;
+  }
+  t->freq[big] = (uint16_t)(t->freq[big] + PROB_TOTAL - (int)sum);
+  t->cum[0] = 0;
+  for (int s = 0; s < ntok; s++) t->cum[s + 1] = (uint16_t)(t->cum[s] + t->freq[s]);
+  int s = 0;
+  for (int k = 0; k < LUT_BUCKETS; k++) {
+    uint32_t at = (uint32_t)k << (PROB_TOTAL_BITS - 7);
+    while (t->cum[s + 1] <= at) s++;
+    t->lut[k] = (uint8_t)s;
+  }
+  uint32_t run = t->seen < 64 ? 64 : t->seen > 4096 ? 4096 : t->seen;
+  t->left = run;
+}
+
+static void tab_init(Tab *t, int ntok) {
+  memset(t, 0, sizeof(*t));
+  for (int s = 0; s < ntok; s++) t->cnt[s] = 1;
+  t->total = (uint32_t)ntok;
+  tab_freeze(t, ntok);
+}
+
+static inline void tab_update(Tab *t, int s, int ntok) {
+  t->cnt[s] += 32;
+  t->total += 32;
+  t->seen++;
+  if (t->total > (1u << 16)) {
+    uint32_t tot = 0;
+    for (int k = 0; k < ntok; k++) {
+      t->cnt[k] = (t->cnt[k] + 1) >> 1;
+      tot += t->cnt[k];
+    }
+    t->total = tot;
+  }
+  if (--t->left == 0) tab_freeze(t, ntok);
+}
+
+static inline int token_of(uint32_t u, int *nraw) {
+  if (u < TOK_DIRECT) {
+    *nraw = 0;
+    return (int)u;
+  }
+  int n = 31 - __builtin_clz(u);
+  *nraw = n - TOK_MSB;
+  return TOK_DIRECT + ((n - 4) << TOK_MSB) + (int)((u >> (n - TOK_MSB)) & ((1 << TOK_MSB) - 1));
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * Binary context mixing (coder 2): per decision, `inputs` adaptive bit models (22-bit probability,
+ * 10-bit count) are stretched, mixed by a weight set chosen by the decision and the error level,
+ * squashed, and the bit is coded; the mixer and the models then learn from it. */
+static const int CTX_SIZE[6] = {1, EQ_ALL, EQC_LEVELS * 81, EQC_LEVELS, 15 * EQC_LEVELS, 16 * EQC_LEVELS};
+#define MIX_SETS (NODES * EQC_LEVELS)
+
+typedef struct {
+  int inputs, lr, limit;
+  uint32_t *bits[6];
+  int32_t *w;
+} Mix;
+
+static int mix_alloc(Mix *m, const vx6_params *p) {
+  memset(m, 0, sizeof(*m));
+  m->inputs = p->inputs;
+  m->lr = p->lr;
+  m->limit = (1 << p->limit_log) - 1;
+  for (int i = 0; i < m->inputs; i++) {
+    size_t n = (size_t)NODES * CTX_SIZE[i];
+    m->bits[i] = (uint32_t *)malloc(n * sizeof(uint32_t));
+    if (!m->bits[i]) return VX6_ERR_MEMORY;
+    for (size_t k = 0; k < n; k++) m->bits[i][k] = 1u << 31; /* p = 1/2, count 0 */
+  }
+  m->w = (int32_t *)malloc((size_t)MIX_SETS * m->inputs * sizeof(int32_t));
+  if (!m->w) return VX6_ERR_MEMORY;
+  for (int k = 0; k < MIX_SETS * m->inputs; k++) m->w[k] = 65536 / (m->inputs + 1);
+  return VX6_OK;
+}
+
+static void mix_free(Mix *m) {
+  for (int i = 0; i < 6; i++) free(m->bits[i]);
+  free(m->w);
+}
+
+static inline int squash(int x) {
+  if (x > 2047) x = 2047;
+  if (x < -2047) x = -2047;
+  return SQUASH[x + 2047];
+}
+
+/* base[i]: the context of input i without the decision node; returns the bit (decoding) */
+static inline int mix_code(Mix *m, RC *rc, int dec, const int *base, int node, int sel, int bit) {
+  uint32_t *slot[6];
+  int st[6];
+  int32_t *w = m->w + (size_t)(node * EQC_LEVELS + sel) * m->inputs;
+  int64_t dot = 0;
+  for (int i = 0; i < m->inputs; i++) {
+    slot[i] = m->bits[i] + (size_t)base[i] * NODES + node;
+    st[i] = STRETCH[*slot[i] >> 20];
+    dot += (int64_t)w[i] * st[i];
+  }
+  int p = squash((int)(dot >> 16));
+  if (dec)
+    bit = rc_dec_bit(rc, p);
+  else
+    rc_enc_bit(rc, p, bit);
+  const int err = ((bit << 12) - p) * m->lr;
+  for (int i = 0; i < m->inputs; i++) {
+    int64_t nw = (int64_t)w[i] + (((int64_t)st[i] * err + 0x8000) >> 16);
+    if (nw > (1 << 24)) nw = 1 << 24;
+    if (nw < -(1 << 24)) nw = -(1 << 24);
+    w[i] = (int32_t)nw;
+    const uint32_t v = *slot[i];
+    const int cnt = (int)(v & 1023);
+    const int32_t pr = (int32_t)(v >> 10);
+    const int32_t target = bit ? (1 << 22) - 1 : 0;
+    const int32_t np = pr + (int32_t)(((int64_t)(target - pr) * RECIP[cnt]) >> 16);
+    *slot[i] = ((uint32_t)np << 10) | (uint32_t)(cnt < m->limit ? cnt + 1 : cnt);
+  }
+  return bit;
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * The block */
+static inline int sgn3(int v) { return v > 0 ? 2 : v < 0 ? 0 : 1; }
+
+static inline int qsig(int v) {
+  int a = v < 0 ? -v : v;
+  int q = a == 0 ? 0 : a < 2 ? 1 : a < 4 ? 2 : a < 8 ? 3 : a < 16 ? 4 : a < 32 ? 5 : 6;
+  return v < 0 ? 7 - q : 7 + q;
+}
+
+static inline int bits_for(int64_t n) { /* bits of a field holding 0..n-1 (at least 1) */
+  int b = 1;
+  while (((int64_t)1 << b) < n) b++;
+  return b;
+}
+
+typedef struct {
+  int nvals;
+  int64_t *vals;     /* the palette's values */
+  int32_t *rank;     /* rank of each value of [lo, hi] (encoder), or -1 */
+  int32_t *nearest;  /* rank of the palette value nearest each value of [lo, hi] (ties: the lower) */
+} Pal;
+
+static void pal_build(Pal *pl, int64_t lo, int64_t hi) {
+  int64_t span = hi - lo + 1;
+  int k = 0;
+  for (int64_t v = 0; v < span; v++) {
+    int64_t val = lo + v;
+    while (k + 1 < pl->nvals && pl->vals[k + 1] <= val) k++;
+    /* k: the last palette value <= val (or 0) */
+    int r = k;
+    if (pl->vals[k] < val && k + 1 < pl->nvals && pl->vals[k + 1] - val < val - pl->vals[k]) r = k + 1;
+    if (pl->vals[k] > val) r = 0;
+    pl->nearest[v] = r;
+    pl->rank[v] = pl->vals[k] == val ? k : -1;
+  }
+}
+
+/* Slice header (kind and palette), as raw bits of the range coder.  Decoding checks what the encoder
+ * never writes (see palette.choose): returns the kind, or -1. */
+static int slice_header(RC *rc, int dec, int kind, Pal *pl, const int64_t *vals, int nvals, int64_t lo, int64_t hi,
+                        int64_t slice_voxels) {
+  const int64_t span = hi - lo + 1;
+  const int vb = bits_for(span);
+  if (dec)
+    kind = (int)rc_dec_raw(rc, 2);
+  else
+    rc_enc_raw(rc, (uint32_t)kind, 2);
+  if (kind == 0) return 0;
+  if (kind == 2) {
+    int64_t v;
+    if (dec) {
+      v = lo + rc_dec_raw(rc, vb);
+      if (v > hi) return -1;
+    } else {
+      v = vals[0];
+      rc_enc_raw(rc, (uint32_t)(v - lo), vb);
+    }
+    pl->nvals = 1;
+    pl->vals[0] = v;
+    return 2;
+  }
+  if (kind == 3) {
+    int n;
+    if (dec) {
+      n = (int)rc_dec_raw(rc, bits_for(span + 1));
+      if (n < 2 || n > hi - lo || n > slice_voxels) return -1;
+    } else {
+      n = nvals;
+      rc_enc_raw(rc, (uint32_t)n, bits_for(span + 1));
+    }
+    for (int i = 0; i < n; i++) {
+      if (dec) {
+        pl->vals[i] = lo + rc_dec_raw(rc, vb);
+        if (pl->vals[i] > hi || (i && pl->vals[i] <= pl->vals[i - 1])) return -1;
+      } else {
+        pl->vals[i] = vals[i];
+        rc_enc_raw(rc, (uint32_t)(vals[i] - lo), vb);
+      }
+    }
+    pl->nvals = n;
+  } else { /* 1: bitmap over [lo, hi] */
+    if (dec && 4 * slice_voxels <= span) return -1;
+    int n = 0, k = 0;
+    for (int64_t v = 0; v < span; v++) {
+      int bit;
+      if (dec) {
+        bit = (int)rc_dec_raw(rc, 1);
+      } else {
+        bit = k < nvals && vals[k] == lo + v;
+        rc_enc_raw(rc, (uint32_t)bit, 1);
+      }
+      if (bit) {
+        pl->vals[n++] = lo + v;
+        k++;
+      }
+    }
+    pl->nvals = n;
+    if (n < 2) return -1;
+  }
+  if (pl->nvals >= pl->vals[pl->nvals - 1] - pl->vals[0] + 1) return -1; /* every value of its span */
+  pal_build(pl, lo, hi);
+  return kind;
+}
+
+/* the second-stage filter's regressors: signed residuals at W, N, NW, NE, WW, NN, the voxel of the
+ * slice before, NNE (the first `casc` of them) */
+static const int CASC_DY[8] = {0, -1, -1, -1, 0, -2, 0, -2}, CASC_DX[8] = {-1, 0, -1, 1, -2, 0, 0, 1};
+static const int CASC_PREV[8] = {0, 0, 0, 0, 0, 0, 1, 0};
+
+typedef struct {
+  vx6_block b;
+  vx6_params p;
+  int Wp, Hp, interval;
+  size_t plane;
+  int16_t *val;   /* 3 planes: the slice, the one before, the one before that (centred, shifted) */
+  uint8_t *err;   /* 2 planes: |residual| (shifted, at most 255) of this slice and the one before */
+  int16_t *sres;  /* 2 planes: signed residual (shifted, clamped to +-127) */
+  Ols *bands;
+  int nbands;
+  Ols casc;
+  int n_reg;
+  int reg_plane[VX6_MAX_REG];   /* 0: this slice, 1: the one before, 2: the one before that */
+  ptrdiff_t reg_off[VX6_MAX_REG];
+  int n_rec, rec_idx[6], rec_dx[6];  /* regressors on the current row (W, WW, ...): added voxel by voxel */
+  int edge_score[16];                /* per pattern of neighbours at the lowest value: > 0 when that value
+                                        has predicted the voxels better than the filter lately */
+  Tab *tabs;
+  int ntok;
+  Mix mix;
+  Pal pal;
+  double *L, *y;
+  int32_t *A;
+  int32_t *pm, *pc, *pe;  /* a row piece: the filters' sums over the regressors off the current row, errors */
+  int16_t *ctgt;          /* the second stage's targets over its run */
+  double keep_frac, ridge;
+} State;
+
+static void state_free(State *s) {
+  free(s->val);
+  free(s->err);
+  free(s->sres);
+  if (s->bands)
+    for (int i = 0; i < s->nbands; i++) ols_free(&s->bands[i]);
+  free(s->bands);
+  ols_free(&s->casc);
+  free(s->tabs);
+  mix_free(&s->mix);
+  free(s->pal.vals);
+  free(s->pal.rank);
+  free(s->pal.nearest);
+  free(s->L);
+  free(s->A);
+  free(s->pm);
+  free(s->ctgt);
+}
+
+static int state_init(State *s, const vx6_block *b, const vx6_params *p) {
+  init_tables();
+  memset(s, 0, sizeof(*s));
+  s->b = *b;
+  s->p = *p;
+  s->interval = 1 << p->interval_log;
+  s->Wp = b->w + 2 * PAD;
+  s->Hp = b->h + 2 * PAD;
+  s->plane = (size_t)s->Wp * s->Hp;
+  s->val = (int16_t *)calloc(3 * s->plane, sizeof(int16_t));
+  s->err = (uint8_t *)calloc(2 * s->plane, 1);
+  s->sres = (int16_t *)calloc(2 * s->plane, sizeof(int16_t));
+  const int64_t span = b->hi - b->lo + 1;
+  s->pal.vals = (int64_t *)malloc((size_t)span * sizeof(int64_t));
+  s->pal.rank = (int32_t *)malloc((size_t)span * sizeof(int32_t));
+  s->pal.nearest = (int32_t *)malloc((size_t)span * sizeof(int32_t));
+  const size_t piece = (size_t)(s->interval < b->w ? s->interval : b->w) + 8;
+  s->pm = (int32_t *)malloc(3 * piece * sizeof(int32_t));
+  s->ctgt = (int16_t *)malloc((size_t)(s->interval + 8) * sizeof(int16_t));
+  if (!s->val || !s->err || !s->sres || !s->pal.vals || !s->pal.rank || !s->pal.nearest || !s->pm || !s->ctgt)
+    return VX6_ERR_MEMORY;
+  s->pc = s->pm + piece;
+  s->pe = s->pc + piece;
+  int n = 0;
+  for (int i = 0; i < p->n_causal; i++, n++) {
+    s->reg_plane[n] = 0;
+    s->reg_off[n] = (ptrdiff_t)CAUSAL[i].dy * s->Wp + CAUSAL[i].dx;
+    if (CAUSAL[i].dy == 0) {
+      s->rec_idx[s->n_rec] = n;
+      s->rec_dx[s->n_rec++] = CAUSAL[i].dx;
+    }
+  }
+  for (int i = 0; i < p->n_prev; i++, n++) {
+    s->reg_plane[n] = 1;
+    s->reg_off[n] = (ptrdiff_t)PREV[i].dy * s->Wp + PREV[i].dx;
+  }
+  for (int i = 0; i < p->n_prev2; i++, n++) {
+    s->reg_plane[n] = 2;
+    s->reg_off[n] = (ptrdiff_t)PREV2[i].dy * s->Wp + PREV2[i].dx;
+  }
+  s->n_reg = n;
+  s->nbands = p->band_log ? (b->w + (1 << p->band_log) - 1) >> p->band_log : 1;
+  s->bands = (Ols *)calloc((size_t)s->nbands, sizeof(Ols));
+  if (!s->bands) return VX6_ERR_MEMORY;
+  for (int i = 0; i < s->nbands; i++) {
+    if (ols_alloc(&s->bands[i], n, s->interval)) return VX6_ERR_MEMORY;
+    /* start: the mean of the two nearest neighbours in the slice, else the voxel of the slice before */
+    if (p->n_causal >= 2) {
+      s->bands[i].wq[0] = 2048;
+      s->bands[i].wq[1] = 2048;
+    } else if (p->n_causal == 1 || p->n_prev) {
+      s->bands[i].wq[0] = 4096;
+    }
+  }
+  if (p->casc && ols_alloc(&s->casc, p->casc, s->interval)) return VX6_ERR_MEMORY;
+  int nl = n > p->casc ? n : p->casc;
+  s->L = (double *)malloc(((size_t)nl * nl + nl) * sizeof(double));
+  s->A = (int32_t *)malloc(((size_t)nl * nl + nl) * sizeof(int32_t));
+  if (!s->L || !s->A) return VX6_ERR_MEMORY;
+  s->y = s->L + (size_t)nl * nl;
+  double kf = 1.0, rg = 1.0;
+  for (int i = 0; i < p->forget; i++) kf *= 0.5;
+  for (int i = 0; i < p->ridge; i++) rg *= 0.5;
+  s->keep_frac = kf;
+  s->ridge = rg;
+  int nraw;
+  uint32_t umax = (uint32_t)(2 * (b->hi - b->lo));
+  s->ntok = token_of(umax, &nraw) + 1;
+  if (s->ntok < TOK_DIRECT) s->ntok = TOK_DIRECT;
+  if (p->coder == VX6_TABLES) {
+    s->tabs = (Tab *)malloc(EQ_ALL * sizeof(Tab));
+    if (!s->tabs) return VX6_ERR_MEMORY;
+    for (int i = 0; i < EQ_ALL; i++) tab_init(&s->tabs[i], s->ntok);
+  } else if (mix_alloc(&s->mix, p)) {
+    return VX6_ERR_MEMORY;
+  }
+  return VX6_OK;
+}
+
+/* Code the residual r in [rmin, rmax] (rmin <= 0 <= rmax, not both 0) with the token tables.
+ * Decoding returns it through *r; returns 0 or an error. */
+static inline int code_tables(State *s, RC *rc, int dec, int eq, int64_t rmin, int64_t rmax, int64_t *r) {
+  Tab *t = &s->tabs[eq];
+  int nraw, tok;
+  uint32_t u;
+  if (!dec) {
+    int64_t v = *r;
+    u = (uint32_t)(v >= 0 ? 2 * v : -2 * v - 1);
+    tok = token_of(u, &nraw);
+    rc_enc_sym(rc, t->cum[tok], t->freq[tok]);
+    if (nraw) rc_enc_raw(rc, u & ((1u << nraw) - 1), nraw);
+  } else {
+    uint32_t rr = rc->range >> PROB_TOTAL_BITS;
+    uint32_t c = rc->code / rr;
+    if (c >= PROB_TOTAL) return VX6_ERR_RANGE;
+    tok = t->lut[c >> (PROB_TOTAL_BITS - 7)];
+    while (t->cum[tok + 1] <= c) tok++;
+    if (tok >= s->ntok) return VX6_ERR_RANGE;
+    rc->code -= rr * t->cum[tok];
+    rc->range = rr * t->freq[tok];
+    rc_dec_norm(rc);
+    if (tok < TOK_DIRECT) {
+      u = (uint32_t)tok;
+    } else {
+      nraw = ((tok - TOK_DIRECT) >> TOK_MSB) + 1;
+      u = ((uint32_t)((1 << TOK_MSB) + ((tok - TOK_DIRECT) & ((1 << TOK_MSB) - 1))) << nraw) | rc_dec_raw(rc, nraw);
+    }
+    int64_t v = (u & 1) ? -(int64_t)((u + 1) >> 1) : (int64_t)(u >> 1);
+    if (v < rmin || v > rmax) return VX6_ERR_RANGE;
+    *r = v;
+  }
+  tab_update(t, tok, s->ntok);
+  return VX6_OK;
+}
+
+/* Code the residual with binary decisions: zero?, sign, the magnitude's octave (unary), then its
+ * mantissa bits (the top `mant` modelled, the rest raw). */
+static inline int code_mixing(State *s, RC *rc, int dec, const int *base, int sel, int64_t rmin, int64_t rmax,
+                              int64_t *r) {
+  Mix *m = &s->mix;
+  int64_t v = dec ? 0 : *r;
+  int zero = mix_code(m, rc, dec, base, 0, sel, v == 0);
+  if (zero) {
+    *r = 0;
+    return VX6_OK;
+  }
+  int pos;
+  if (rmin < 0 && rmax > 0)
+    pos = mix_code(m, rc, dec, base, 1, sel, v > 0);
+  else
+    pos = rmax > 0;
+  const int64_t maxm = pos ? rmax : -rmin;
+  if (maxm < 1) return VX6_ERR_RANGE;
+  const int64_t mag = v < 0 ? -v : v;
+  const int kmax = 63 - __builtin_clzll((unsigned long long)maxm);
+  int k = dec ? 0 : 63 - __builtin_clzll((unsigned long long)mag);
+  int j = 0;
+  for (; j < kmax; j++) {
+    int more = mix_code(m, rc, dec, base, 2 + (j < 15 ? j : 15), sel, k > j);
+    if (!more) break;
+  }
+  if (dec) k = j;
+  int64_t mm = 1;
+  for (int i = k - 1; i >= 0; i--) {
+    int bit = dec ? 0 : (int)((mag >> i) & 1);
+    if (i >= k - s->p.mant) {
+      int node = i == k - 1 ? 18 + (k < 16 ? k : 16) : i == k - 2 ? 35 + (k < 15 ? k : 15) : 51 + (i < 12 ? i : 12);
+      bit = mix_code(m, rc, dec, base, node, sel, bit);
+    } else if (dec) {
+      bit = (int)rc_dec_raw(rc, 1);
+    } else {
+      rc_enc_raw(rc, (uint32_t)bit, 1);
+    }
+    mm = 2 * mm + bit;
+  }
+  if (dec) {
+    if (mm > maxm) return VX6_ERR_RANGE;
+    *r = pos ? mm : -mm;
+  }
+  return VX6_OK;
+}
+
+static inline int64_t get_voxel(const void *vox, int itemsize, size_t i) {
+  return itemsize == 1 ? ((const uint8_t *)vox)[i] : ((const uint16_t *)vox)[i];
+}
+
+static inline void put_voxel(void *vox, int itemsize, size_t i, int64_t v) {
+  if (itemsize == 1)
+    ((uint8_t *)vox)[i] = (uint8_t)v;
+  else
+    ((uint16_t *)vox)[i] = (uint16_t)v;
+}
+
+/* fold and re-solve a main filter; its regressors are read back from the value planes */
+static void fold_main(State *s, Ols *o, int16_t *const planes[3]) {
+  const int16_t *src[VX6_MAX_REG];
+  for (int i = 0; i < s->n_reg; i++) src[i] = planes[s->reg_plane[i]] + s->reg_off[i];
+  ols_fold(o, src, planes[0], NULL, s->Wp, s->keep_frac, s->ridge, s->L, s->y, s->A);
+}
+
+static void fold_casc(State *s, int16_t *scur, int16_t *sprv) {
+  const int16_t *src[VX6_MAX_CASC];
+  for (int i = 0; i < s->p.casc; i++) src[i] = (CASC_PREV[i] ? sprv : scur) + (ptrdiff_t)CASC_DY[i] * s->Wp + CASC_DX[i];
+  ols_fold(&s->casc, src, NULL, s->ctgt, s->Wp, s->keep_frac, s->ridge, s->L, s->y, s->A);
+}
+
+static int code_block(State *s, RC *rc, const int dec, void *vox, const vx6_slices *sl, int64_t *slice_bytes) {
+  const vx6_block *b = &s->b;
+  const vx6_params *p = &s->p;
+  const int h = b->h, w = b->w, Wp = s->Wp, shift = b->shift, I = s->interval;
+  const int64_t lo = b->lo, hi = b->hi, centre = b->centre;
+  const size_t plane = s->plane;
+  const int n_reg = s->n_reg, casc = p->casc, n_rec = s->n_rec;
+  int32_t *const pm = s->pm, *const pc = s->pc, *const pe = s->pe;
+  for (int z = 0; z < b->d; z++) {
+    int16_t *const planes[3] = {s->val + (size_t)(z % 3) * plane, s->val + (size_t)((z + 2) % 3) * plane,
+                                s->val + (size_t)((z + 1) % 3) * plane};
+    int16_t *const cur = planes[0];
+    uint8_t *const ecur = s->err + (size_t)(z & 1) * plane;
+    const uint8_t *const eprv = s->err + (size_t)((z + 1) & 1) * plane;
+    int16_t *const scur = s->sres + (size_t)(z & 1) * plane;
+    int16_t *const sprv = s->sres + (size_t)((z + 1) & 1) * plane;
+    const size_t zbase = (size_t)z * h * w;
+    int kind = 0;
+    const int64_t *vals = NULL;
+    int nvals = 0;
+    if (!dec) {
+      kind = sl->kind[z];
+      vals = sl->values + sl->start[z];
+      nvals = (int)(sl->start[z + 1] - sl->start[z]);
+    }
+    kind = slice_header(rc, dec, kind, &s->pal, vals, nvals, lo, hi, (int64_t)h * w);
+    if (kind < 0) return VX6_ERR_SLICE;
+    if (kind == 2) { /* constant slice: no residuals; it is the slice before the next one as usual */
+      const int64_t v = s->pal.vals[0];
+      const int16_t c = (int16_t)((v - centre) >> shift);
+      for (int y = 0; y < h; y++) {
+        const size_t row = (size_t)(y + PAD) * Wp + PAD;
+        for (int xx = 0; xx < w; xx++) {
+          cur[row + xx] = c;
+          ecur[row + xx] = 0;
+          scur[row + xx] = 0;
+          if (dec) put_voxel(vox, b->itemsize, zbase + (size_t)y * w + xx, v);
+          else if (get_voxel(vox, b->itemsize, zbase + (size_t)y * w + xx) != v) return VX6_ERR_INPUT;
+        }
+      }
+      if (slice_bytes) slice_bytes[z] = (int64_t)(rc->len + rc->pending);
+      continue;
+    }
+    const int palette = kind != 0;
+    const int64_t *pv = s->pal.vals;
+    const int32_t *nearest = s->pal.nearest, *rankof = s->pal.rank;
+    for (int y = 0; y < h; y++) {
+      if (dec && rc->pos > rc->n + 8) return VX6_ERR_EARLY; /* long past the end: stop early */
+      int x0 = 0;
+      while (x0 < w) {
+        /* a piece: one band, inside the runs of its filter and of the second stage */
+        const int band = p->band_log ? x0 >> p->band_log : 0;
+        Ols *o = &s->bands[band];
+        int x1 = p->band_log ? (band + 1) << p->band_log : w;
+        if (x1 > w) x1 = w;
+        if (x1 > x0 + I - o->count) x1 = x0 + I - o->count;
+        if (casc && x1 > x0 + I - s->casc.count) x1 = x0 + I - s->casc.count;
+        const int m = x1 - x0;
+        const ptrdiff_t pos0 = (ptrdiff_t)(y + PAD) * Wp + PAD + x0;
+        /* the sums over regressors off the current row, for the whole piece (weights are fixed in it) */
+        for (int t = 0; t < m; t++) pm[t] = 0;
+        for (int i = 0, r = 0; i < n_reg; i++) {
+          if (r < n_rec && s->rec_idx[r] == i) {
+            r++;
+            continue;
+          }
+          const int32_t wi = o->wq[i];
+          axpy16(pm, wi, planes[s->reg_plane[i]] + pos0 + s->reg_off[i], m);
+        }
+        if (casc) {
+          for (int t = 0; t < m; t++) pc[t] = 0;
+          for (int i = 0; i < casc; i++) {
+            if (!CASC_PREV[i] && CASC_DY[i] == 0) continue;
+            const int32_t wi = s->casc.wq[i];
+            axpy16(pc, wi, (CASC_PREV[i] ? sprv : scur) + pos0 + (ptrdiff_t)CASC_DY[i] * Wp + CASC_DX[i], m);
+          }
+        }
+        {
+          const uint8_t *eN = ecur + pos0 - Wp, *eP = eprv + pos0, *eNN = ecur + pos0 - 2 * Wp;
+          for (int t = 0; t < m; t++) pe[t] = 2 * eN[t] + eN[t - 1] + eN[t + 1] + eNN[t] + 2 * eP[t];
+        }
+        const int32_t cW = casc >= 1 ? s->casc.wq[0] : 0, cWW = casc >= 5 ? s->casc.wq[4] : 0;
+        const size_t rowbase = zbase + (size_t)y * w;
+        int run = 0, kept = 0; /* the current run of voxels that feed the statistics; how many so far */
+        const int cbase = casc ? s->casc.count : 0;
+        for (int t = 0; t < m; t++) {
+          const ptrdiff_t idx = pos0 + t;
+          const int xx = x0 + t;
+          const size_t vi = rowbase + xx;
+          /* flat: the four nearest known voxels hold one value; it is the prediction, the voxel has a
+           * context of its own and teaches the filters nothing (black margins cost almost nothing) */
+          int flat = 0, edge = 0;
+          int64_t P = 0;
+          /* flat: the nearest known voxels (W, NW, N, NE; on the first row W and WW; on the first column N and
+           * NE; on the last W, NW and N) hold one value: it is the prediction, the voxel has a context of its own
+           * and teaches the filters nothing (black margins and constant regions cost almost nothing).
+           * edge: otherwise, beside the block's lowest value (the margins of a registered stack): predicted as that
+           * value, in a context per pattern of which of W, NW, N, NE hold it */
+          if (y > 0) {
+            const int64_t vN = get_voxel(vox, b->itemsize, vi - w);
+            if (xx > 0) {
+              const int64_t vW = get_voxel(vox, b->itemsize, vi - 1), vNW = get_voxel(vox, b->itemsize, vi - w - 1);
+              const int64_t vNE = xx + 1 < w ? get_voxel(vox, b->itemsize, vi - w + 1) : vN;
+              flat = vW == vN && vW == vNW && vW == vNE;
+              P = vW;
+              edge = flat ? 0 : (vW == lo) | (vNW == lo) << 1 | (vN == lo) << 2 | (vNE == lo) << 3;
+            } else if (w > 1) {
+              flat = vN == get_voxel(vox, b->itemsize, vi - w + 1);
+              P = vN;
+            }
+          } else if (xx > 1) {
+            const int64_t vW = get_voxel(vox, b->itemsize, vi - 1);
+            flat = vW == get_voxel(vox, b->itemsize, vi - 2);
+            P = vW;
+          }
+          int32_t acc = 0;
+          int eq, eqc;
+          int64_t Pf = 0; /* the filters' prediction */
+          if (!flat) {
+            acc = pm[t];
+            for (int r = 0; r < n_rec; r++) acc += (int32_t)o->wq[s->rec_idx[r]] * cur[idx + s->rec_dx[r]];
+            int32_t pfull = acc;
+            if (casc) pfull += pc[t] + cW * scur[idx - 1] + cWW * scur[idx - 2];
+            Pf = centre + ((((int64_t)pfull << shift) + 2048) >> 12);
+            if (Pf < lo) Pf = lo;
+            if (Pf > hi) Pf = hi;
+            P = edge && s->edge_score[edge] >= 0 ? lo : Pf;
+          }
+          if (flat || edge) {
+            if (t > run) {
+              ols_note(o, y, x0 + run, x0 + t);
+              if (casc) ols_note(&s->casc, y, x0 + run, x0 + t);
+            }
+            run = t + 1;
+            eq = flat ? EQ_FLAT : EQ_EDGE + edge;
+            eqc = flat ? 6 : 7;
+          } else {
+            eq = EQTAB[pe[t] + 2 * ecur[idx - 1] + ecur[idx - 2]];
+            eqc = eq >> 2;
+          }
+          int64_t rmin, rmax, Pr = 0;
+          if (palette) {
+            Pr = nearest[P - lo];
+            rmin = -Pr;
+            rmax = s->pal.nvals - 1 - Pr;
+          } else {
+            rmin = lo - P;
+            rmax = hi - P;
+          }
+          int64_t r = 0, v = 0;
+          if (!dec) {
+            v = get_voxel(vox, b->itemsize, vi);
+            if (v < lo || v > hi) return VX6_ERR_INPUT;
+            if (palette) {
+              if (rankof[v - lo] < 0) return VX6_ERR_INPUT;
+              r = rankof[v - lo] - Pr;
+            } else {
+              r = v - P;
+            }
+          }
+          int rc_err;
+          if (p->coder == VX6_TABLES) {
+            rc_err = code_tables(s, rc, dec, eq, rmin, rmax, &r);
+          } else {
+            const int spat = sgn3(scur[idx - 1]) * 27 + sgn3(scur[idx - Wp]) * 9 + sgn3(scur[idx - Wp - 1]) * 3 +
+                             sgn3(scur[idx - Wp + 1]);
+            const int iv = (int)(((P - lo) * 16) / (hi - lo + 1));
+            const int base[6] = {0, eq, eqc * 81 + spat, eqc, qsig(sprv[idx]) * EQC_LEVELS + eqc,
+                                 iv * EQC_LEVELS + eqc};
+            rc_err = code_mixing(s, rc, dec, base, eqc, rmin, rmax, &r);
+          }
+          if (rc_err) return rc_err;
+          if (dec) {
+            v = palette ? pv[Pr + r] : P + r;
+            put_voxel(vox, b->itemsize, vi, v);
+          }
+          /* learn from the voxel */
+          if (edge) { /* which of the two predicts this pattern better */
+            const int64_t dl = v - lo, df = v < Pf ? Pf - v : v - Pf;
+            int *sc = &s->edge_score[edge];
+            *sc += dl < df ? 1 : dl > df ? -1 : 0;
+            *sc = *sc > 64 ? 64 : *sc < -64 ? -64 : *sc;
+          }
+          const int32_t tv = (int32_t)((v - centre) >> shift);
+          cur[idx] = (int16_t)tv;
+          const int64_t rs = palette ? r : (r >> shift);
+          const int64_t ar = rs < 0 ? -rs : rs;
+          ecur[idx] = (uint8_t)(ar > 255 ? 255 : ar);
+          scur[idx] = (int16_t)(rs > 127 ? 127 : rs < -127 ? -127 : rs);
+          if (!flat && !edge && casc) {
+            int32_t pmain = (acc + 2048) >> 12;
+            pmain = pmain > 127 ? 127 : pmain < -128 ? -128 : pmain;
+            s->ctgt[cbase + kept] = (int16_t)(tv - pmain);
+          }
+          kept += !flat && !edge;
+        }
+        if (m > run) {
+          ols_note(o, y, x0 + run, x1);
+          if (casc) ols_note(&s->casc, y, x0 + run, x1);
+        }
+        if (o->count == I) fold_main(s, o, planes);
+        if (casc && s->casc.count == I) fold_casc(s, scur, sprv);
+        x0 = x1;
+      }
+    }
+    /* runs end with the slice */
+    for (int i = 0; i < s->nbands; i++)
+      if (s->bands[i].count) fold_main(s, &s->bands[i], planes);
+    if (casc && s->casc.count) fold_casc(s, scur, sprv);
+    if (slice_bytes) slice_bytes[z] = (int64_t)(rc->len + rc->pending);
+  }
+  return VX6_OK;
+}
+
+/* the block fields the coder relies on (the container checks them against the stream's limits) */
+static int block_ok(const vx6_block *b) {
+  if (b->d < 1 || b->h < 1 || b->w < 1 || (b->itemsize != 1 && b->itemsize != 2)) return 0;
+  if (b->lo < 0 || b->hi <= b->lo || b->hi > (b->itemsize == 1 ? 255 : 65535)) return 0;
+  int shift = 0;
+  while ((b->hi - b->lo) >> shift > 255) shift++;
+  return b->shift == shift && b->centre == b->lo + (((((b->hi - b->lo) >> shift) + 1) / 2) << shift);
+}
+
+/* the encoder's slice headers: kinds 0..3, value counts that fit them, sorted values in [lo, hi] */
+static int slices_ok(const vx6_block *b, const vx6_slices *sl) {
+  if (sl->start[0] != 0) return 0;
+  for (int z = 0; z < b->d; z++) {
+    const int64_t n = sl->start[z + 1] - sl->start[z];
+    const int k = sl->kind[z];
+    if (k > 3 || n < 0 || (k == 0 && n) || (k == 2 && n != 1) || ((k == 1 || k == 3) && n < 2)) return 0;
+    if (n > b->hi - b->lo + 1) return 0;
+    for (int64_t i = 0; i < n; i++) {
+      const int64_t v = sl->values[sl->start[z] + i];
+      if (v < b->lo || v > b->hi || (i && v <= sl->values[sl->start[z] + i - 1])) return 0;
+    }
+  }
+  return 1;
+}
+
+int vx6_encode(const vx6_block *b, const vx6_params *p, const void *voxels, const vx6_slices *sl, uint8_t **out,
+               size_t *out_len, int64_t *slice_bytes) {
+  State s;
+  RC rc;
+  *out = NULL;
+  *out_len = 0;
+  if (!block_ok(b) || !slices_ok(b, sl)) return VX6_ERR_INPUT;
+  int err = state_init(&s, b, p);
+  rc_enc_init(&rc);
+  if (!err) err = code_block(&s, &rc, 0, (void *)voxels, sl, slice_bytes);
+  state_free(&s);
+  if (!err) {
+    rc_enc_flush(&rc);
+    if (rc.oom) err = VX6_ERR_MEMORY;
+  }
+  if (err) {
+    free(rc.buf);
+    return err;
+  }
+  *out = rc.buf;
+  *out_len = rc.len;
+  return VX6_OK;
+}
+
+int vx6_decode(const vx6_block *b, const vx6_params *p, const uint8_t *payload, size_t len, void *voxels) {
+  State s;
+  RC rc;
+  if (!block_ok(b)) return VX6_ERR_INPUT;
+  int err = state_init(&s, b, p);
+  if (!err) err = rc_dec_init(&rc, payload, len);
+  if (!err) err = code_block(&s, &rc, 1, voxels, NULL, NULL);
+  state_free(&s);
+  if (!err) {
+    if (rc.pos > rc.n) err = VX6_ERR_EARLY;
+    else if (rc.pos != rc.n) err = VX6_ERR_TAIL;
+  } else if (rc.pos > rc.n) {
+    err = VX6_ERR_EARLY;
+  }
+  return err;
+}
