@@ -32,7 +32,8 @@ class Block(ctypes.Structure):
 
 class Params(ctypes.Structure):
     _fields_ = [(name, ctypes.c_int) for name in ("coder", "n_causal", "n_prev", "n_prev2", "interval_log", "forget",
-                                                  "ridge", "band_log", "casc", "inputs", "mant", "lr", "limit_log")]
+                                                  "ridge", "band_log", "casc", "inputs", "mant", "lr", "limit_log",
+                                                  "sparse")]
 
 
 class Slices(ctypes.Structure):

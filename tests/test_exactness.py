@@ -38,7 +38,7 @@ def _volumes(sample):
 def _all_params():
     out = {name: cands[0] for name, cands in PRESETS.items()}
     out["every-option"] = learn.Params("mixing", causal=24, prev=15, prev2=9, interval_log=0, forget=1, ridge=40,
-                                       band_log=4, casc=8, inputs=6, mant=16, lr=64, limit_log=10)
+                                       band_log=4, casc=8, inputs=6, mant=16, lr=64, limit_log=10, sparse=3)
     out["bare"] = learn.Params("tables", causal=0, prev=1, prev2=0, interval_log=10, forget=24, ridge=1, band_log=0,
                                casc=0)
     return out

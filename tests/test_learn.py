@@ -12,7 +12,7 @@ from voxcodec.core.presets import PRESETS
 
 PARAMS = {name: cands[0] for name, cands in PRESETS.items()}
 PARAMS["bands+prev2"] = learn.Params("mixing", causal=8, prev=5, prev2=9, interval_log=3, forget=3, ridge=10,
-                                     band_log=4, casc=3, inputs=3, mant=1, lr=1, limit_log=1)
+                                     band_log=4, casc=3, inputs=3, mant=1, lr=1, limit_log=1, sparse=2)
 PARAMS["no causal"] = learn.Params("tables", causal=0, prev=9, prev2=0, interval_log=0, forget=1, ridge=30,
                                    band_log=0, casc=8)
 
@@ -47,6 +47,8 @@ def _blocks(sample):
     mask[1] = 0
     yield "uint16 mask", mask
     yield "saturated", np.clip(sample[:3, :40, :40].astype(np.int32) * 3 - 200, 0, 255).astype(np.uint8)
+    # wide slices: the coder's chunks hold 65536 // 2100 = 31 rows, so each slice takes two
+    yield "two chunks a slice", np.ascontiguousarray(np.tile(sample[:2, :40, :100], (1, 1, 21)))
 
 
 @pytest.mark.parametrize("pname", list(PARAMS))
@@ -69,12 +71,12 @@ def test_params_roundtrip_and_limits():
     for p in PARAMS.values():
         assert learn.Params.from_bytes(p.to_bytes()) == p
     for bad in [dict(causal=41), dict(prev=26), dict(prev2=10), dict(causal=0, prev=0, prev2=0), dict(interval_log=11),
-                dict(forget=0), dict(ridge=41), dict(band_log=3), dict(casc=9), dict(inputs=1),
+                dict(forget=0), dict(ridge=41), dict(band_log=3), dict(casc=9), dict(inputs=1), dict(sparse=4),
                 dict(coder="mixing"), dict(coder="other")]:
         with pytest.raises(ValueError):
             PARAMS["default"].replace(**bad).to_bytes()
     raw = bytearray(PARAMS["max"].to_bytes())
-    for i, v in [(0, 2), (1, 3), (14, 1), (15, 9), (10, 7)]:
+    for i, v in [(0, 2), (1, 3), (14, 4), (15, 9), (10, 7)]:
         bad = bytearray(raw)
         bad[i] = v
         with pytest.raises(CorruptStreamError, match="block 4: the model section"):
@@ -101,7 +103,8 @@ def test_damaged_payloads_are_refused_quickly(sample, pname):
         return learn.decode_block(p, params, shape, lo, hi, centre, shift, vol.dtype, block=7)
 
     for bad, match in [(b"", "ends early"), (payload[:len(payload) // 2], "ends early"), (payload + b"\0", "left over"),
-                       (b"\1" + payload[1:], "damaged start")]:
+                       (b"\0\0\0\0" + payload[4:], "damaged start"),  # a first coder state below 2^16
+                       (payload[:4] + bytes([payload[4] ^ 1]) + payload[5:], "damaged start or end|outside")]:
         with pytest.raises(CorruptStreamError, match=f"block 7: .*{match}"):
             dec(bad)
     rng = np.random.default_rng(11)
@@ -115,5 +118,5 @@ def test_damaged_payloads_are_refused_quickly(sample, pname):
     # a few bytes cannot make a decoder work for long: it stops once it has read far past the end
     t0 = time.perf_counter()
     with pytest.raises(CorruptStreamError, match="ends early"):
-        dec(b"\0" * 8, shape=(64, 512, 512))
+        dec(b"\0\0\1\0" + b"\0" * 4, shape=(64, 512, 512))  # a valid first state, then nothing
     assert time.perf_counter() - t0 < 5

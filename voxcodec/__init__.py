@@ -4,7 +4,7 @@ while it codes.
 Three layers:
 
 - :mod:`voxcodec.core`: the codec (volume -> blocks -> online least-squares prediction and adaptive
-  residual models, learning as they code -> range coder -> ``.vxc`` container);
+  residual models, learning as they code -> rANS coder -> ``.vxc`` container);
 - :mod:`voxcodec.storage`: adapters to where volumes live (TIFF / ``.npy`` / slice folders, zarr v3 and
   numcodecs codecs, zarr chunks);
 - :mod:`voxcodec.edge`: the edge transfer tool (acquisition folder -> spool -> journal -> destination).

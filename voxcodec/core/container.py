@@ -346,6 +346,9 @@ class BlockHeader:
             raise CorruptStreamError(f"block header field payload_len is {self.payload_len}: too short for "
                                      f"{self.depth} slices (each costs at least 1.58 bits)", i)
         if layout.version >= 6:
+            if self.payload_len < 4 * self.depth:
+                raise CorruptStreamError(f"block header field payload_len is {self.payload_len}: too short for "
+                                         f"{self.depth} slices (each starts with a 4-byte coder state)", i)
             if self.model_len != PARAM_BYTES:
                 raise CorruptStreamError(f"block header field model_len is {self.model_len}: a coded block of "
                                          f"format 6 carries its {PARAM_BYTES} parameter bytes", i)

@@ -1,7 +1,7 @@
 """Format 6 blocks: a model that learns while it codes, in the encoder and the decoder alike.
 
     block voxels -> slice headers (palettes) -> native engine: online least-squares prediction,
-    contexts, adaptive residual model -> range coder -> payload
+    contexts, adaptive residual model -> rANS coder -> payload
 
 Each slice is coded in raster order.  A voxel is predicted by least-squares filters over its causal
 neighbours in the slice and its neighbours in the two slices before, re-solved as the block is coded
@@ -51,9 +51,10 @@ class Params:
     slice before (0..25) and ``prev2`` in the one before that (0..9); re-solved every
     ``2 ** interval_log`` voxels, forgetting ``2 ** -forget`` of its statistics each time, with ridge
     ``2 ** -ridge``; one filter per band of ``2 ** band_log`` columns (0: one filter); a second stage
-    over the residuals of ``casc`` neighbours (0..8).  Mixing only: ``inputs`` context models (1..6),
-    ``mant`` modelled mantissa bits, mixer rate ``lr``, bit models adapting over ``2 ** limit_log``
-    updates."""
+    over the residuals of ``casc`` neighbours (0..8); ``sparse`` (0..3): only the voxels of every
+    ``2 ** sparse``-th row feed the filters' statistics (less work, about the same filters).  Mixing only: ``inputs`` context
+    models (1..6), ``mant`` modelled mantissa bits, mixer rate ``lr``, bit models adapting over
+    ``2 ** limit_log`` updates."""
 
     coder: str = "tables"
     causal: int = 24
@@ -68,15 +69,16 @@ class Params:
     mant: int = 0
     lr: int = 0
     limit_log: int = 0
+    sparse: int = 0
 
     def to_bytes(self) -> bytes:
         if self.coder not in CODERS:
             raise ValueError(f"coder must be one of {', '.join(CODERS)}, got {self.coder!r}")
         fields = [CODERS[self.coder], self.causal, self.prev, self.prev2, self.interval_log, self.forget,
-                  self.ridge, self.band_log, self.casc, self.inputs, self.mant, self.lr, self.limit_log]
+                  self.ridge, self.band_log, self.casc, self.inputs, self.mant, self.lr, self.limit_log, self.sparse]
         if not all(isinstance(v, int) and 0 <= v <= 255 for v in fields):
             raise ValueError(f"parameters out of range: {self}")
-        raw = bytes([1, *fields, 0, 0])
+        raw = bytes([1, *fields, 0])
         if _native.check_params(raw):
             raise ValueError(f"parameters outside the limits of format 6: {self}")
         return raw
@@ -89,7 +91,7 @@ class Params:
             raise CorruptStreamError(f"the model section ({len(raw)} bytes) is not a valid set of format 6 "
                                      "parameters", block)
         coder = {v: k for k, v in CODERS.items()}[raw[1]]
-        return cls(coder, *raw[2:14])
+        return cls(coder, *raw[2:15])
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)

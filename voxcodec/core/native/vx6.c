@@ -16,6 +16,10 @@
 
 #include "logistic.h"
 
+#if defined(__i386__) && !defined(__SSE2_MATH__)
+#error "x87 floating point rounds the least-squares solve differently: build with -msse2 -mfpmath=sse"
+#endif
+
 /* The integer kernels below (sums of products of 16-bit integers: exact in any order and lane width)
  * are also compiled for AVX2 where GCC can dispatch at load time (x86-64 ELF); the results are the
  * same integers either way. */
@@ -36,148 +40,179 @@
 #define PROB_TOTAL_BITS 15
 #define PROB_TOTAL (1 << PROB_TOTAL_BITS)
 #define MAX_TOKENS 128
-#define LUT_BUCKETS 128
+#define LUT_BITS 9
+#define LUT_BUCKETS (1 << LUT_BITS)
 #define TOK_DIRECT 16
 #define TOK_MSB 3
 
 /* ---------------------------------------------------------------------------------------------------
- * Range coder: 32-bit range, 64-bit low with carry propagation, bytes out most significant first.
- * Binary decisions use 12-bit probabilities of a 1, symbols of the token tables 15-bit frequencies,
- * raw bits halve the range. */
+ * Entropy coder: rANS with a 32-bit state in [2^16, 2^32) and 16-bit words, in chunks.  A chunk is a
+ * run of rows of one slice (see code_block); the encoder keeps the chunk's symbols, then codes them
+ * last to first from the state 2^16 and writes the final state (4 bytes, little-endian) followed by
+ * the words it emitted, last emitted first (2 bytes each, little-endian).  The decoder reads the
+ * state, decodes the symbols in order, and the chunk must end with the state back at 2^16.
+ *
+ * A symbol is a slot range [start, start + freq) of 2^bits slots: tokens of the tables 15 bits,
+ * binary decisions 12 bits (a 1 is [0, p1), a 0 is [p1, 4096)), raw bits k <= 16 bits with freq 1.
+ * Decoding never divides: slot = x mod 2^bits, x = freq * (x >> bits) + slot - start, and one word
+ * is read when x < 2^16. */
+#define RANS_L (1u << 16)
+#define CHUNK_VOXELS 65536 /* a chunk holds the rows of a slice that fit, at least one */
+
 typedef struct {
-  uint64_t low;
-  uint32_t range;
-  uint8_t cache;
-  uint64_t pending;
+  uint16_t start, freq;
+  uint8_t bits;
+} Sym;
+
+typedef struct {
+  /* encoder */
+  Sym *sym;
+  size_t nsym, symcap;
+  uint16_t *words;
+  size_t wcap;
   uint8_t *buf;
   size_t len, cap;
   int oom;
   /* decoder */
+  uint32_t x;
   const uint8_t *in;
   size_t pos, n;
-  uint32_t code;
 } RC;
 
-static void rc_put(RC *c, uint8_t byte) {
-  if (c->len == c->cap) {
-    size_t cap = c->cap ? 2 * c->cap : 1 << 16;
-    uint8_t *nb = (uint8_t *)realloc(c->buf, cap);
-    if (!nb) {
-      c->oom = 1;
-      c->len = 0; /* keep going without output; the caller reports VX6_ERR_MEMORY */
-      return;
+static void rc_enc_init(RC *c) { memset(c, 0, sizeof(*c)); }
+
+static void rc_enc_free(RC *c) {
+  free(c->sym);
+  free(c->words);
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t item) {
+  if (need <= *cap) return 1;
+  size_t nc = *cap ? *cap : 1 << 12;
+  while (nc < need) nc *= 2;
+  void *np = realloc(*p, nc * item);
+  if (!np) return 0;
+  *p = np;
+  *cap = nc;
+  return 1;
+}
+
+static inline void rc_push(RC *c, uint32_t start, uint32_t freq, int bits) {
+  if (c->nsym == c->symcap && !grow((void **)&c->sym, &c->symcap, c->nsym + 1, sizeof(Sym))) {
+    c->oom = 1; /* keep going without output; the caller reports VX6_ERR_MEMORY */
+    c->nsym = 0;
+    return;
+  }
+  c->sym[c->nsym++] = (Sym){(uint16_t)start, (uint16_t)freq, (uint8_t)bits};
+}
+
+/* code the chunk's symbols (last to first) and append the chunk to the output */
+static void rc_enc_chunk(RC *c) {
+  if (c->oom) return;
+  if (!grow((void **)&c->words, &c->wcap, c->nsym + 1, sizeof(uint16_t))) {
+    c->oom = 1;
+    return;
+  }
+  uint32_t x = RANS_L;
+  size_t nw = 0;
+  for (size_t i = c->nsym; i-- > 0;) {
+    const Sym s = c->sym[i];
+    const uint64_t xmax = ((uint64_t)(RANS_L >> s.bits) << 16) * s.freq;
+    if (x >= xmax) {
+      c->words[nw++] = (uint16_t)x;
+      x >>= 16;
     }
-    c->buf = nb;
-    c->cap = cap;
+    x = ((x / s.freq) << s.bits) + x % s.freq + s.start;
   }
-  c->buf[c->len++] = byte;
-}
-
-static void rc_shift_low(RC *c) {
-  if ((uint32_t)c->low < 0xFF000000u || (c->low >> 32) != 0) {
-    uint8_t carry = (uint8_t)(c->low >> 32);
-    uint8_t temp = c->cache;
-    do {
-      rc_put(c, (uint8_t)(temp + carry));
-      temp = 0xFF;
-    } while (--c->pending != 0);
-    c->cache = (uint8_t)(c->low >> 24);
+  c->nsym = 0;
+  if (!grow((void **)&c->buf, &c->cap, c->len + 4 + 2 * nw, 1)) {
+    c->oom = 1;
+    return;
   }
-  c->pending++;
-  c->low = (c->low & 0x00FFFFFFu) << 8;
-}
-
-static void rc_enc_init(RC *c) {
-  memset(c, 0, sizeof(*c));
-  c->range = 0xFFFFFFFFu;
-  c->pending = 1;
-}
-
-static void rc_enc_flush(RC *c) {
-  for (int i = 0; i < 5; i++) rc_shift_low(c);
-}
-
-static inline uint8_t rc_byte(RC *c) {
-  /* past the end the decoder reads zeros, counted: vx6_decode then fails (VX6_ERR_EARLY) */
-  return c->pos < c->n ? c->in[c->pos++] : (c->pos++, 0);
-}
-
-static int rc_dec_init(RC *c, const uint8_t *in, size_t n) {
-  memset(c, 0, sizeof(*c));
-  c->in = in;
-  c->n = n;
-  c->range = 0xFFFFFFFFu;
-  if (rc_byte(c) != 0) return VX6_ERR_TAIL; /* the encoder's first byte is always 0 */
-  for (int i = 0; i < 4; i++) c->code = (c->code << 8) | rc_byte(c);
-  return VX6_OK;
-}
-
-static inline void rc_enc_norm(RC *c) {
-  while (c->range < (1u << 24)) {
-    c->range <<= 8;
-    rc_shift_low(c);
+  uint8_t *o = c->buf + c->len;
+  for (int k = 0; k < 4; k++) *o++ = (uint8_t)(x >> (8 * k));
+  while (nw > 0) {
+    const uint16_t wd = c->words[--nw];
+    *o++ = (uint8_t)wd;
+    *o++ = (uint8_t)(wd >> 8);
   }
+  c->len = (size_t)(o - c->buf);
 }
 
-static inline void rc_dec_norm(RC *c) {
-  while (c->range < (1u << 24)) {
-    c->range <<= 8;
-    c->code = (c->code << 8) | rc_byte(c);
-  }
-}
+static inline void rc_enc_sym(RC *c, uint32_t cum, uint32_t freq) { rc_push(c, cum, freq, PROB_TOTAL_BITS); }
 
 /* p1: probability of a 1 in 1..4095 (of 4096) */
 static inline void rc_enc_bit(RC *c, int p1, int bit) {
-  uint32_t bound = (c->range >> 12) * (uint32_t)p1;
-  if (bit) {
-    c->range = bound;
-  } else {
-    c->low += bound;
-    c->range -= bound;
+  if (bit)
+    rc_push(c, 0, (uint32_t)p1, 12);
+  else
+    rc_push(c, (uint32_t)p1, (uint32_t)(4096 - p1), 12);
+}
+
+static inline void rc_enc_raw(RC *c, uint32_t value, int nbits) {
+  while (nbits > 16) {
+    nbits -= 16;
+    rc_push(c, (value >> nbits) & 0xFFFFu, 1, 16);
   }
-  rc_enc_norm(c);
+  if (nbits > 0) rc_push(c, value & ((1u << nbits) - 1), 1, nbits);
+}
+
+static void rc_dec_init(RC *c, const uint8_t *in, size_t n) {
+  memset(c, 0, sizeof(*c));
+  c->in = in;
+  c->n = n;
+}
+
+static inline uint32_t rc_byte(RC *c) {
+  /* past the end the decoder reads zeros, counted: vx6_decode then fails (VX6_ERR_EARLY) */
+  const size_t at = c->pos++;
+  return at < c->n ? c->in[at] : 0;
+}
+
+/* a chunk starts: its state, at least 2^16 */
+static inline int rc_dec_start(RC *c) {
+  uint32_t x = 0;
+  for (int k = 0; k < 4; k++) x |= rc_byte(c) << (8 * k);
+  c->x = x;
+  return x >= RANS_L ? VX6_OK : VX6_ERR_TAIL;
+}
+
+static inline int rc_dec_end(RC *c) { return c->x == RANS_L ? VX6_OK : VX6_ERR_TAIL; }
+
+static inline void rc_dec_norm(RC *c) {
+  /* without a branch: the word is read (zeros past the end) and kept only when x < 2^16 */
+  const size_t at = c->pos;
+  const uint32_t b0 = at < c->n ? c->in[at] : 0, b1 = at + 1 < c->n ? c->in[at + 1] : 0;
+  const uint32_t s = c->x < RANS_L;
+  const uint32_t shifted = (c->x << 16) | b0 | b1 << 8;
+  c->x = s ? shifted : c->x;
+  c->pos = at + 2 * s;
 }
 
 static inline int rc_dec_bit(RC *c, int p1) {
-  uint32_t bound = (c->range >> 12) * (uint32_t)p1;
+  const uint32_t slot = c->x & 4095u, q = c->x >> 12;
   int bit;
-  if (c->code < bound) {
-    c->range = bound;
+  if (slot < (uint32_t)p1) {
+    c->x = (uint32_t)p1 * q + slot;
     bit = 1;
   } else {
-    c->code -= bound;
-    c->range -= bound;
+    c->x = (uint32_t)(4096 - p1) * q + slot - (uint32_t)p1;
     bit = 0;
   }
   rc_dec_norm(c);
   return bit;
 }
 
-static inline void rc_enc_raw(RC *c, uint32_t value, int nbits) {
-  for (int i = nbits - 1; i >= 0; i--) {
-    c->range >>= 1;
-    if ((value >> i) & 1) c->low += c->range;
-    rc_enc_norm(c);
-  }
-}
-
 static inline uint32_t rc_dec_raw(RC *c, int nbits) {
   uint32_t v = 0;
-  for (int i = 0; i < nbits; i++) {
-    c->range >>= 1;
-    uint32_t bit = c->code >= c->range;
-    if (bit) c->code -= c->range;
-    v = (v << 1) | bit;
+  while (nbits > 0) {
+    const int k = nbits > 16 ? 16 : nbits;
+    nbits -= k;
+    v = (v << k) | (c->x & ((1u << k) - 1));
+    c->x >>= k;
     rc_dec_norm(c);
   }
   return v;
-}
-
-static inline void rc_enc_sym(RC *c, uint32_t cum, uint32_t freq) {
-  uint32_t r = c->range >> PROB_TOTAL_BITS;
-  c->low += (uint64_t)r * cum;
-  c->range = r * freq;
-  rc_enc_norm(c);
 }
 
 /* ---------------------------------------------------------------------------------------------------
@@ -198,6 +233,8 @@ static int off_cmp(const void *a, const void *b) {
 static Off CAUSAL[VX6_MAX_CAUSAL], PREV[VX6_MAX_PREV], PREV2[VX6_MAX_PREV2];
 static int EQTAB[E_MAX + 1];
 static uint32_t RECIP[1024];
+static uint32_t TOK_BASE[MAX_TOKENS];
+static int TOK_RAW[MAX_TOKENS];
 static volatile int TABLES_READY = 0;
 
 static void init_tables(void) {
@@ -228,6 +265,11 @@ static void init_tables(void) {
     EQTAB[e] = q;
   }
   for (int i = 0; i < 1024; i++) RECIP[i] = (uint32_t)(131072 / (2 * i + 3));
+  for (int t = 0; t < MAX_TOKENS; t++) { /* token -> its smallest value and raw bits (see token_of) */
+    TOK_RAW[t] = t < TOK_DIRECT ? 0 : ((t - TOK_DIRECT) >> TOK_MSB) + 1;
+    TOK_BASE[t] = t < TOK_DIRECT ? (uint32_t)t
+                                 : (uint32_t)((1 << TOK_MSB) + ((t - TOK_DIRECT) & ((1 << TOK_MSB) - 1))) << TOK_RAW[t];
+  }
   TABLES_READY = 1; /* idempotent: two threads racing here write the same values */
 }
 
@@ -248,7 +290,8 @@ int vx6_parse_params(const uint8_t *raw, vx6_params *p) {
   p->mant = raw[11];
   p->lr = raw[12];
   p->limit_log = raw[13];
-  if (raw[14] || raw[15]) return VX6_ERR_PARAMS;
+  p->sparse = raw[14];
+  if (raw[14] > 3 || raw[15]) return VX6_ERR_PARAMS;
   if (p->coder != VX6_TABLES && p->coder != VX6_MIXING) return VX6_ERR_PARAMS;
   if (p->n_causal > VX6_MAX_CAUSAL || p->n_prev > VX6_MAX_PREV || p->n_prev2 > VX6_MAX_PREV2) return VX6_ERR_PARAMS;
   int n = p->n_causal + p->n_prev + p->n_prev2;
@@ -282,6 +325,7 @@ void vx6_pack_params(const vx6_params *p, uint8_t *raw) {
   raw[11] = (uint8_t)p->mant;
   raw[12] = (uint8_t)p->lr;
   raw[13] = (uint8_t)p->limit_log;
+  raw[14] = (uint8_t)p->sparse;
 }
 
 /* ---------------------------------------------------------------------------------------------------
@@ -334,7 +378,62 @@ static inline int32_t dot16(const int16_t *a, const int16_t *b, int m) {
 /* A += X X^T (lower triangle) and bA += X y over one row piece of m voxels at plane position pos */
 VX6_SIMD static void fold_sums(int32_t *A, int32_t *bA, const int16_t *const *src, const int16_t *t, ptrdiff_t pos,
                                int m, int n) {
-  for (int i = 0; i < n; i++) {
+  int i = 0;
+  for (; i + 2 <= n; i += 2) { /* two rows of A at a time: each loaded x_j serves both */
+    const int16_t *x0 = src[i] + pos, *x1 = src[i + 1] + pos;
+    int32_t *A0 = A + (size_t)i * n, *A1 = A0 + n;
+    int j = 0;
+    for (; j + 4 <= i; j += 4) {
+      const int16_t *y0 = src[j] + pos, *y1 = src[j + 1] + pos, *y2 = src[j + 2] + pos, *y3 = src[j + 3] + pos;
+      int32_t s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
+      for (int k = 0; k < m; k++) {
+        s00 += (int32_t)x0[k] * y0[k];
+        s01 += (int32_t)x0[k] * y1[k];
+        s02 += (int32_t)x0[k] * y2[k];
+        s03 += (int32_t)x0[k] * y3[k];
+        s10 += (int32_t)x1[k] * y0[k];
+        s11 += (int32_t)x1[k] * y1[k];
+        s12 += (int32_t)x1[k] * y2[k];
+        s13 += (int32_t)x1[k] * y3[k];
+      }
+      A0[j] += s00;
+      A0[j + 1] += s01;
+      A0[j + 2] += s02;
+      A0[j + 3] += s03;
+      A1[j] += s10;
+      A1[j + 1] += s11;
+      A1[j + 2] += s12;
+      A1[j + 3] += s13;
+    }
+    for (; j + 2 <= i; j += 2) {
+      const int16_t *y0 = src[j] + pos, *y1 = src[j + 1] + pos;
+      int32_t s00 = 0, s01 = 0, s10 = 0, s11 = 0;
+      for (int k = 0; k < m; k++) {
+        s00 += (int32_t)x0[k] * y0[k];
+        s01 += (int32_t)x0[k] * y1[k];
+        s10 += (int32_t)x1[k] * y0[k];
+        s11 += (int32_t)x1[k] * y1[k];
+      }
+      A0[j] += s00;
+      A0[j + 1] += s01;
+      A1[j] += s10;
+      A1[j + 1] += s11;
+    }
+    int32_t s00 = 0, s10 = 0, s11 = 0, b0 = 0, b1 = 0; /* j = i, i + 1, and the targets */
+    for (int k = 0; k < m; k++) {
+      s00 += (int32_t)x0[k] * x0[k];
+      s10 += (int32_t)x1[k] * x0[k];
+      s11 += (int32_t)x1[k] * x1[k];
+      b0 += (int32_t)x0[k] * t[k];
+      b1 += (int32_t)x1[k] * t[k];
+    }
+    A0[i] += s00;
+    A1[i] += s10;
+    A1[i + 1] += s11;
+    bA[i] += b0;
+    bA[i + 1] += b1;
+  }
+  for (; i < n; i++) {
     const int16_t *xi = src[i] + pos;
     int32_t *Ai = A + (size_t)i * n;
     for (int j = 0; j <= i; j++) Ai[j] += dot16(xi, src[j] + pos, m);
@@ -345,6 +444,36 @@ VX6_SIMD static void fold_sums(int32_t *A, int32_t *bA, const int16_t *const *sr
 /* out[t] += w * src[t] for a row piece */
 VX6_SIMD static void axpy16(int32_t *out, int32_t w, const int16_t *src, int m) {
   for (int t = 0; t < m; t++) out[t] += w * src[t];
+}
+
+/* out[t] = sum over k of w[k] * src[k][t] for a row piece (n >= 1 sources, four at a time; the sums
+ * are exact integers, so the grouping does not matter) */
+VX6_SIMD static void dot_rows(int32_t *out, const int32_t *w, const int16_t *const *src, int n, int m) {
+  int k = 0;
+  for (int t = 0; t < m; t++) out[t] = 0;
+  for (; k + 4 <= n; k += 4) {
+    const int16_t *a = src[k], *b = src[k + 1], *c = src[k + 2], *d = src[k + 3];
+    const int32_t wa = w[k], wb = w[k + 1], wc = w[k + 2], wd = w[k + 3];
+    for (int t = 0; t < m; t++) out[t] += wa * a[t] + wb * b[t] + wc * c[t] + wd * d[t];
+  }
+  for (; k < n; k++) axpy16(out, w[k], src[k], m);
+}
+
+/* sum of a[k] * b[k] over k < m, in four partial sums (k mod 4) added as (s0 + s1) + (s2 + s3): one
+ * fixed order of IEEE-754 double operations (part of the format) */
+static inline double dotd(const double *a, const double *b, int m) {
+  double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+  int k = 0;
+  for (; k + 4 <= m; k += 4) {
+    s0 += a[k] * b[k];
+    s1 += a[k + 1] * b[k + 1];
+    s2 += a[k + 2] * b[k + 2];
+    s3 += a[k + 3] * b[k + 3];
+  }
+  if (k < m) s0 += a[k] * b[k];
+  if (k + 1 < m) s1 += a[k + 1] * b[k + 1];
+  if (k + 2 < m) s2 += a[k + 2] * b[k + 2];
+  return (s0 + s1) + (s2 + s3);
 }
 
 /* Fold the run into the statistics and solve.  src[i] points at regressor i of the voxel at plane
@@ -377,26 +506,18 @@ static void ols_fold(Ols *o, const int16_t *const *src, const int16_t *tplane, c
     L[i * n + i] += reg;
   }
   for (int j = 0; j < n; j++) {
-    double dd = L[j * n + j];
-    for (int k = 0; k < j; k++) dd -= L[j * n + k] * L[j * n + k];
+    double dd = L[j * n + j] - dotd(L + j * n, L + j * n, j);
     if (!(dd > 0.0)) return;
     dd = sqrt(dd);
     L[j * n + j] = dd;
-    for (int i = j + 1; i < n; i++) {
-      double t = L[i * n + j];
-      for (int k = 0; k < j; k++) t -= L[i * n + k] * L[j * n + k];
-      L[i * n + j] = t / dd;
-    }
+    const double inv = 1.0 / dd;
+    for (int i = j + 1; i < n; i++) L[i * n + j] = (L[i * n + j] - dotd(L + i * n, L + j * n, j)) * inv;
   }
-  for (int i = 0; i < n; i++) {
-    double t = o->b[i];
-    for (int k = 0; k < i; k++) t -= L[i * n + k] * y[k];
-    y[i] = t / L[i * n + i];
-  }
-  for (int i = n - 1; i >= 0; i--) {
-    double t = y[i];
-    for (int k = i + 1; k < n; k++) t -= L[k * n + i] * y[k];
-    y[i] = t / L[i * n + i];
+  for (int i = 0; i < n; i++) y[i] = (o->b[i] - dotd(L + i * n, y, i)) / L[i * n + i];
+  for (int i = n - 1; i >= 0; i--) { /* L^T x = y, x over y, a row of L at a time */
+    const double xi = y[i] / L[i * n + i];
+    y[i] = xi;
+    for (int k = 0; k < i; k++) y[k] -= L[i * n + k] * xi;
   }
   for (int i = 0; i < n; i++) {
     double q = floor(y[i] * 4096.0 + 0.5);
@@ -432,7 +553,7 @@ static void tab_freeze(Tab *t, int ntok) {
   for (int s = 0; s < ntok; s++) t->cum[s + 1] = (uint16_t)(t->cum[s] + t->freq[s]);
   int s = 0;
   for (int k = 0; k < LUT_BUCKETS; k++) {
-    uint32_t at = (uint32_t)k << (PROB_TOTAL_BITS - 7);
+    uint32_t at = (uint32_t)k << (PROB_TOTAL_BITS - LUT_BITS);
     while (t->cum[s + 1] <= at) s++;
     t->lut[k] = (uint8_t)s;
   }
@@ -718,7 +839,7 @@ static int state_init(State *s, const vx6_block *b, const vx6_params *p) {
   s->pal.vals = (int64_t *)malloc((size_t)span * sizeof(int64_t));
   s->pal.rank = (int32_t *)malloc((size_t)span * sizeof(int32_t));
   s->pal.nearest = (int32_t *)malloc((size_t)span * sizeof(int32_t));
-  const size_t piece = (size_t)(s->interval < b->w ? s->interval : b->w) + 8;
+  const size_t piece = (size_t)b->w + 8; /* a piece lies in a row */
   s->pm = (int32_t *)malloc(3 * piece * sizeof(int32_t));
   s->ctgt = (int16_t *)malloc((size_t)(s->interval + 8) * sizeof(int16_t));
   if (!s->val || !s->err || !s->sres || !s->pal.vals || !s->pal.rank || !s->pal.nearest || !s->pm || !s->ctgt)
@@ -794,21 +915,16 @@ static inline int code_tables(State *s, RC *rc, int dec, int eq, int64_t rmin, i
     rc_enc_sym(rc, t->cum[tok], t->freq[tok]);
     if (nraw) rc_enc_raw(rc, u & ((1u << nraw) - 1), nraw);
   } else {
-    uint32_t rr = rc->range >> PROB_TOTAL_BITS;
-    uint32_t c = rc->code / rr;
-    if (c >= PROB_TOTAL) return VX6_ERR_RANGE;
-    tok = t->lut[c >> (PROB_TOTAL_BITS - 7)];
-    while (t->cum[tok + 1] <= c) tok++;
+    const uint32_t slot = rc->x & (PROB_TOTAL - 1);
+    tok = t->lut[slot >> (PROB_TOTAL_BITS - LUT_BITS)];
+    while (t->cum[tok + 1] <= slot) tok++;
     if (tok >= s->ntok) return VX6_ERR_RANGE;
-    rc->code -= rr * t->cum[tok];
-    rc->range = rr * t->freq[tok];
+    rc->x = t->freq[tok] * (rc->x >> PROB_TOTAL_BITS) + slot - t->cum[tok];
     rc_dec_norm(rc);
-    if (tok < TOK_DIRECT) {
-      u = (uint32_t)tok;
-    } else {
-      nraw = ((tok - TOK_DIRECT) >> TOK_MSB) + 1;
-      u = ((uint32_t)((1 << TOK_MSB) + ((tok - TOK_DIRECT) & ((1 << TOK_MSB) - 1))) << nraw) | rc_dec_raw(rc, nraw);
-    }
+    nraw = TOK_RAW[tok]; /* the token's raw bits (0 for small tokens: x is then unchanged) */
+    u = TOK_BASE[tok] | (rc->x & ((1u << nraw) - 1));
+    rc->x >>= nraw;
+    rc_dec_norm(rc);
     int64_t v = (u & 1) ? -(int64_t)((u + 1) >> 1) : (int64_t)(u >> 1);
     if (v < rmin || v > rmax) return VX6_ERR_RANGE;
     *r = v;
@@ -888,7 +1004,16 @@ static void fold_casc(State *s, int16_t *scur, int16_t *sprv) {
   ols_fold(&s->casc, src, NULL, s->ctgt, s->Wp, s->keep_frac, s->ridge, s->L, s->y, s->A);
 }
 
-static int code_block(State *s, RC *rc, const int dec, void *vox, const vx6_slices *sl, int64_t *slice_bytes) {
+#if defined(__GNUC__)
+#define VX6_INLINE __attribute__((always_inline)) inline
+#else
+#define VX6_INLINE inline
+#endif
+
+/* One function codes and decodes (dec), with either coder; the four combinations are compiled apart
+ * (code_block_* below) so that neither flag costs a branch per voxel. */
+static VX6_INLINE int code_block(State *s, RC *rc, const int dec, const int coder, void *vox, const vx6_slices *sl,
+                                 int64_t *slice_bytes) {
   const vx6_block *b = &s->b;
   const vx6_params *p = &s->p;
   const int h = b->h, w = b->w, Wp = s->Wp, shift = b->shift, I = s->interval;
@@ -896,6 +1021,7 @@ static int code_block(State *s, RC *rc, const int dec, void *vox, const vx6_slic
   const size_t plane = s->plane;
   const int n_reg = s->n_reg, casc = p->casc, n_rec = s->n_rec;
   int32_t *const pm = s->pm, *const pc = s->pc, *const pe = s->pe;
+  const int chunk_rows = w >= CHUNK_VOXELS ? 1 : CHUNK_VOXELS / w; /* rows of a chunk of the entropy coder */
   for (int z = 0; z < b->d; z++) {
     int16_t *const planes[3] = {s->val + (size_t)(z % 3) * plane, s->val + (size_t)((z + 2) % 3) * plane,
                                 s->val + (size_t)((z + 1) % 3) * plane};
@@ -913,6 +1039,7 @@ static int code_block(State *s, RC *rc, const int dec, void *vox, const vx6_slic
       vals = sl->values + sl->start[z];
       nvals = (int)(sl->start[z + 1] - sl->start[z]);
     }
+    if (dec && rc_dec_start(rc)) return VX6_ERR_TAIL;
     kind = slice_header(rc, dec, kind, &s->pal, vals, nvals, lo, hi, (int64_t)h * w);
     if (kind < 0) return VX6_ERR_SLICE;
     if (kind == 2) { /* constant slice: no residuals; it is the slice before the next one as usual */
@@ -928,7 +1055,12 @@ static int code_block(State *s, RC *rc, const int dec, void *vox, const vx6_slic
           else if (get_voxel(vox, b->itemsize, zbase + (size_t)y * w + xx) != v) return VX6_ERR_INPUT;
         }
       }
-      if (slice_bytes) slice_bytes[z] = (int64_t)(rc->len + rc->pending);
+      if (dec) {
+        if (rc_dec_end(rc)) return VX6_ERR_TAIL;
+      } else {
+        rc_enc_chunk(rc);
+      }
+      if (slice_bytes) slice_bytes[z] = (int64_t)rc->len;
       continue;
     }
     const int palette = kind != 0;
@@ -936,6 +1068,7 @@ static int code_block(State *s, RC *rc, const int dec, void *vox, const vx6_slic
     const int32_t *nearest = s->pal.nearest, *rankof = s->pal.rank;
     for (int y = 0; y < h; y++) {
       if (dec && rc->pos > rc->n + 8) return VX6_ERR_EARLY; /* long past the end: stop early */
+      const int feeds = (y & ((1 << p->sparse) - 1)) == 0; /* this row feeds the filters' statistics */
       int x0 = 0;
       while (x0 < w) {
         /* a piece: one band, inside the runs of its filter and of the second stage */
@@ -943,19 +1076,24 @@ static int code_block(State *s, RC *rc, const int dec, void *vox, const vx6_slic
         Ols *o = &s->bands[band];
         int x1 = p->band_log ? (band + 1) << p->band_log : w;
         if (x1 > w) x1 = w;
-        if (x1 > x0 + I - o->count) x1 = x0 + I - o->count;
-        if (casc && x1 > x0 + I - s->casc.count) x1 = x0 + I - s->casc.count;
+        if (feeds && x1 > x0 + I - o->count) x1 = x0 + I - o->count; /* (other rows never fill a run) */
+        if (feeds && casc && x1 > x0 + I - s->casc.count) x1 = x0 + I - s->casc.count;
         const int m = x1 - x0;
         const ptrdiff_t pos0 = (ptrdiff_t)(y + PAD) * Wp + PAD + x0;
         /* the sums over regressors off the current row, for the whole piece (weights are fixed in it) */
-        for (int t = 0; t < m; t++) pm[t] = 0;
-        for (int i = 0, r = 0; i < n_reg; i++) {
-          if (r < n_rec && s->rec_idx[r] == i) {
-            r++;
-            continue;
+        {
+          const int16_t *src[VX6_MAX_REG];
+          int32_t wk[VX6_MAX_REG];
+          int k = 0;
+          for (int i = 0, r = 0; i < n_reg; i++) {
+            if (r < n_rec && s->rec_idx[r] == i) {
+              r++;
+              continue;
+            }
+            wk[k] = o->wq[i];
+            src[k++] = planes[s->reg_plane[i]] + pos0 + s->reg_off[i];
           }
-          const int32_t wi = o->wq[i];
-          axpy16(pm, wi, planes[s->reg_plane[i]] + pos0 + s->reg_off[i], m);
+          dot_rows(pm, wk, src, k, m);
         }
         if (casc) {
           for (int t = 0; t < m; t++) pc[t] = 0;
@@ -970,6 +1108,12 @@ static int code_block(State *s, RC *rc, const int dec, void *vox, const vx6_slic
           for (int t = 0; t < m; t++) pe[t] = 2 * eN[t] + eN[t - 1] + eN[t + 1] + eNN[t] + 2 * eP[t];
         }
         const int32_t cW = casc >= 1 ? s->casc.wq[0] : 0, cWW = casc >= 5 ? s->casc.wq[4] : 0;
+        int32_t wrec[6]; /* the weights of the regressors on the current row, and their offsets */
+        int drec[6];
+        for (int r = 0; r < n_rec; r++) {
+          wrec[r] = o->wq[s->rec_idx[r]];
+          drec[r] = s->rec_dx[r];
+        }
         const size_t rowbase = zbase + (size_t)y * w;
         int run = 0, kept = 0; /* the current run of voxels that feed the statistics; how many so far */
         const int cbase = casc ? s->casc.count : 0;
@@ -987,15 +1131,29 @@ static int code_block(State *s, RC *rc, const int dec, void *vox, const vx6_slic
            * edge: otherwise, beside the block's lowest value (the margins of a registered stack): predicted as that
            * value, in a context per pattern of which of W, NW, N, NE hold it */
           if (y > 0) {
-            const int64_t vN = get_voxel(vox, b->itemsize, vi - w);
+            /* the decoded neighbours: from the planes when they hold whole values (shift 0), else the voxels */
+            int64_t vN, vW = 0, vNW = 0, vNE = 0;
+            if (!shift) {
+              vN = cur[idx - Wp] + centre;
+              if (xx > 0) {
+                vW = cur[idx - 1] + centre;
+                vNW = cur[idx - Wp - 1] + centre;
+              }
+              vNE = xx + 1 < w ? cur[idx - Wp + 1] + centre : vN;
+            } else {
+              vN = get_voxel(vox, b->itemsize, vi - w);
+              if (xx > 0) {
+                vW = get_voxel(vox, b->itemsize, vi - 1);
+                vNW = get_voxel(vox, b->itemsize, vi - w - 1);
+              }
+              vNE = xx + 1 < w ? get_voxel(vox, b->itemsize, vi - w + 1) : vN;
+            }
             if (xx > 0) {
-              const int64_t vW = get_voxel(vox, b->itemsize, vi - 1), vNW = get_voxel(vox, b->itemsize, vi - w - 1);
-              const int64_t vNE = xx + 1 < w ? get_voxel(vox, b->itemsize, vi - w + 1) : vN;
               flat = vW == vN && vW == vNW && vW == vNE;
               P = vW;
               edge = flat ? 0 : (vW == lo) | (vNW == lo) << 1 | (vN == lo) << 2 | (vNE == lo) << 3;
             } else if (w > 1) {
-              flat = vN == get_voxel(vox, b->itemsize, vi - w + 1);
+              flat = vN == vNE;
               P = vN;
             }
           } else if (xx > 1) {
@@ -1003,12 +1161,13 @@ static int code_block(State *s, RC *rc, const int dec, void *vox, const vx6_slic
             flat = vW == get_voxel(vox, b->itemsize, vi - 2);
             P = vW;
           }
+          if (edge) P = lo;
           int32_t acc = 0;
           int eq, eqc;
           int64_t Pf = 0; /* the filters' prediction */
           if (!flat) {
             acc = pm[t];
-            for (int r = 0; r < n_rec; r++) acc += (int32_t)o->wq[s->rec_idx[r]] * cur[idx + s->rec_dx[r]];
+            for (int r = 0; r < n_rec; r++) acc += wrec[r] * cur[idx + drec[r]];
             int32_t pfull = acc;
             if (casc) pfull += pc[t] + cW * scur[idx - 1] + cWW * scur[idx - 2];
             Pf = centre + ((((int64_t)pfull << shift) + 2048) >> 12);
@@ -1017,7 +1176,7 @@ static int code_block(State *s, RC *rc, const int dec, void *vox, const vx6_slic
             P = edge && s->edge_score[edge] >= 0 ? lo : Pf;
           }
           if (flat || edge) {
-            if (t > run) {
+            if (t > run && feeds) {
               ols_note(o, y, x0 + run, x0 + t);
               if (casc) ols_note(&s->casc, y, x0 + run, x0 + t);
             }
@@ -1049,7 +1208,7 @@ static int code_block(State *s, RC *rc, const int dec, void *vox, const vx6_slic
             }
           }
           int rc_err;
-          if (p->coder == VX6_TABLES) {
+          if (coder == VX6_TABLES) {
             rc_err = code_tables(s, rc, dec, eq, rmin, rmax, &r);
           } else {
             const int spat = sgn3(scur[idx - 1]) * 27 + sgn3(scur[idx - Wp]) * 9 + sgn3(scur[idx - Wp - 1]) * 3 +
@@ -1077,14 +1236,14 @@ static int code_block(State *s, RC *rc, const int dec, void *vox, const vx6_slic
           const int64_t ar = rs < 0 ? -rs : rs;
           ecur[idx] = (uint8_t)(ar > 255 ? 255 : ar);
           scur[idx] = (int16_t)(rs > 127 ? 127 : rs < -127 ? -127 : rs);
-          if (!flat && !edge && casc) {
+          if (!flat && !edge && casc && feeds) {
             int32_t pmain = (acc + 2048) >> 12;
             pmain = pmain > 127 ? 127 : pmain < -128 ? -128 : pmain;
             s->ctgt[cbase + kept] = (int16_t)(tv - pmain);
           }
-          kept += !flat && !edge;
+          kept += !flat && !edge && feeds;
         }
-        if (m > run) {
+        if (m > run && feeds) {
           ols_note(o, y, x0 + run, x1);
           if (casc) ols_note(&s->casc, y, x0 + run, x1);
         }
@@ -1092,15 +1251,31 @@ static int code_block(State *s, RC *rc, const int dec, void *vox, const vx6_slic
         if (casc && s->casc.count == I) fold_casc(s, scur, sprv);
         x0 = x1;
       }
+      if ((y + 1) % chunk_rows == 0 || y + 1 == h) { /* a chunk ends */
+        if (dec) {
+          if (rc_dec_end(rc) || (y + 1 < h && rc_dec_start(rc))) return VX6_ERR_TAIL;
+        } else {
+          rc_enc_chunk(rc);
+        }
+      }
     }
     /* runs end with the slice */
     for (int i = 0; i < s->nbands; i++)
       if (s->bands[i].count) fold_main(s, &s->bands[i], planes);
     if (casc && s->casc.count) fold_casc(s, scur, sprv);
-    if (slice_bytes) slice_bytes[z] = (int64_t)(rc->len + rc->pending);
+    if (slice_bytes) slice_bytes[z] = (int64_t)rc->len;
   }
   return VX6_OK;
 }
+
+static int code_block_enc_tables(State *s, RC *rc, void *vox, const vx6_slices *sl, int64_t *slice_bytes) {
+  return code_block(s, rc, 0, VX6_TABLES, vox, sl, slice_bytes);
+}
+static int code_block_dec_tables(State *s, RC *rc, void *vox) { return code_block(s, rc, 1, VX6_TABLES, vox, NULL, NULL); }
+static int code_block_enc_mixing(State *s, RC *rc, void *vox, const vx6_slices *sl, int64_t *slice_bytes) {
+  return code_block(s, rc, 0, VX6_MIXING, vox, sl, slice_bytes);
+}
+static int code_block_dec_mixing(State *s, RC *rc, void *vox) { return code_block(s, rc, 1, VX6_MIXING, vox, NULL, NULL); }
 
 /* the block fields the coder relies on (the container checks them against the stream's limits) */
 static int block_ok(const vx6_block *b) {
@@ -1134,14 +1309,14 @@ int vx6_encode(const vx6_block *b, const vx6_params *p, const void *voxels, cons
   *out = NULL;
   *out_len = 0;
   if (!block_ok(b) || !slices_ok(b, sl)) return VX6_ERR_INPUT;
-  int err = state_init(&s, b, p);
   rc_enc_init(&rc);
-  if (!err) err = code_block(&s, &rc, 0, (void *)voxels, sl, slice_bytes);
+  int err = state_init(&s, b, p);
+  if (!err)
+    err = p->coder == VX6_TABLES ? code_block_enc_tables(&s, &rc, (void *)voxels, sl, slice_bytes)
+                                 : code_block_enc_mixing(&s, &rc, (void *)voxels, sl, slice_bytes);
   state_free(&s);
-  if (!err) {
-    rc_enc_flush(&rc);
-    if (rc.oom) err = VX6_ERR_MEMORY;
-  }
+  rc_enc_free(&rc);
+  if (!err && rc.oom) err = VX6_ERR_MEMORY;
   if (err) {
     free(rc.buf);
     return err;
@@ -1155,9 +1330,9 @@ int vx6_decode(const vx6_block *b, const vx6_params *p, const uint8_t *payload, 
   State s;
   RC rc;
   if (!block_ok(b)) return VX6_ERR_INPUT;
+  rc_dec_init(&rc, payload, len);
   int err = state_init(&s, b, p);
-  if (!err) err = rc_dec_init(&rc, payload, len);
-  if (!err) err = code_block(&s, &rc, 1, voxels, NULL, NULL);
+  if (!err) err = p->coder == VX6_TABLES ? code_block_dec_tables(&s, &rc, voxels) : code_block_dec_mixing(&s, &rc, voxels);
   state_free(&s);
   if (!err) {
     if (rc.pos > rc.n) err = VX6_ERR_EARLY;

@@ -30,7 +30,7 @@ enum {
   VX6_ERR_EARLY = 2,    /* the payload ends early */
   VX6_ERR_RANGE = 3,    /* a decoded value lies outside the block's range or palette */
   VX6_ERR_SLICE = 4,    /* a slice header (kind, palette) the encoder never writes */
-  VX6_ERR_TAIL = 5,     /* bytes left over, or the coder's first byte or final state is wrong */
+  VX6_ERR_TAIL = 5,     /* bytes left over, or a chunk's first or final coder state is wrong */
   VX6_ERR_MEMORY = 6,   /* not enough memory */
   VX6_ERR_INPUT = 7     /* encoder: a value outside [lo, hi], or a bad palette */
 };
@@ -51,6 +51,7 @@ typedef struct {
   int mant;         /* mixing: modelled bits of a residual's mantissa (1..16) */
   int lr;           /* mixing: mixer learning rate (1..64) */
   int limit_log;    /* mixing: adaptation limit of the bit models, 2^limit_log - 1 updates (1..10) */
+  int sparse;       /* only the voxels of every 2^sparse-th row feed the filters' statistics (0..3) */
 } vx6_params;
 
 /* Parse and check a block's 16 parameter bytes; returns 0 or VX6_ERR_PARAMS. */
