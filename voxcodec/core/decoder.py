@@ -24,10 +24,8 @@ import numpy as np
 
 from ..errors import CorruptStreamError, TruncatedStreamError, UnsupportedError, VoxcodecError
 from . import learn, parallel
-from .container import (FLAG_CONSTANT, FLAG_INTER, FLAG_RAW, FLAG_SHARED, HEADER_SIZE, BlockHeader, IndexEntry, check_entry,
-                        from_coded,
-                        check_index, layout_from_meta, read_file_header, read_index, voxel_crc)
-from .legacy.network import BlockModel, ModelConfig
+from .container import (FLAG_CONSTANT, FLAG_INTER, FLAG_RAW, HEADER_SIZE, BlockHeader, IndexEntry, check_entry,
+                        check_index, from_coded, layout_from_meta, read_file_header, read_index, voxel_crc)
 
 
 class Decoder:
@@ -85,23 +83,18 @@ class Decoder:
         self._layout = layout_from_meta(self.meta, self.format_version)
         self.dtype = self._layout.volume_dtype  # int8 / int16 volumes are coded as unsigned (container.to_coded)
         self.slice_shape = self._layout.slice_shape
-        shared = self.meta.get("shared_model")
+        self._legacy = None  # formats 1-5: their reader (networks, priors, shared models)
         if self.format_version >= 6:
             # each block carries its parameters; the header's model names the preset's, for information
             if not isinstance(self.meta["model"], dict):
                 raise CorruptStreamError(f"file header field model is {self.meta['model']!r:.40}, not an object")
-            if shared is not None:
+            if self.meta.get("shared_model") is not None:
                 raise CorruptStreamError("file header field shared_model in a format 6 stream (format 6 has no "
                                          "shared models)")
-            self.config = None
         else:
-            self.config = ModelConfig.from_json(self.meta["model"], where="file header field model")
-            if self.config.skip_bits != 8 and self.format_version < 5:
-                raise CorruptStreamError(f"file header field model has 12-bit skip weights in a format "
-                                         f"{self.format_version} stream (format 5 brought them)")
-        if shared is not None and not (isinstance(shared, str) and 1 <= len(shared) <= 64):
-            raise CorruptStreamError(f"file header field shared_model is {shared!r:.40}, not a model name")
-        self._priors = {}  # k -> the model of the k-th prior the file header names, once looked up
+            from .legacy.reader import LegacyReader
+
+            self._legacy = LegacyReader(self.meta, self.format_version, self.shared_model)
         self.salvaged = False
         try:
             shape, self.index, end = read_index(self._f, self.nbytes)
@@ -214,11 +207,7 @@ class Decoder:
                 out = learn.decode_block(body[hd.model_len:], params, hd.shape, hd.lo, hd.hi, hd.centre, hd.shift,
                                          coded, out=out, block=i)
             else:
-                from .legacy.block import decode_block  # numba: loaded only for the streams of voxcodec <= 0.5
-
-                model = self._model(hd, body[:hd.model_len], i)
-                out = decode_block(body[hd.model_len:], model, hd.shape, hd.lo, hd.hi, hd.centre, hd.shift,
-                                   coded, block_index=i, out=out, batch=self.batch, version=self.format_version)
+                out = self._legacy.decode_block(hd, body, i, coded, out, self.batch)
         except MemoryError as exc:  # a valid block of up to MAX_BLOCK_VOXELS voxels, on a small machine
             raise UnsupportedError(f"block {i}: not enough memory to decode this block of {hd.depth} x {hd.h} x "
                                    f"{hd.w} voxels") from exc
@@ -235,7 +224,12 @@ class Decoder:
             return None
         if self.format_version >= 6:
             return learn.Params.from_bytes(body[:hd.model_len], i)
-        return self._model(hd, body[:hd.model_len], i)
+        return self._legacy.model(hd, body[:hd.model_len], i)
+
+    @property
+    def config(self):
+        """The network configuration of a format 1-5 stream (its file header's ``model``); None in format 6."""
+        return self._legacy.config if self._legacy is not None else None
 
     def block_params(self, i: int) -> "learn.Params | None":
         """The parameters of format 6 block ``i`` read from its model section alone (no payload read, so
@@ -262,53 +256,6 @@ class Decoder:
         if zlib.crc32(body) != hd.data_crc:
             raise CorruptStreamError("block data checksum mismatch (the stream is damaged)", i)
         return hd, body
-
-    def _model(self, hd: BlockHeader, section: bytes, i: int) -> BlockModel:
-        """The model of block ``i`` from its header and model section."""
-        if hd.flags & FLAG_SHARED:
-            model = self._shared(i)
-        elif hd.prior:
-            model = self._prior(hd.prior, section, i)
-            if not section and not hd.flags & FLAG_INTER:  # the prior's intra-slice networks alone
-                model = model.intra_only()
-        else:
-            try:
-                model = BlockModel.from_bytes(section, self.config)
-            except CorruptStreamError as exc:
-                raise CorruptStreamError(str(exc), i) from None
-        if bool(hd.flags & FLAG_INTER) != (model.inter is not None):
-            raise CorruptStreamError("block flags disagree with its model", i)
-        return model
-
-    def _prior(self, k: int, delta: bytes, i: int) -> BlockModel:
-        """The model of a block that names the k-th prior of the file header: the zoo prior itself, or
-        with the difference the block carries."""
-        from .. import zoo
-
-        ref = self.meta["priors"][k - 1]  # checked by layout_from_meta and BlockHeader.check
-        prior = self._priors.get(k)
-        if prior is None:
-            prior = self._priors[k] = zoo.get(ref["id"], ref["sha256"]).model
-        if not delta:
-            return prior
-        try:
-            return BlockModel.from_delta(delta, prior)
-        except CorruptStreamError as exc:
-            raise CorruptStreamError(str(exc), i) from None
-
-    def _shared(self, i):
-        want = self.meta.get("shared_model")
-        if want is None:
-            raise CorruptStreamError("block refers to a shared model but the stream names none", i)
-        if self.shared_model is None:
-            raise UnsupportedError(f"this stream was coded with the shared model {want}: pass it as "
-                                   "Decoder(..., shared_model=model)")
-        if self.shared_model.id != want:
-            raise UnsupportedError(f"this stream needs the shared model {want}, not {self.shared_model.id}")
-        if self.shared_model.config != self.config:
-            raise CorruptStreamError("file header field model differs from the configuration of the shared model "
-                                     f"{want} it names", i)
-        return self.shared_model
 
     # -- reading regions -----------------------------------------------------------------------------
 

@@ -16,12 +16,10 @@ children (a daemonic pool worker) codes its blocks itself.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import sys
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                 "VECLIB_MAXIMUM_THREADS")
@@ -89,6 +87,8 @@ def _init(parent, threads, init, args):
 
 
 def can_fork_children() -> bool:
+    import multiprocessing  # (here: a process pool is the exception, and importing it costs a fresh process time)
+
     return not multiprocessing.current_process().daemon
 
 
@@ -97,6 +97,9 @@ def pool(workers: int, init=None, args=(), threads: int = 1):
     by ``init(*args)``; None when this process cannot have children (then code in-process)."""
     if workers < 2 or not can_fork_children():
         return None
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init,
