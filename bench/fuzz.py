@@ -211,8 +211,8 @@ _JSON_ODD = (None, True, False, "x", "", 1.5, -1, 0, [], {}, [1], [1, 2, 3], flo
              (1 << 20) + 1, 1 << 31, 1 << 64, 10 ** 6, 1040, [1040, 8], [64, 64], [0, 8], "|u1", "<u2", "<i2", ">u2",
              "float32", [[["deep"]]], {"a": 1})
 _META_KEYS = ("dtype", "slice_shape", "slice_shape.0", "slice_shape.1", "block_depth", "tile", "tile.0", "tile.1",
-              "model", "model.levels", "model.hidden", "model.hidden.0", "model.hidden.1", "model.bins",
-              "model.neighbours", "model.act_bits", "model.in_bits", "model.coder", "model.causal", "model.casc",
+              "model", "model.0", "model.1", "model.levels", "model.hidden", "model.hidden.0", "model.hidden.1",
+              "model.bins", "model.neighbours", "model.act_bits", "model.in_bits", "model.coder", "model.causal", "model.casc",
               "shared_model", "priors", "metadata", "preset", "encoder")
 _BLOCK_FIELDS = {1: "index", 2: "z0", 3: "depth", 4: "y0", 5: "x0", 6: "h", 7: "w", 8: "reserved", 9: "lo",
                  10: "hi", 11: "centre", 12: "shift", 13: "flags", 14: "reserved2", 15: "model_len",
@@ -244,15 +244,15 @@ def _header_value(rng, k, cur, other):
 def _set_path(d, path, value, delete=False):
     keys = path.split(".")
     for k in keys[:-1]:
-        if isinstance(d, list):
-            d = d[int(k)] if int(k) < len(d) else None
+        if isinstance(d, list):  # a path into a list needs numbers (format 6's model is a list)
+            d = d[int(k)] if k.isdigit() and int(k) < len(d) else None
         elif isinstance(d, dict):
             d = d.setdefault(k, {})
         else:
             return
     last = keys[-1]
     if isinstance(d, list):
-        i = int(last)
+        i = int(last) if last.isdigit() else len(d)
         if i < len(d):
             d[i] = value
     elif isinstance(d, dict):

@@ -412,14 +412,29 @@ def _info(dec, path):
             "bits_per_voxel": round(8 * dec.nbytes / max(nvox, 1), 4),
             "ratio": round(nvox * dec.dtype.itemsize / max(dec.nbytes, 1), 4),
             "block_depth": dec.meta.get("block_depth"), "tile": dec.meta.get("tile"),
-            "model": dec.meta.get("model"), "model_bytes": sum(b["model_bytes"] for b in blocks),
+            "model": _header_model(dec), "model_bytes": sum(b["model_bytes"] for b in blocks),
             "priors": dec.meta.get("priors", []), **_info_voxel_size(dec, path),
             "metadata": dec.meta.get("metadata", {}), "salvaged": dec.salvaged, "blocks": blocks}
+
+
+def _header_model(dec):
+    """The file header's model: format 6 lists the encoder's candidate parameters (hex): the first, as fields."""
+    m = dec.meta.get("model")
+    if dec.format_version < 6 or isinstance(m, dict):  # the first 0.6.0 builds wrote the fields themselves
+        return m
+    from voxcodec.core.learn import Params
+
+    try:
+        return Params.from_bytes(bytes.fromhex(m[0])).to_json()
+    except (ValueError, voxcodec.CorruptStreamError):
+        return None
 
 
 def _describe_model(inf) -> str:
     m = inf["model"]
     if inf["format_version"] >= 6:
+        if m is None:
+            return "model: parameters not valid for this voxcodec"
         return (f"model: {m['coder']} coder, least squares over {m['causal']} + {m['prev']} + {m['prev2']} neighbours "
                 f"(slice, slice before, the one before), re-solved every {2 ** m['interval_log']} voxels")
     return f"networks: {m['levels']} levels, hidden {m['hidden'][0]}+{m['hidden'][1]}, {m['bins']} scale bins"

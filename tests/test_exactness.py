@@ -116,3 +116,17 @@ def test_golden_arrays_match_their_source(sample):
     meta = json.loads((DATA / "golden.json").read_text())
     for name, (arr, _) in golden_arrays().items():
         assert hashlib.sha256(arr.tobytes()).hexdigest() == meta[name]["sha256"], name
+
+
+def test_early_format6_header_with_the_model_as_an_object_still_decodes(tmp_path):
+    """The first 0.6.0 builds wrote the header's model as the first candidate's fields (an object), later ones
+    as a list of the candidates' bytes in hex; the blocks are the same, and both decode."""
+    from make_golden import golden_arrays
+
+    early = DATA / "early_v6_fast_model_object.vxc"
+    with voxcodec.Decoder(early) as dec:
+        assert isinstance(dec.meta["model"], dict) and dec.format_version == 6
+    arr, kw = golden_arrays()["golden_v6_fast"]
+    np.testing.assert_array_equal(voxcodec.decode(early), arr)
+    with voxcodec.Decoder(voxcodec.encode(arr, **kw)) as dec:
+        assert isinstance(dec.meta["model"], list)

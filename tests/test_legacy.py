@@ -227,3 +227,22 @@ def test_damaged_legacy_payloads_are_refused_or_caught_by_the_checksums(name):
         except CorruptStreamError:
             continue
         np.testing.assert_array_equal(out, want)  # a flip that changed nothing the decoder uses
+
+
+def test_without_the_legacy_extra_old_streams_say_what_to_install(monkeypatch):
+    """numba and constriction come with the ``legacy`` extra: without them a format 1-5 stream still opens
+    (its header and index) and its blocks raise UnsupportedError naming the extra; format 6 needs neither."""
+    import sys
+
+    from voxcodec import UnsupportedError
+
+    for mod in [m for m in sys.modules if m.startswith("voxcodec.core.legacy.") and m != "voxcodec.core.legacy.network"
+                and m != "voxcodec.core.legacy.reader"] + ["numba"]:
+        monkeypatch.delitem(sys.modules, mod, raising=False)
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba now raises ImportError
+    with voxcodec.Decoder(DATA / "golden_v5_own.vxc") as dec:
+        assert dec.format_version == 5 and dec.shape[0] > 0
+        with pytest.raises(UnsupportedError, match=r"format 5 .*numba.*pip install 'voxcodec\[legacy\]'"):
+            dec.read_block(0)
+    v6 = DATA / "golden_v6_default.vxc"
+    assert voxcodec.decode(v6).shape == tuple(json.loads((DATA / "golden.json").read_text())[v6.stem]["shape"])

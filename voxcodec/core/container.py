@@ -94,8 +94,9 @@ MAX_BLOCK_VOXELS = 1 << 31
 MAX_HEADER_JSON = 1 << 24
 #: the last bytes searched for the end of a stream followed by other bytes (only to word the error)
 TAIL_SEARCH = 1 << 24
-#: a non-constant block's payload holds at least log2(3) > 1.58 bits per slice (each slice starts with
-#: its kind, uniform over 3); the range coder's 64-bit state may keep up to PAYLOAD_SLACK_BITS unwritten
+#: formats 1-5: a non-constant block's payload holds at least log2(3) > 1.58 bits per slice (each slice starts
+#: with its kind, uniform over 3); the range coder's 64-bit state may keep up to PAYLOAD_SLACK_BITS unwritten.
+#: (Format 6 needs more: 4 bytes per slice, the coder state each slice starts with; BlockHeader.check.)
 MIN_SLICE_BITS_X100 = 158
 PAYLOAD_SLACK_BITS = 64
 
@@ -396,9 +397,9 @@ def read_file_header(f, file_size: int | None = None) -> tuple[dict, int, int]:
     if version not in READ_VERSIONS:
         if FORMAT_VERSION < version < 256:
             raise CorruptStreamError(f"format version {version} is not supported (this voxcodec reads "
-                                     f"{FORMAT_VERSION}); upgrade voxcodec")
+                                     f"versions 1 to {FORMAT_VERSION}); upgrade voxcodec")
         raise CorruptStreamError(f"file header is damaged: its format version field reads {version} (this "
-                                 f"voxcodec reads format version {FORMAT_VERSION})")
+                                 f"voxcodec reads versions 1 to {FORMAT_VERSION})")
     if n > MAX_HEADER_JSON:
         raise CorruptStreamError(f"file header is damaged: its JSON length {n} is over the limit of "
                                  f"{MAX_HEADER_JSON} bytes")

@@ -85,9 +85,15 @@ class Decoder:
         self.slice_shape = self._layout.slice_shape
         self._legacy = None  # formats 1-5: their reader (networks, priors, shared models)
         if self.format_version >= 6:
-            # each block carries its parameters; the header's model names the preset's, for information
-            if not isinstance(self.meta["model"], dict):
-                raise CorruptStreamError(f"file header field model is {self.meta['model']!r:.40}, not an object")
+            # each block carries its parameters; the header's model lists the encoder's candidates (16 bytes
+            # each, in hex), for information
+            m = self.meta["model"]
+            if isinstance(m, dict):  # the first 0.6.0 builds wrote the first candidate's parameters as an object
+                pass
+            elif not (isinstance(m, list) and 1 <= len(m) <= 64 and all(
+                    isinstance(c, str) and len(c) == 32 and all(ch in "0123456789abcdef" for ch in c) for c in m)):
+                raise CorruptStreamError(f"file header field model is {m!r:.60}, not a list of parameter sets "
+                                         "(32 hex digits each)")
             if self.meta.get("shared_model") is not None:
                 raise CorruptStreamError("file header field shared_model in a format 6 stream (format 6 has no "
                                          "shared models)")

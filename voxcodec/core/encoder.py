@@ -37,12 +37,13 @@ AUTO_MIN_DEPTH = 4
 AUTO_TILE = 2048
 
 
-def auto_block_depth(slice_shape, total_slices: int | None = None) -> int:
-    """About AUTO_BLOCK_VOXELS voxels per block, at least AUTO_MIN_DEPTH and at most 256 slices.  When
+def auto_block_depth(tile_shape, total_slices: int | None = None) -> int:
+    """About AUTO_BLOCK_VOXELS voxels per block (of tiles of ``tile_shape``), at least AUTO_MIN_DEPTH and at
+    most 256 slices.  When
     the volume's depth is known, blocks are balanced so that no small block is left at the end, and
     their number is made even (2 blocks rather than 3, 4 rather than 5) so that they share 2 or 4
     cores evenly.  The layout depends on the volume only, never on the worker count."""
-    h, w = slice_shape
+    h, w = tile_shape
     depth = int(max(AUTO_MIN_DEPTH, min(256, AUTO_BLOCK_VOXELS // max(h * w, 1))))
     if total_slices:
         n_blocks = max(1, round(total_slices / depth))
@@ -152,14 +153,15 @@ class Encoder:
         for p in self.candidates:
             p.to_bytes()  # refuse parameters outside the format's limits before anything is written
         self.workers = parallel.resolve(workers)
-        self.block_depth = int(block_depth) if block_depth else auto_block_depth(self.slice_shape, expected_slices)
-        if self.block_depth < 1:
-            raise ValueError("block_depth must be at least 1")
         if tile is None:
             tile = (min(h, AUTO_TILE), min(w, AUTO_TILE))
         self.tile = (min(int(tile[0]), h), min(int(tile[1]), w))
         if min(self.tile) < 1:
             raise ValueError("tile sizes must be at least 1")
+        # a block is a tile's column of slices: its depth follows the tile, not the whole slice
+        self.block_depth = int(block_depth) if block_depth else auto_block_depth(self.tile, expected_slices)
+        if self.block_depth < 1:
+            raise ValueError("block_depth must be at least 1")
         if expected_slices:  # never more workers than blocks
             n_blocks = -(-int(expected_slices) // self.block_depth) * -(-h // self.tile[0]) * -(-w // self.tile[1])
             self.workers = max(1, min(self.workers, n_blocks))
@@ -179,7 +181,8 @@ class Encoder:
         self._index: list[IndexEntry] = []
         self._closed = False
         self.meta = {"dtype": dtype_name(self.dtype), "slice_shape": list(self.slice_shape),
-                     "block_depth": self.block_depth, "tile": list(self.tile), "model": self.candidates[0].to_json(),
+                     "block_depth": self.block_depth, "tile": list(self.tile),
+                     "model": [p.to_bytes().hex() for p in self.candidates],  # the candidates' 16 bytes each
                      "preset": preset, "encoder": f"voxcodec {__version__}", "metadata": metadata or {}}
         try:  # never write a stream that a decoder would refuse
             layout_from_meta(self.meta)

@@ -11,7 +11,7 @@ from the voxels it decodes.  A block's :class:`Params` (16 bytes) are its model 
 
 The engine is exact: integer arithmetic, and IEEE-754 double ``+ - * /`` and ``sqrt`` in a fixed order
 for the least-squares solve (built without FMA contraction, see ``setup.py``), so every machine and
-build decodes the same voxels.  ``docs/format.md`` ("Format 6") specifies it.
+build decodes the same voxels.  ``docs/format.md`` ("Block coding (version 6)") specifies it.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ CODERS = {"tables": TABLES, "mixing": MIXING}
 _ERRORS = {1: "its parameters are outside the limits", 2: "the payload ends early",
            3: "decoded values outside the block's range or palette",
            4: "a slice header (kind or palette) the encoder never writes",
-           5: "the payload has bytes left over or a damaged start or end", 6: "not enough memory"}
+           5: "the payload has bytes left over or a damaged start or end", 6: "not enough memory",
+           7: "the block's fields or slice headers are inconsistent"}
 
 
 @dataclass(frozen=True)

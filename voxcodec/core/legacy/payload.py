@@ -6,7 +6,7 @@ The token tables of :mod:`.entropy` (same counts, runs and adaptation), quantize
 frequencies, drive an rANS decoder; raw mantissa bits and slice headers lie in a separate bit
 section.  A block's rows are cut into ``streams`` stripes, each with its own tables, rANS words and
 bits.  The rANS state is flushed every :func:`chunk_slices` slices, and checked at each flush.
-Format 4 adds flat contexts (see :func:`kernels.infer_rows`).  docs/format.md specifies the layout::
+Format 4 adds flat contexts (see :func:`kernels.infer_rows`).  docs/format-legacy.md specifies the layout::
 
     u8 streams (1..16); per stream: u32 rANS words, u32 raw bytes; then per stream its rANS words
     (u16), then per stream its raw bytes

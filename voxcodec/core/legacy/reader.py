@@ -3,7 +3,8 @@
 A stream of those formats names its network configuration in the file header (``model``); a coded block
 carries its networks (zlib-compressed), names a zoo prior (with or without a difference against it), or
 uses a shared model given to the decoder.  :class:`LegacyReader` resolves a block's networks and decodes
-it with :func:`.block.decode_block` (numba, imported on the first legacy block).
+it with :func:`.block.decode_block` (numba and constriction, imported on the first legacy block: the
+``legacy`` extra installs them).
 """
 
 from __future__ import annotations
@@ -35,7 +36,15 @@ class LegacyReader:
     def decode_block(self, hd: BlockHeader, body: bytes, i: int, coded: np.dtype, out: np.ndarray | None,
                      batch: int | None) -> np.ndarray:
         """Decode coded block ``i`` (its checked header and its model section + payload)."""
-        from .block import decode_block  # numba: loaded only for the streams of voxcodec <= 0.5
+        try:  # numba and constriction: loaded only for the streams of voxcodec <= 0.5
+            import constriction  # noqa: F401
+            import numba  # noqa: F401
+
+            from .block import decode_block
+        except ImportError as exc:
+            raise UnsupportedError(f"block {i}: this stream is format {self.version} (written by voxcodec 0.5 or "
+                                   f"older), whose reader needs numba and constriction ({exc.name} is missing): "
+                                   "pip install 'voxcodec[legacy]'") from exc
 
         model = self.model(hd, body[:hd.model_len], i)
         return decode_block(body[hd.model_len:], model, hd.shape, hd.lo, hd.hi, hd.centre, hd.shift, coded,

@@ -1,4 +1,4 @@
-/* The format 6 block coder: see vx6.h and docs/format.md ("Format 6").
+/* The format 6 block coder: see vx6.h and docs/format.md ("Block coding (version 6)").
  *
  * The data path of one voxel, in the order the code below follows it:
  *
@@ -15,6 +15,10 @@
 #include <string.h>
 
 #include "logistic.h"
+
+/* >> of a negative integer is a floor (arithmetic) shift here, as the format says: implementation-defined in
+ * C, true of GCC, Clang and MSVC; a compiler where it is not fails here */
+typedef char vx6_needs_arithmetic_shift[((-3) >> 1) == -2 && ((int64_t)-3 >> 1) == -2 ? 1 : -1];
 
 #if defined(__i386__) && !defined(__SSE2_MATH__)
 #error "x87 floating point rounds the least-squares solve differently: build with -msse2 -mfpmath=sse"
@@ -479,7 +483,7 @@ static inline double dotd(const double *a, const double *b, int m) {
 /* Fold the run into the statistics and solve.  src[i] points at regressor i of the voxel at plane
  * position 0 (its plane plus its offset); the targets are tplane at the run's positions, or tbuf[0..count). */
 static void ols_fold(Ols *o, const int16_t *const *src, const int16_t *tplane, const int16_t *tbuf, int Wp,
-                     double keep_frac, double ridge, double *L, double *y, int32_t *A) {
+                     double forget_frac, double ridge, double *L, double *y, int32_t *A) {
   const int n = o->n;
   memset(A, 0, sizeof(int32_t) * ((size_t)n * n + n));
   int32_t *bA = A + (size_t)n * n;
@@ -495,8 +499,8 @@ static void ols_fold(Ols *o, const int16_t *const *src, const int16_t *tplane, c
   o->count = 0;
   for (int i = 0; i < n; i++) {
     double *Ri = o->R + (size_t)i * n;
-    for (int j = 0; j <= i; j++) Ri[j] = (Ri[j] - Ri[j] * keep_frac) + (double)A[(size_t)i * n + j];
-    o->b[i] = (o->b[i] - o->b[i] * keep_frac) + (double)bA[i];
+    for (int j = 0; j <= i; j++) Ri[j] = (Ri[j] - Ri[j] * forget_frac) + (double)A[(size_t)i * n + j];
+    o->b[i] = (o->b[i] - o->b[i] * forget_frac) + (double)bA[i];
   }
   double tr = 0.0;
   for (int i = 0; i < n; i++) tr += o->R[(size_t)i * n + i];
@@ -801,7 +805,7 @@ typedef struct {
   int32_t *A;
   int32_t *pm, *pc, *pe;  /* a row piece: the filters' sums over the regressors off the current row, errors */
   int16_t *ctgt;          /* the second stage's targets over its run */
-  double keep_frac, ridge;
+  double forget_frac, ridge;
 } State;
 
 static void state_free(State *s) {
@@ -886,7 +890,7 @@ static int state_init(State *s, const vx6_block *b, const vx6_params *p) {
   double kf = 1.0, rg = 1.0;
   for (int i = 0; i < p->forget; i++) kf *= 0.5;
   for (int i = 0; i < p->ridge; i++) rg *= 0.5;
-  s->keep_frac = kf;
+  s->forget_frac = kf;
   s->ridge = rg;
   int nraw;
   uint32_t umax = (uint32_t)(2 * (b->hi - b->lo));
@@ -995,13 +999,13 @@ static inline void put_voxel(void *vox, int itemsize, size_t i, int64_t v) {
 static void fold_main(State *s, Ols *o, int16_t *const planes[3]) {
   const int16_t *src[VX6_MAX_REG];
   for (int i = 0; i < s->n_reg; i++) src[i] = planes[s->reg_plane[i]] + s->reg_off[i];
-  ols_fold(o, src, planes[0], NULL, s->Wp, s->keep_frac, s->ridge, s->L, s->y, s->A);
+  ols_fold(o, src, planes[0], NULL, s->Wp, s->forget_frac, s->ridge, s->L, s->y, s->A);
 }
 
 static void fold_casc(State *s, int16_t *scur, int16_t *sprv) {
   const int16_t *src[VX6_MAX_CASC];
   for (int i = 0; i < s->p.casc; i++) src[i] = (CASC_PREV[i] ? sprv : scur) + (ptrdiff_t)CASC_DY[i] * s->Wp + CASC_DX[i];
-  ols_fold(&s->casc, src, NULL, s->ctgt, s->Wp, s->keep_frac, s->ridge, s->L, s->y, s->A);
+  ols_fold(&s->casc, src, NULL, s->ctgt, s->Wp, s->forget_frac, s->ridge, s->L, s->y, s->A);
 }
 
 #if defined(__GNUC__)
@@ -1170,7 +1174,7 @@ static VX6_INLINE int code_block(State *s, RC *rc, const int dec, const int code
             for (int r = 0; r < n_rec; r++) acc += wrec[r] * cur[idx + drec[r]];
             int32_t pfull = acc;
             if (casc) pfull += pc[t] + cW * scur[idx - 1] + cWW * scur[idx - 2];
-            Pf = centre + ((((int64_t)pfull << shift) + 2048) >> 12);
+            Pf = centre + ((((int64_t)pfull * ((int64_t)1 << shift)) + 2048) >> 12); /* (no shift of a negative) */
             if (Pf < lo) Pf = lo;
             if (Pf > hi) Pf = hi;
             P = edge && s->edge_score[edge] >= 0 ? lo : Pf;

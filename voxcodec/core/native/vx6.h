@@ -3,7 +3,7 @@
  * A block is coded slice by slice, each slice in raster order.  Every voxel is predicted by an online
  * least-squares filter over its causal neighbours in the slice and its neighbours in the two slices
  * before; the residual is coded by an adaptive model (token tables, or binary context mixing) that
- * learns while coding, in the encoder and the decoder alike.  docs/format.md ("Format 6") is the
+ * learns while coding, in the encoder and the decoder alike.  docs/format.md ("Block coding (version 6)") is the
  * specification; this file and vx6.c are its reference.
  *
  * Exactness: everything the coder sees is integer arithmetic, except the least-squares solve, which
