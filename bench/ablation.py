@@ -17,14 +17,19 @@ ns per voxel of the faster of two encodes and of two decodes.
 
 Rows, each against its baseline (the difference in bits, in %):
 
-* from ``default`` (token tables): no second stage on the residuals (``casc=0``); no slice before, 2-D
-  (``prev=0, prev2=0``); 12 neighbours in the slice, not 24 (``causal=12``); filters re-solved every
-  512 voxels, not 128 (``interval_log=9``); and ``fast`` for reference;
+* from ``default`` (token tables; 24 + 5 + 5 neighbours; statistics from every other row): no second
+  stage on the residuals (``casc=0``); no slice before, 2-D (``prev=0, prev2=0``); no slice before that
+  (``prev2=0``); 12 neighbours in the slice, not 24 (``causal=12``); filters re-solved every 512 voxels,
+  not 128 (``interval_log=9``); statistics from every row (``sparse=0``: what the sparse statistics save
+  in time and cost in bits); and ``fast`` for reference;
 * from ``max`` (context mixing): token tables instead of mixing (``coder="tables"``, the mixing fields 0);
-  mixing with 1, 2 or 3 context models, not 6 (``inputs``); one filter per slice, not one per band of
-  128 columns (``band_log=0``);
+  mixing with 1, 2 or 3 context models, not 6 (``inputs``); filters re-solved every 128 voxels, not 16
+  (``interval_log=7``); one filter per band of 128 columns (``band_log=7``);
 * a fixed predictor, against ``default``: least squares over N and W alone, re-solved every 1024 voxels
   with almost no forgetting and a strong ridge: close to the mean of N and W, close to no learning.
+
+The flat and edge rules (constant regions and black margins) are part of every preset and have no
+parameter: bench/volumes.py ``--margins`` shows what margins cost.
 
 Every row's parameters are checked (``Params.to_bytes()``) before anything is coded: a combination that
 format 6 does not allow stops the run with the row's name.  Writes DIR/ablation.json, DIR/ablation.md.
@@ -72,17 +77,22 @@ def rows() -> list:
            ("default casc=0", "default", variant("default casc=0", d, casc=0), "no second stage on residuals"),
            ("default prev=0 prev2=0", "default", variant("default prev=0 prev2=0", d, prev=0, prev2=0),
             "no slice before (2D)"),
+           ("default prev2=0", "default", variant("default prev2=0", d, prev2=0), "no slice before the slice before"),
            ("default causal=12", "default", variant("default causal=12", d, causal=12),
             "12 neighbours in the slice, not 24"),
            ("default interval_log=9", "default", variant("default interval_log=9", d, interval_log=9),
             "re-solved every 512 voxels, not 128"),
+           ("default sparse=0", "default", variant("default sparse=0", d, sparse=0),
+            "statistics from every row, not every other"),
            ("fast", "default", variant("fast", f), "the fast preset (for reference)"),
            ("max", None, variant("max", m), "the max preset"),
            ("max coder=tables", "max", variant("max coder=tables", m, coder="tables", inputs=0, mant=0, lr=0,
                                               limit_log=0), "token tables instead of mixing")]
     out += [(f"max inputs={k}", "max", variant(f"max inputs={k}", m, inputs=k), f"mixing with {k} context model"
              + ("s" if k > 1 else "")) for k in (1, 2, 3)]
-    out += [("max band_log=0", "max", variant("max band_log=0", m, band_log=0), "one filter per slice, not per band"),
+    out += [("max interval_log=7", "max", variant("max interval_log=7", m, interval_log=7),
+             "re-solved every 128 voxels, not 16"),
+            ("max band_log=7", "max", variant("max band_log=7", m, band_log=7), "one filter per band of 128 columns"),
             ("fixed predictor", "default",
              variant("fixed predictor", Params("tables", causal=2, prev=0, prev2=0, interval_log=10, forget=24, ridge=1,
                                                band_log=0, casc=0)),
