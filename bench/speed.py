@@ -423,7 +423,7 @@ def main(argv=None):
     n = cores()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    res = {"machine": machine_info()["cpu"], "cores": n, "command": "python " + " ".join([__file__] + sys.argv[1:]),
+    res = {"machine": machine_info()["cpu"], "cores": n, "command": "python bench/speed.py " + " ".join(sys.argv[1:]),
            "per_core": [], "machine_wide": []}
     for v in vols:
         for c in codecs:

@@ -156,3 +156,24 @@ def test_speed_paq8px_record_and_report(tiny, fake_paq8px):
            "paq8px": [r]}
     md = speed.report(res)
     assert "paq8px anchor" in md and "48x40" in md and "| voxcodec-fast |" in md
+
+
+def test_paq8px_on_every_slice_of_a_volume(tiny, fake_paq8px, tmp_path, capsys):
+    """bench/paq8px_volume.py with the stand-in: every slice coded once (the second run reads them all from
+    its cache), the sum of the slices as bits per voxel, voxcodec and JPEG-XL e7 beside it, all lossless."""
+    import paq8px_volume
+
+    out = tmp_path / "pv"
+    argv = [str(tiny), "--paq8px", str(fake_paq8px), "--out", str(out), "--jobs", "1", "--presets", "fast"]
+    assert paq8px_volume.main(argv) == 0
+    res = json.loads((out / "paq8px_volume.json").read_text())
+    rows = res["rows"]
+    pgm = len(b"P5\n40 48\n255\n") + 48 * 40 + 4  # the stand-in's archive: marker + PGM
+    assert rows["paq8px -8 (each slice alone, 2-D)"]["bits_per_voxel"] == pytest.approx(8 * pgm / (48 * 40))
+    assert len(res["slices"]) == 4 and all(r["lossless"] for r in rows.values())
+    assert rows["JPEG-XL e7 (each slice)"]["x_e7"] == 1.0 and "voxcodec fast (3-D)" in rows
+    cache = json.loads((out / "paq8px_cache.json").read_text())
+    assert len(cache) == 4
+    capsys.readouterr()
+    assert paq8px_volume.main(argv) == 0  # the same binary on the same slices: read from the cache
+    assert "4 slices cached, 0 to code" in capsys.readouterr().out
