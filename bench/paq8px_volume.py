@@ -6,8 +6,8 @@ a yardstick for voxcodec's whole-volume figures (``bench/volumes.py``).
         --out bench/results/paq8px_volume [--jobs 2]
 
 Each slice is written as a binary PGM, coded with ``paq8px -8``, decoded and compared (as in
-``bench/slices.py``, whose cache of results this shares: a slice coded before by the same binary is
-not coded again). paq8px codes some 26 KB/s per core, so a 1024 x 1024 x 32 volume takes about 40
+``bench/slices.py``); results are kept in DIR/paq8px_cache.json, keyed by the slice and the binary as
+there, so a slice coded before by the same binary is not coded again. paq8px codes some 26 KB/s per core, so a 1024 x 1024 x 32 volume takes about 40
 minutes of one core; ``--jobs`` slices run at once. Reported: bits per voxel over the whole volume
 (the sum of the coded slices), and beside it JPEG-XL lossless e7 and voxcodec's presets on the same
 volume, coded in this run on one thread. Writes DIR/paq8px_volume.json and DIR/paq8px_volume.md.
