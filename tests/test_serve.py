@@ -421,3 +421,27 @@ def test_serves_what_voxcodec_convert_writes_as_valid_ome_zarr_04(tmp_path, vol_
         np.testing.assert_array_equal(group["0"][:], vol_u8)
         assert group["1"].shape == (20, 48, 40)
         np.testing.assert_array_equal(group["1"][:], zarr.open_array(str(tmp_path / "out.ome.zarr" / "1"))[:])
+
+
+def test_levels_are_listed_in_order_and_the_example_opens_level_0(tmp_path, vol_u8, monkeypatch):
+    """The store lists a group's members in any order (a directory listing): the server sorts them by
+    path, numbers as numbers, and its startup line suggests the multiscale group's first level."""
+    from voxcodec.storage.serve import _natural
+
+    assert sorted(["10", "2", "s1/0", "0", "s0/1"], key=_natural) == ["0", "2", "10", "s0/1", "s1/0"]
+    root = zarr.open_group(str(tmp_path / "em.ome.zarr"), mode="w")
+    levels = [vol_u8[:, :: 2 ** i, :: 2 ** i].copy() for i in range(3)]
+    root.attrs["ome"] = {"version": "0.5", "multiscales": [{
+        "axes": [{"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"],
+        "datasets": [{"path": str(i), "coordinateTransformations": [{"type": "scale", "scale": [1.0, 2.0 ** i, 2.0 ** i]}]}
+                     for i in range(3)]}]}
+    for i in (2, 0, 1):
+        a = root.create_array(str(i), shape=levels[i].shape, chunks=(8, 32, 32), dtype="uint8",
+                              serializer=VoxCodec(preset="fast"), compressors=None)
+        a[...] = levels[i]
+    members = zarr.Group.members
+    monkeypatch.setattr(zarr.Group, "members", lambda self, **kw: list(reversed(list(members(self, **kw)))))
+    with running(tmp_path / "em.ome.zarr") as srv:
+        assert [p for p, a in srv.nodes.items() if a.kind == "array"] == ["0", "1", "2"]
+        assert srv.example().endswith(f"zarr.open_array({srv.url + '0'!r})")
+        assert re.search(r"of 3 arrays \(0: .*; 1: .*; 2: ", srv.describe())

@@ -282,6 +282,20 @@ def _open_zarr(path):
                                f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
 
 
+def _natural(path: str) -> list:
+    """A sort key for member paths: ``"2"`` before ``"10"``, ``"s0/1"`` before ``"s1/0"``."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", path)]
+
+
+def _first_level(attrs: dict) -> str | None:
+    """The path of an OME-Zarr multiscale group's first (full-resolution) dataset, or None."""
+    ms = (attrs.get("ome") or {}).get("multiscales") or attrs.get("multiscales")
+    try:
+        return str(ms[0]["datasets"][0]["path"])
+    except (TypeError, KeyError, IndexError):
+        return None
+
+
 def _zarr_nodes(node, where):
     import zarr
 
@@ -298,7 +312,8 @@ def _zarr_nodes(node, where):
 
     if isinstance(node, zarr.Group):
         add("", node)
-        for name, member in node.members(max_depth=None):
+        # in path order, numbers as numbers (0, 1, 2, 10): the store lists them in any order
+        for name, member in sorted(node.members(max_depth=None), key=lambda nm: _natural(nm[0])):
             add(name, member)
     elif isinstance(node, zarr.Array):
         add("", node)
@@ -490,7 +505,9 @@ class ZarrV2Server(ThreadingHTTPServer):
         root = self.nodes[""]
         if root.kind == "array":
             return f"zarr.open_array({self.url!r})"
-        first = next(p for p, a in self.nodes.items() if a.kind == "array")
+        first = _first_level(root.attrs)  # level 0 of a multiscale group, else the first array in path order
+        if first not in self.nodes or self.nodes[first].kind != "array":
+            first = next(p for p, a in self.nodes.items() if a.kind == "array")
         return f"zarr.open_group({self.url!r}) or zarr.open_array({self.url + first!r})"
 
 
