@@ -1,6 +1,6 @@
-"""A binary wheel: ``pip wheel .`` builds one (the native engine compiled ahead of time), and installed
-in a fresh virtual environment, without extras, it round-trips the sample volume through the command
-line with neither torch nor numba present."""
+"""A binary wheel: ``pip wheel .`` builds one (the native engine compiled ahead of time, and the napari
+manifest), and installed in a fresh virtual environment, without extras, it round-trips the sample
+volume through the command line with neither torch nor numba present."""
 
 import os
 import shutil
@@ -37,3 +37,8 @@ def test_wheel_installs_and_round_trips_the_sample(tmp_path):
     missing = run(str(bin_ / "python"), "-c", "import importlib.util as u; "
                   "print([m for m in ('torch', 'numba', 'constriction') if u.find_spec(m)])")
     assert missing.strip() == "[]"
+    # the napari reader's manifest travels in the wheel, and its entry point with it
+    found = run(str(bin_ / "python"), "-c", "import importlib.metadata as md, pathlib, voxcodec; "
+                "print([e.value for e in md.entry_points(group='napari.manifest') if e.name == 'voxcodec'], "
+                "(pathlib.Path(voxcodec.__file__).parent / 'napari.yaml').is_file())")
+    assert found.strip() == "['voxcodec:napari.yaml'] True"
