@@ -16,7 +16,9 @@ from voxcodec_cli.main import command
                 "  voxcodec serve volume.vxc --port 9000       # one array; chunks = the stream's blocks\n"
                 "  voxcodec serve em.ome.zarr --host 0.0.0.0   # reachable from other machines\n"
                 "\nThen: zarr.open_array('http://127.0.0.1:8000/') (or zarr.open_group for a group), "
-                "neuroglancer source zarr2://http://127.0.0.1:8000/ . Every response allows any origin (CORS). "
+                "neuroglancer source zarr2://http://127.0.0.1:8000/ , or the neuroglancer link printed at startup "
+                "(xy sections with their voxel size), or napari with voxcodec installed: napari "
+                "http://127.0.0.1:8000/ . Every response allows any origin (CORS). "
                 "Ctrl-C or SIGTERM stops the server (exit status 0). See docs/serve.md.")
 @click.argument("input", metavar="DEST", type=click.Path())
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
@@ -46,6 +48,7 @@ def serve(input, port, host, cache_mb, verbose):
     cache = f"cache {cache_mb:g} MB" if cache_mb else "no cache"
     click.echo(f"serving {input} as zarr v2 at {server.url} ({server.describe()}; {cache}); open with "
                f"{server.example()}, or neuroglancer zarr2://{server.url} ; Ctrl-C stops")
+    click.echo(f"neuroglancer, xy sections with their voxel size: {server.neuroglancer_url()}")
     try:
         server.serve_forever()
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (the CLI turns it into KeyboardInterrupt): the normal end

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import numpy as np
@@ -147,7 +148,11 @@ def test_group_with_two_levels_and_ome_metadata(tmp_path, vol_u8):
         assert "ome" not in attrs and attrs["multiscales"][0]["version"] == "0.4"
         assert attrs["multiscales"][0]["datasets"] == ome["multiscales"][0]["datasets"]
         assert attrs["multiscales"][0]["axes"] == ome["multiscales"][0]["axes"]
-        assert json.loads(_http(srv.url + "1/.zattrs")[2]) == {"_ARRAY_DIMENSIONS": ["z", "y", "x"]}
+        # each level alone keeps its voxel size: neuroglancer's dimension_units (level 1: 16 nm)
+        assert json.loads(_http(srv.url + "1/.zattrs")[2]) == {"_ARRAY_DIMENSIONS": ["z", "y", "x"],
+                                                               "dimension_units": ["16 nm"] * 3}
+        assert json.loads(_http(srv.url + "0/.zattrs")[2])["dimension_units"] == ["8 nm"] * 3
+        assert srv.neuroglancer_state()["dimensions"] == {"x": [8e-9, "m"], "y": [8e-9, "m"], "z": [8e-9, "m"]}
         group = zarr.open_group(_store(srv.url), mode="r", zarr_format=2)
         assert sorted(group.array_keys()) == ["0", "1"]
         assert group.attrs["multiscales"][0]["name"] == "em"
@@ -377,6 +382,10 @@ def test_cli_serves_and_stops_cleanly(tmp_path, vol_u8, sig):
     proc, url, line = _start_cli(str(tmp_path / "em.zarr"), "--cache-mb", "16")
     try:
         assert "zarr v2" in line and f"zarr.open_array({url!r})" in line
+        link = proc.stdout.readline()  # the neuroglancer link, its state in the fragment
+        assert link.startswith("neuroglancer") and "https://neuroglancer-demo.appspot.com/#!" in link
+        state = json.loads(urllib.parse.unquote(link.strip().split("#!", 1)[1]))
+        assert state["layers"][0]["source"] == f"zarr2://{url}" and state["layout"] == "xy"
         np.testing.assert_array_equal(_open_remote(url)[:], vol_u8)
         assert _http(url + "9.9.9")[0] == 404
     finally:
@@ -445,3 +454,31 @@ def test_levels_are_listed_in_order_and_the_example_opens_level_0(tmp_path, vol_
         assert [p for p, a in srv.nodes.items() if a.kind == "array"] == ["0", "1", "2"]
         assert srv.example().endswith(f"zarr.open_array({srv.url + '0'!r})")
         assert re.search(r"of 3 arrays \(0: .*; 1: .*; 2: ", srv.describe())
+
+
+
+def test_neuroglancer_state_shows_xy_sections_with_the_voxel_size(tmp_path, vol_u8):
+    """The printed link's state: x, y, z display dimensions in meters from the source's voxel size (a
+    (z, y, x) array otherwise shows a z-y strip in neuroglancer's xy panel), the source, the xy layout;
+    a .vxc stream's voxel size reaches its served attributes too."""
+    from voxcodec.storage.serve import _dimension_units
+
+    path = tmp_path / "em.vxc"
+    path.write_bytes(voxcodec.encode(vol_u8, preset="fast", metadata={"voxel_size": [30, 6, 6], "unit": "nanometer"}))
+    with running(path) as srv:
+        assert json.loads(_http(srv.url + ".zattrs")[2])["dimension_units"] == ["30 nm", "6 nm", "6 nm"]
+        state = srv.neuroglancer_state()
+        assert state["dimensions"] == {"x": [6e-9, "m"], "y": [6e-9, "m"], "z": [3e-8, "m"]}
+        assert state["layers"] == [{"type": "image", "source": f"zarr2://{srv.url}", "name": "em"}]
+        assert state["layout"] == "xy"
+        url = srv.neuroglancer_url("http://127.0.0.1:9999")
+        assert url.startswith("http://127.0.0.1:9999/#!")
+        assert json.loads(urllib.parse.unquote(url.split("#!", 1)[1])) == state
+    plain = tmp_path / "plain.vxc"
+    plain.write_bytes(voxcodec.encode(vol_u8, preset="fast"))
+    with running(plain) as srv:  # no voxel size: unitless dimensions, still x, y, z
+        assert "dimension_units" not in json.loads(_http(srv.url + ".zattrs")[2])
+        assert srv.neuroglancer_state()["dimensions"] == {"x": [1, ""], "y": [1, ""], "z": [1, ""]}
+    assert _dimension_units((None, 2.5, 2.5), "angstrom") == [None, "250 pm", "250 pm"]
+    assert _dimension_units((40, 4, 4), "micrometer") == ["40 um", "4 um", "4 um"]
+    assert _dimension_units(None, "nanometer") is None and _dimension_units((1, 1, 1), None) is None

@@ -15,7 +15,10 @@ What is served:
   request decodes exactly one block.
 
 zarr v2 stores every chunk full-size: chunks on the far edges are padded with the fill value.  A chunk
-the source does not store is answered 404, which zarr clients read as "all fill value".
+the source does not store is answered 404, which zarr clients read as "all fill value".  Each array's
+``.zattrs`` carries neuroglancer's ``dimension_units`` when the voxel size is known (a ``.vxc`` stream's
+metadata, or each level's scale in an OME-Zarr group), and :meth:`ZarrV2Server.neuroglancer_url` is a
+link whose viewer state shows xy sections with that voxel size (``voxcodec serve`` prints it).
 
 Decoded chunks are kept in a least-recently-used cache bounded in bytes; concurrent requests for the
 same chunk decode it once.  Each request runs in its own thread with one compute thread
@@ -128,6 +131,14 @@ class VxcArray(_Array):
         depth = min(int(dec.meta["block_depth"]), max(1, dec.shape[0]))
         tile = [min(int(t), max(1, s)) for t, s in zip(dec.meta["tile"], dec.shape[1:])]
         attrs = {"_ARRAY_DIMENSIONS": ["z", "y", "x"]}
+        try:
+            from .voxel_size import from_metadata
+
+            units = _dimension_units(*from_metadata(dec.meta.get("metadata")))
+        except ValueError:  # a malformed voxel size: served without one
+            units = None
+        if units:
+            attrs["dimension_units"] = units
         super().__init__(dec.shape, dec.dtype, (depth, *tile), 0, attrs)
 
     def exists(self, idx) -> bool:
@@ -296,6 +307,64 @@ def _first_level(attrs: dict) -> str | None:
         return None
 
 
+#: the public neuroglancer client that the printed link opens (any client takes the same state)
+NEUROGLANCER_CLIENT = "https://neuroglancer-demo.appspot.com/"
+_ABBR_METERS = {"pm": 1e-12, "nm": 1e-9, "um": 1e-6, "mm": 1e-3, "cm": 1e-2, "m": 1.0}
+
+
+def _ng_dimension(unit) -> list:
+    """A neuroglancer coordinate-space entry ``[size in meters, "m"]`` from a ``dimension_units`` entry
+    (``"30 nm"``); ``[1, ""]`` (unitless) when it is unknown."""
+    try:
+        value, abbr = str(unit).split()
+        return [float(f"{float(value) * _ABBR_METERS[abbr]:.12g}"), "m"]
+    except (ValueError, KeyError):
+        return [1, ""]
+
+
+#: unit names (OME-NGFF / UDUNITS-2) as neuroglancer writes them, and their size in meters
+_NG_UNITS = {"picometer": ("pm", 1e-12), "angstrom": ("pm", 1e-10), "nanometer": ("nm", 1e-9),
+             "micrometer": ("um", 1e-6), "millimeter": ("mm", 1e-3), "centimeter": ("cm", 1e-2), "meter": ("m", 1.0)}
+
+
+def _dimension_units(voxel_size, unit) -> list | None:
+    """neuroglancer's ``dimension_units`` attribute of a zarr v2 array (``["30 nm", "6 nm", "6 nm"]``; null
+    for an axis of unknown size), from a voxel size and its unit; None when nothing is known."""
+    if voxel_size is None or unit not in _NG_UNITS or all(v is None for v in voxel_size):
+        return None
+    abbr, meters = _NG_UNITS[unit]
+    per = meters / _ABBR_METERS[abbr]
+    return [None if v is None else f"{float(v) * per:.10g} {abbr}" for v in voxel_size]
+
+
+def _level_units(nodes):
+    """Each level of a served OME-Zarr multiscale group gets its ``dimension_units`` (the level's scale and
+    the axes' units), so that a level opened alone (``zarr2://.../0/``) keeps its voxel size."""
+    from .ome import _scale_of, find_multiscales
+
+    for path, group in list(nodes.items()):
+        if group.kind != "group":
+            continue
+        ms = find_multiscales(group.attrs)
+        if not ms or not isinstance(ms[0], dict):
+            continue
+        axes = [a if isinstance(a, dict) else {"name": str(a)} for a in ms[0].get("axes") or []]
+        glob = _scale_of(ms[0].get("coordinateTransformations"))
+        for d in ms[0].get("datasets") or []:
+            if not isinstance(d, dict) or "path" not in d:
+                continue
+            arr = nodes.get(f"{path}/{d['path']}" if path else str(d["path"]))
+            scale = _scale_of(d.get("coordinateTransformations"))
+            if arr is None or arr.kind != "array" or not axes or scale is None or len(scale) != len(axes) \
+                    or "dimension_units" in arr.attrs:
+                continue
+            if glob is not None and len(glob) == len(scale):
+                scale = [a * b for a, b in zip(scale, glob)]
+            units = [(_dimension_units([v], ax.get("unit")) or [None])[0] for v, ax in zip(scale, axes)]
+            if any(units):
+                arr.attrs["dimension_units"] = units
+
+
 def _zarr_nodes(node, where):
     import zarr
 
@@ -324,6 +393,7 @@ def _zarr_nodes(node, where):
         raise UnsupportedError(f"{where} holds no voxcodec-coded array" + (
             f" ({len(arrays)} arrays with other codecs)" if arrays else " (no array at all)")
             + ": encode it first (voxcodec convert, or zarr with serializer=voxcodec.zarr.VoxCodec())")
+    _level_units(nodes)
     return nodes, warnings
 
 
@@ -500,6 +570,48 @@ class ZarrV2Server(ThreadingHTTPServer):
         multi = "OME-Zarr multiscale group" if "multiscales" in root.attrs else "group"
         shown = "; ".join(f"{p}: {a.describe()}" for p, a in arrays[:4]) + ("; ..." if len(arrays) > 4 else "")
         return f"{multi} of {len(arrays)} arrays ({shown})"
+
+    def neuroglancer_state(self) -> dict:
+        """A neuroglancer viewer state that shows what is served the right way up: the layer's source, the
+        x, y, z display dimensions with the voxel size and unit of level 0 (without them neuroglancer's xy
+        panel shows a z-y strip of a (z, y, x) array), and the xy panel alone."""
+        root = self.nodes[""]
+        level = root
+        if root.kind != "array":
+            first = self.nodes.get(_first_level(root.attrs) or "")
+            level = first if first is not None and first.kind == "array" else \
+                next(a for a in self.nodes.values() if a.kind == "array")
+        names = level.attrs.get("_ARRAY_DIMENSIONS")
+        if not (isinstance(names, list) and len(names) == len(level.shape)):
+            from .ome import find_multiscales
+
+            ms = find_multiscales(root.attrs) if root.kind == "group" else None
+            axes = (ms[0].get("axes") if ms and isinstance(ms[0], dict) else None) or []
+            names = [a.get("name") if isinstance(a, dict) else str(a) for a in axes]
+            if len(names) != len(level.shape):
+                names = ["z", "y", "x"][-len(level.shape):] if len(level.shape) <= 3 else None
+        units = level.attrs.get("dimension_units")
+        units = units if isinstance(units, list) and len(units) == len(level.shape) else [None] * len(level.shape)
+        dims = {}
+        for axis in ("x", "y", "z"):  # display order: x across, y down, z through the panel
+            if names and axis in names:
+                dims[axis] = _ng_dimension(units[names.index(axis)])
+        for n, u in zip(names or [], units):
+            if n not in dims:
+                dims[n] = _ng_dimension(u)
+        label = os.path.basename(self.name.rstrip("/")) if self.name else "voxcodec"
+        for suffix in (".vxc", ".ome.zarr", ".zarr"):
+            label = label[: -len(suffix)] if label.endswith(suffix) and len(label) > len(suffix) else label
+        return {"dimensions": dims,
+                "layers": [{"type": "image", "source": f"zarr2://{self.url}", "name": label or "voxcodec"}],
+                "layout": "xy", "showScaleBar": True}
+
+    def neuroglancer_url(self, client: str = NEUROGLANCER_CLIENT) -> str:
+        """:meth:`neuroglancer_state` as a link to the neuroglancer client at ``client``."""
+        from urllib.parse import quote
+
+        state = json.dumps(self.neuroglancer_state(), separators=(",", ":"))
+        return f"{client.rstrip('/')}/#!{quote(state, safe='')}"
 
     def example(self) -> str:
         root = self.nodes[""]
