@@ -29,7 +29,7 @@ import os
 
 import numpy as np
 
-#: the suffixes and markers by which a path is taken for voxcodec's
+#: the files that mark a folder as a zarr array or group (v3, or format 2)
 _ZARR_MARKERS = ("zarr.json", ".zarray", ".zgroup")
 
 
@@ -71,7 +71,8 @@ def _open_stream(path: str):
     if _is_url(path):
         import urllib.request
 
-        with urllib.request.urlopen(path, timeout=60) as r:  # the stream as bytes: a Decoder reads a buffer
+        # the whole stream, fetched once (a Decoder reads a buffer); zarr over HTTP fetches chunk by chunk
+        with urllib.request.urlopen(path, timeout=60) as r:
             return voxcodec.Decoder(r.read(), workers=1)
     return voxcodec.Decoder(path, workers=1)
 
