@@ -48,7 +48,8 @@ def timed(cmd, cwd, env) -> float:
     res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     dt = time.perf_counter() - t0
     if res.returncode:
-        raise SystemExit(f"{' '.join(map(str, cmd))} failed ({res.returncode}):\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
+        raise SystemExit(f"{' '.join(map(str, cmd))} failed ({res.returncode}):\n"
+                         f"{res.stdout[-2000:]}{res.stderr[-2000:]}")
     return dt
 
 
@@ -89,7 +90,8 @@ def main(argv=None):
         make = ("import numpy as np, tifffile, voxcodec, sys\n"
                 f"p = {str(SNEMI)!r}\n"
                 "import os\n"
-                "v = tifffile.imread(p)[:4] if os.path.exists(p) else np.tile(voxcodec.sample_volume()[:4], (1, 8, 8))\n"
+                "v = (tifffile.imread(p)[:4] if os.path.exists(p)\n"
+                "     else np.tile(voxcodec.sample_volume()[:4], (1, 8, 8)))\n"
                 "tifffile.imwrite('big.tif', np.ascontiguousarray(v), photometric='minisblack'); print(v.shape)\n")
         (tmp / "make.py").write_text(make)
         subprocess.run([str(bin_ / "python"), "make.py"], cwd=tmp, env=env, check=True, capture_output=True)

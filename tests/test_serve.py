@@ -442,7 +442,8 @@ def test_levels_are_listed_in_order_and_the_example_opens_level_0(tmp_path, vol_
     levels = [vol_u8[:, :: 2 ** i, :: 2 ** i].copy() for i in range(3)]
     root.attrs["ome"] = {"version": "0.5", "multiscales": [{
         "axes": [{"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"],
-        "datasets": [{"path": str(i), "coordinateTransformations": [{"type": "scale", "scale": [1.0, 2.0 ** i, 2.0 ** i]}]}
+        "datasets": [{"path": str(i),
+                      "coordinateTransformations": [{"type": "scale", "scale": [1.0, 2.0 ** i, 2.0 ** i]}]}
                      for i in range(3)]}]}
     for i in (2, 0, 1):
         a = root.create_array(str(i), shape=levels[i].shape, chunks=(8, 32, 32), dtype="uint8",

@@ -300,7 +300,9 @@ def _natural(path: str) -> list:
 
 def _first_level(attrs: dict) -> str | None:
     """The path of an OME-Zarr multiscale group's first (full-resolution) dataset, or None."""
-    ms = (attrs.get("ome") or {}).get("multiscales") or attrs.get("multiscales")
+    from .ome import find_multiscales
+
+    ms = find_multiscales(attrs)
     try:
         return str(ms[0]["datasets"][0]["path"])
     except (TypeError, KeyError, IndexError):
