@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     # the cache (slices.py's keys) is read and written here only; the workers just run paq8px
     known = json.loads(cache.read_text()) if cache.exists() else {}
     binary_sha = slices.sha256_file(a.paq8px)
-    keys = [f"{slices.slice_sha(vol[z])}:{binary_sha}:{slices.PAQ_LEVEL}" for z in range(len(vol))]
+    keys = [slices.paq8px_key(vol[z], binary_sha) for z in range(len(vol))]
     todo = [z for z in range(len(vol)) if not known.get(keys[z], {}).get("lossless")]
     print(f"{len(vol) - len(todo)} slices cached, {len(todo)} to code with {a.jobs} at once", flush=True)
     with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as ex:

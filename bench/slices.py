@@ -49,7 +49,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from volumes import SHARED, V05, code_items, summarize, v05_setup  # noqa: E402
+from volumes import SHARED, V05, _f, code_items, summarize, v05_setup  # noqa: E402
 
 SLICES = [("cdeep3m_sbem_mito", 5), ("cdeep3m_sbem_mito", 15), ("flyem_fib_ts1", 100), ("flyem_fib_ts1", 200),
           ("isbi_train", 10), ("isbi_train", 20), ("snemi3d_ac4_z00-31", 10), ("snemi3d_ac4_z00-31", 20),
@@ -116,9 +116,14 @@ def paq8px(a: np.ndarray, binary: str) -> dict:
             "level": PAQ_LEVEL}
 
 
+def paq8px_key(a: np.ndarray, binary_sha256: str) -> str:
+    """The cache key of a slice coded by the paq8px binary of that sha256 (at PAQ_LEVEL)."""
+    return f"{slice_sha(a)}:{binary_sha256}:{PAQ_LEVEL}"
+
+
 def paq8px_cached(a: np.ndarray, binary: str, cache_path: Path) -> tuple[dict, bool]:
     """:func:`paq8px`, or its result from ``cache_path`` for the same slice and binary: ``(result, cached)``."""
-    key = f"{slice_sha(a)}:{sha256_file(binary)}:{PAQ_LEVEL}"
+    key = paq8px_key(a, sha256_file(binary))
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     if key in cache and cache[key].get("lossless"):
         return cache[key], True
@@ -130,10 +135,6 @@ def paq8px_cached(a: np.ndarray, binary: str, cache_path: Path) -> tuple[dict, b
 
 
 # -- the report -------------------------------------------------------------------------------------------
-
-def _f(x: float) -> str:
-    return f"{x:.2f}" if x >= 1 else f"{x:.3g}"
-
 
 def means(recs: list, codecs: list, names: list) -> dict:
     """Per codec: mean bits per voxel, mean of the per-slice ratios to e7 and to paq8px, MB/s over all slices."""

@@ -1,3 +1,4 @@
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -40,6 +41,24 @@ def console_script(name: str, module: str) -> list[str]:
     """The installed console script ``name`` (or ``python -m module`` when it is not installed)."""
     exe = os.path.join(os.path.dirname(sys.executable), name)
     return [exe] if os.path.exists(exe) else [sys.executable, "-m", module]
+
+
+@contextlib.contextmanager
+def running(source, **kw):
+    """A ``voxcodec serve`` server of ``source`` on a free port, serving in a thread; shut down on exit."""
+    import threading
+
+    from voxcodec.storage.serve import make_server
+
+    server = make_server(source, port=0, **kw)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
 
 
 def run_python(code: str, env_extra=None) -> str:

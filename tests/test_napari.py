@@ -2,7 +2,6 @@
 lazy arrays equal to the volume, with the voxel size, unit and levels of the source; paths that are
 not for it get None; the npe2 manifest is packaged and names the reader."""
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -80,21 +79,14 @@ def test_voxcodec_zarr_array_and_what_is_not_for_this_reader(tmp_path, vol):
 
 def test_served_url_is_read_over_http(tmp_path, vol):
     pytest.importorskip("aiohttp")
-    from voxcodec.storage.serve import make_server
+    from conftest import running
 
     path = tmp_path / "em.vxc"
     path.write_bytes(voxcodec.encode(vol, preset="fast", block_depth=4))
-    server = make_server(str(path), port=0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with running(str(path)) as server:
         assert get_reader(server.url) is read_zarr
         [(data, kw, _)] = read_zarr(server.url)
         np.testing.assert_array_equal(data.compute(), vol)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
 
 
 def test_the_manifest_is_packaged_and_names_the_reader():

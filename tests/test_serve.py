@@ -3,7 +3,6 @@ uncompressed zarr v2 and read back with zarr-python through fsspec's HTTP filesy
 (uint8, uint16, int16; edge chunks; an OME-Zarr 0.5 multiscale group); CORS, preflight, HEAD, ranges,
 404 for missing keys, the chunk cache, and the command line (startup line, SIGTERM / Ctrl-C, bad DEST)."""
 
-import contextlib
 import json
 import re
 import signal
@@ -18,7 +17,7 @@ import pytest
 import tifffile
 
 import voxcodec
-from conftest import SHARED_DATA, console_script
+from conftest import SHARED_DATA, console_script, running
 
 zarr = pytest.importorskip("zarr")
 pytest.importorskip("aiohttp")
@@ -58,20 +57,6 @@ def _vox_array(path, vol, chunks=CHUNKS, fill_value=0, **kw):
                             serializer=VoxCodec(preset="fast"), compressors=None, **kw)
     arr[...] = vol
     return arr
-
-
-@contextlib.contextmanager
-def running(source, **kw):
-    """A server of ``source`` on a free port, serving in a thread; shut down on exit."""
-    server = make_server(source, port=0, **kw)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
 
 
 def _http(url, method="GET", headers=None):

@@ -29,10 +29,6 @@ import os
 
 import numpy as np
 
-#: the files that mark a folder as a zarr array or group (v3, or format 2)
-_ZARR_MARKERS = ("zarr.json", ".zarray", ".zgroup")
-
-
 def get_reader(path):
     """The reader for ``path`` (a ``str`` or a one-element list), or ``None`` if it is not a ``.vxc`` stream
     nor a zarr array or group holding a voxcodec-coded array."""
@@ -81,6 +77,7 @@ def read_vxc(path):
     """A ``.vxc`` stream as one lazy image layer, in chunks of the stream's blocks."""
     import dask.array as da
 
+    from .serve import display_name
     from .voxel_size import from_metadata
 
     path = os.fspath(path[0] if isinstance(path, (list, tuple)) else path)
@@ -95,7 +92,7 @@ def read_vxc(path):
         voxel_size, unit = from_metadata(dec.meta.get("metadata"))
     except ValueError:  # a malformed entry: shown without a scale, never refused
         voxel_size, unit = None, None
-    kwargs = {"name": _name(path), "metadata": {"source": path, "format_version": dec.format_version},
+    kwargs = {"name": display_name(path), "metadata": {"source": path, "format_version": dec.format_version},
               **_scale(voxel_size, unit), **_contrast(dec.dtype)}
     return [(data, kwargs, "image")]
 
@@ -104,13 +101,12 @@ def read_vxc(path):
 def _zarr_node(path: str):
     """The zarr array or group at ``path`` if it holds a voxcodec-coded array, else None.  At an
     ``http(s)://`` URL any zarr is taken: ``voxcodec serve`` serves its arrays decoded, as plain zarr v2."""
-    if not _is_url(path) and not (os.path.isdir(path) and
-                                  any(os.path.exists(os.path.join(path, m)) for m in _ZARR_MARKERS)):
+    from .serve import _is_voxcodec, is_zarr_folder
+
+    if not _is_url(path) and not is_zarr_folder(path):
         return None
     try:
         import zarr
-
-        from .serve import _is_voxcodec
 
         node = zarr.open(path, mode="r")
     except Exception:  # noqa: BLE001 - not zarr, zarr missing, unreachable: not for this reader
@@ -128,12 +124,13 @@ def read_zarr(path):
     import zarr
 
     from .ome import find_multiscales, level0
+    from .serve import _natural, display_name
 
     path = os.fspath(path[0] if isinstance(path, (list, tuple)) else path)
     node = _zarr_node(path)
     if node is None:
         raise ValueError(f"{path} is not a zarr array or group with a voxcodec-coded array")
-    name = _name(path)
+    name = display_name(path)
     if isinstance(node, zarr.Array):
         kwargs = {"name": name, "metadata": {"source": path}, **_contrast(node.dtype, node.ndim)}
         return [(da.from_zarr(node), kwargs, "image")]
@@ -147,8 +144,6 @@ def read_zarr(path):
                   "metadata": {"source": path, "levels": [str(d["path"]) for d in ms[0]["datasets"]]},
                   **_scale(voxel_size, lv["unit"]), **_contrast(levels[0].dtype, levels[0].ndim)}
         return [(data if len(data) > 1 else data[0], kwargs, "image")]
-    from .serve import _natural
-
     arrays = sorted(((p, a) for p, a in node.members(max_depth=None) if isinstance(a, zarr.Array)),
                     key=lambda pa: _natural(pa[0]))
     return [(da.from_zarr(a), {"name": f"{name}/{p}", "metadata": {"source": path}, **_contrast(a.dtype, a.ndim)},
@@ -156,14 +151,6 @@ def read_zarr(path):
 
 
 # -- layer keyword arguments -----------------------------------------------------------------------------------
-def _name(path: str) -> str:
-    base = os.path.basename(path.rstrip("/")) or path
-    for suffix in (".vxc", ".ome.zarr", ".zarr"):
-        if base.endswith(suffix) and len(base) > len(suffix):
-            return base[: -len(suffix)]
-    return base
-
-
 def _scale(voxel_size, unit) -> dict:
     """napari's ``scale`` and ``units`` for a (z, y, x) voxel size; an unknown axis counts as 1."""
     if voxel_size is None or all(v is None for v in voxel_size):

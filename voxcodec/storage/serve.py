@@ -260,7 +260,7 @@ def open_source(source):
                 raise UnsupportedError(f"{path} does not exist")
             if os.path.isfile(path):
                 return {"": VxcArray(_open_vxc(path))}, []
-            if not any(os.path.exists(os.path.join(path, m)) for m in ("zarr.json", ".zarray", ".zgroup")):
+            if not is_zarr_folder(path):
                 raise UnsupportedError(f"{path} is a folder but not a zarr array or group (it holds no zarr.json, "
                                        ".zarray or .zgroup)")
         node = _open_zarr(path)
@@ -268,6 +268,24 @@ def open_source(source):
     else:
         node, where = source, repr(source)
     return _zarr_nodes(node, where)
+
+
+#: the files that mark a folder as a zarr array or group (v3, or format 2)
+ZARR_MARKERS = ("zarr.json", ".zarray", ".zgroup")
+
+
+def is_zarr_folder(path) -> bool:
+    """Whether ``path`` is a folder holding a zarr array or group (it has one of :data:`ZARR_MARKERS`)."""
+    return os.path.isdir(path) and any(os.path.exists(os.path.join(path, m)) for m in ZARR_MARKERS)
+
+
+def display_name(path: str) -> str:
+    """A layer or volume name for ``path``: its last component without ``.vxc``, ``.ome.zarr`` or ``.zarr``."""
+    base = os.path.basename(os.fspath(path).rstrip("/")) or os.fspath(path)
+    for suffix in (".vxc", ".ome.zarr", ".zarr"):
+        if base.endswith(suffix) and len(base) > len(suffix):
+            return base[: -len(suffix)]
+    return base
 
 
 def _open_vxc(path):
@@ -601,9 +619,7 @@ class ZarrV2Server(ThreadingHTTPServer):
         for n, u in zip(names or [], units):
             if n not in dims:
                 dims[n] = _ng_dimension(u)
-        label = os.path.basename(self.name.rstrip("/")) if self.name else "voxcodec"
-        for suffix in (".vxc", ".ome.zarr", ".zarr"):
-            label = label[: -len(suffix)] if label.endswith(suffix) and len(label) > len(suffix) else label
+        label = display_name(self.name) if self.name else "voxcodec"
         return {"dimensions": dims,
                 "layers": [{"type": "image", "source": f"zarr2://{self.url}", "name": label or "voxcodec"}],
                 "layout": "xy", "showScaleBar": True}
