@@ -101,4 +101,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", "voxcodec's native engine (format 6).", -1,
                                     methods};
 
-PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__native(void) {
+  vx6_init(); /* here, under the GIL, before any thread codes */
+  return PyModule_Create(&module);
+}

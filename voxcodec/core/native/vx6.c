@@ -110,6 +110,18 @@ static inline void rc_push(RC *c, uint32_t start, uint32_t freq, int bits) {
   c->sym[c->nsym++] = (Sym){(uint16_t)start, (uint16_t)freq, (uint8_t)bits};
 }
 
+/* x / f for x < 2^32 and 1 <= f < 2^15, exactly: with m = ceil(2^48 / f) = (2^48 + e) / f, 0 <= e < f,
+ * x m / 2^48 = x / f + x e / (f 2^48), and x e < 2^47, so the floor is x / f's (a multiplication
+ * instead of a division, which is on the encoder's critical path) */
+static uint64_t RCP48[1 << 15];
+static inline uint32_t rc_div(uint32_t x, uint32_t f) {
+#if defined(__SIZEOF_INT128__)
+  return (uint32_t)(((unsigned __int128)x * RCP48[f]) >> 48);
+#else
+  return x / f;
+#endif
+}
+
 /* code the chunk's symbols (last to first) and append the chunk to the output */
 static void rc_enc_chunk(RC *c) {
   if (c->oom) return;
@@ -121,12 +133,14 @@ static void rc_enc_chunk(RC *c) {
   size_t nw = 0;
   for (size_t i = c->nsym; i-- > 0;) {
     const Sym s = c->sym[i];
-    const uint64_t xmax = ((uint64_t)(RANS_L >> s.bits) << 16) * s.freq;
-    if (x >= xmax) {
-      c->words[nw++] = (uint16_t)x;
-      x >>= 16;
-    }
-    x = ((x / s.freq) << s.bits) + x % s.freq + s.start;
+    const uint64_t xmax = (uint64_t)s.freq << (32 - s.bits); /* (2^16 >> bits << 16) * freq */
+    /* a word goes out when x >= xmax, without a branch (it would be mispredicted) */
+    const uint32_t out = x >= xmax;
+    c->words[nw] = (uint16_t)x;
+    nw += out;
+    x >>= out << 4;
+    const uint32_t q = rc_div(x, s.freq);
+    x = (q << s.bits) + (x - q * s.freq) + s.start;
   }
   c->nsym = 0;
   if (!grow((void **)&c->buf, &c->cap, c->len + 4 + 2 * nw, 1)) {
@@ -241,7 +255,7 @@ static uint32_t TOK_BASE[MAX_TOKENS];
 static int TOK_RAW[MAX_TOKENS];
 static volatile int TABLES_READY = 0;
 
-static void init_tables(void) {
+void vx6_init(void) {
   if (TABLES_READY) return;
   Off all[13 * 13];
   int n = 0;
@@ -269,11 +283,15 @@ static void init_tables(void) {
     EQTAB[e] = q;
   }
   for (int i = 0; i < 1024; i++) RECIP[i] = (uint32_t)(131072 / (2 * i + 3));
+  for (uint64_t f = 1; f < (1u << 15); f++) RCP48[f] = (((uint64_t)1 << 48) + f - 1) / f;
   for (int t = 0; t < MAX_TOKENS; t++) { /* token -> its smallest value and raw bits (see token_of) */
     TOK_RAW[t] = t < TOK_DIRECT ? 0 : ((t - TOK_DIRECT) >> TOK_MSB) + 1;
     TOK_BASE[t] = t < TOK_DIRECT ? (uint32_t)t
                                  : (uint32_t)((1 << TOK_MSB) + ((t - TOK_DIRECT) & ((1 << TOK_MSB) - 1))) << TOK_RAW[t];
   }
+#if defined(__GNUC__)
+  __sync_synchronize(); /* the tables are written before the flag */
+#endif
   TABLES_READY = 1; /* idempotent: two threads racing here write the same values */
 }
 
@@ -587,14 +605,15 @@ static inline void tab_update(Tab *t, int s, int ntok) {
   if (--t->left == 0) tab_freeze(t, ntok);
 }
 
+/* u's token and raw bits: u itself below TOK_DIRECT (16), else its octave n >= 4 and the TOK_MSB (3)
+ * bits below the leading one, with n - 3 raw bits.  Written without a branch (it would be mispredicted
+ * on noisy data): with n the octave of u | 8, u < 16 has n = 3 and no raw bits, and the formula gives
+ * 8 + (u & 7), which is u from 8 on; below 8 it is 8 too many. */
+typedef char vx6_token_layout[TOK_DIRECT == 16 && TOK_MSB == 3 ? 1 : -1];
 static inline int token_of(uint32_t u, int *nraw) {
-  if (u < TOK_DIRECT) {
-    *nraw = 0;
-    return (int)u;
-  }
-  int n = 31 - __builtin_clz(u);
+  const int n = 31 - __builtin_clz(u | 8u);
   *nraw = n - TOK_MSB;
-  return TOK_DIRECT + ((n - 4) << TOK_MSB) + (int)((u >> (n - TOK_MSB)) & ((1 << TOK_MSB) - 1));
+  return TOK_DIRECT + (n - 4) * (1 << TOK_MSB) + (int)((u >> (n - TOK_MSB)) & 7u) - ((u < 8u) << 3);
 }
 
 /* ---------------------------------------------------------------------------------------------------
@@ -828,7 +847,7 @@ static void state_free(State *s) {
 }
 
 static int state_init(State *s, const vx6_block *b, const vx6_params *p) {
-  init_tables();
+  vx6_init();
   memset(s, 0, sizeof(*s));
   s->b = *b;
   s->p = *p;
@@ -854,7 +873,7 @@ static int state_init(State *s, const vx6_block *b, const vx6_params *p) {
   for (int i = 0; i < p->n_causal; i++, n++) {
     s->reg_plane[n] = 0;
     s->reg_off[n] = (ptrdiff_t)CAUSAL[i].dy * s->Wp + CAUSAL[i].dx;
-    if (CAUSAL[i].dy == 0) {
+    if (CAUSAL[i].dy == 0) { /* dx = -1, -2, ... (at most -6: 40 causal neighbours hold 5 of them) */
       s->rec_idx[s->n_rec] = n;
       s->rec_dx[s->n_rec++] = CAUSAL[i].dx;
     }
@@ -1112,21 +1131,56 @@ static VX6_INLINE int code_block(State *s, RC *rc, const int dec, const int code
           for (int t = 0; t < m; t++) pe[t] = 2 * eN[t] + eN[t - 1] + eN[t + 1] + eNN[t] + 2 * eP[t];
         }
         const int32_t cW = casc >= 1 ? s->casc.wq[0] : 0, cWW = casc >= 5 ? s->casc.wq[4] : 0;
-        int32_t wrec[6]; /* the weights of the regressors on the current row, and their offsets */
-        int drec[6];
-        for (int r = 0; r < n_rec; r++) {
-          wrec[r] = o->wq[s->rec_idx[r]];
-          drec[r] = s->rec_dx[r];
-        }
+        /* the weights of the regressors on the current row: wr[k] for the voxel k + 1 to the left */
+        int32_t wr[6] = {0, 0, 0, 0, 0, 0};
+        for (int r = 0; r < n_rec; r++) wr[-s->rec_dx[r] - 1] = o->wq[s->rec_idx[r]];
+        const int32_t w1 = wr[0], w2 = wr[1], w3 = wr[2], w4 = wr[3], w5 = wr[4], w6 = wr[5];
+        /* the row's recent voxels, in registers: values in the planes (h1 = W, h2 = WW, ...), errors and
+         * signed residuals at W and WW, the voxels W and WW themselves (the padding holds zeros) */
+        int32_t h1 = cur[pos0 - 1], h2 = cur[pos0 - 2], h3 = cur[pos0 - 3], h4 = cur[pos0 - 4], h5 = cur[pos0 - 5],
+                h6 = cur[pos0 - 6];
+        int e1 = ecur[pos0 - 1], e2 = ecur[pos0 - 2];
+        int32_t s1 = scur[pos0 - 1], s2 = scur[pos0 - 2];
         const size_t rowbase = zbase + (size_t)y * w;
+        int64_t v1 = x0 >= 1 ? get_voxel(vox, b->itemsize, rowbase + x0 - 1) : 0;
+        int64_t v2 = x0 >= 2 ? get_voxel(vox, b->itemsize, rowbase + x0 - 2) : 0;
+        /* the token coder's state, in registers for the piece (written back at its end) */
+        uint32_t x = 0;
+        size_t pos = 0;
+        const uint8_t *const in = rc->in; /* decoding: padded (see vx6_decode) */
+        Sym *sp = NULL;
+        if (coder == VX6_TABLES) {
+          if (dec) {
+            x = rc->x;
+            pos = rc->pos;
+          } else {
+            if (!grow((void **)&rc->sym, &rc->symcap, rc->nsym + 2 * (size_t)m + 4, sizeof(Sym))) return VX6_ERR_MEMORY;
+            sp = rc->sym + rc->nsym;
+          }
+        }
+#define VX6_FAIL(e)                   \
+  do {                                \
+    if (coder == VX6_TABLES && dec) { \
+      rc->x = x;                      \
+      rc->pos = pos;                  \
+    }                                 \
+    return (e);                       \
+  } while (0)
+#define VX6_NORM() /* without a branch (it would be mispredicted): a word comes in when x < 2^16 */ \
+  do {                                                                                              \
+    const uint32_t s_ = x < RANS_L;                                                                 \
+    const uint32_t wd_ = (uint32_t)in[pos] | (uint32_t)in[pos + 1] << 8;                            \
+    x = (x << (s_ << 4)) | (wd_ & (0u - s_));                                                       \
+    pos += 2 * s_;                                                                                  \
+  } while (0)
+        Tab *const tabs = s->tabs;
+        const int ntok = s->ntok;
         int run = 0, kept = 0; /* the current run of voxels that feed the statistics; how many so far */
         const int cbase = casc ? s->casc.count : 0;
         for (int t = 0; t < m; t++) {
           const ptrdiff_t idx = pos0 + t;
           const int xx = x0 + t;
           const size_t vi = rowbase + xx;
-          /* flat: the four nearest known voxels hold one value; it is the prediction, the voxel has a
-           * context of its own and teaches the filters nothing (black margins cost almost nothing) */
           int flat = 0, edge = 0;
           int64_t P = 0;
           /* flat: the nearest known voxels (W, NW, N, NE; on the first row W and WW; on the first column N and
@@ -1135,45 +1189,37 @@ static VX6_INLINE int code_block(State *s, RC *rc, const int dec, const int code
            * edge: otherwise, beside the block's lowest value (the margins of a registered stack): predicted as that
            * value, in a context per pattern of which of W, NW, N, NE hold it */
           if (y > 0) {
-            /* the decoded neighbours: from the planes when they hold whole values (shift 0), else the voxels */
-            int64_t vN, vW = 0, vNW = 0, vNE = 0;
+            /* the row above: from the planes when they hold whole values (shift 0), else the voxels */
+            int64_t vN, vNW = 0, vNE;
             if (!shift) {
               vN = cur[idx - Wp] + centre;
-              if (xx > 0) {
-                vW = cur[idx - 1] + centre;
-                vNW = cur[idx - Wp - 1] + centre;
-              }
+              if (xx > 0) vNW = cur[idx - Wp - 1] + centre;
               vNE = xx + 1 < w ? cur[idx - Wp + 1] + centre : vN;
             } else {
               vN = get_voxel(vox, b->itemsize, vi - w);
-              if (xx > 0) {
-                vW = get_voxel(vox, b->itemsize, vi - 1);
-                vNW = get_voxel(vox, b->itemsize, vi - w - 1);
-              }
+              if (xx > 0) vNW = get_voxel(vox, b->itemsize, vi - w - 1);
               vNE = xx + 1 < w ? get_voxel(vox, b->itemsize, vi - w + 1) : vN;
             }
             if (xx > 0) {
-              flat = vW == vN && vW == vNW && vW == vNE;
-              P = vW;
-              edge = flat ? 0 : (vW == lo) | (vNW == lo) << 1 | (vN == lo) << 2 | (vNE == lo) << 3;
+              flat = v1 == vN && v1 == vNW && v1 == vNE;
+              P = v1;
+              edge = flat ? 0 : (v1 == lo) | (vNW == lo) << 1 | (vN == lo) << 2 | (vNE == lo) << 3;
             } else if (w > 1) {
               flat = vN == vNE;
               P = vN;
             }
           } else if (xx > 1) {
-            const int64_t vW = get_voxel(vox, b->itemsize, vi - 1);
-            flat = vW == get_voxel(vox, b->itemsize, vi - 2);
-            P = vW;
+            flat = v1 == v2;
+            P = v1;
           }
           if (edge) P = lo;
           int32_t acc = 0;
           int eq, eqc;
           int64_t Pf = 0; /* the filters' prediction */
           if (!flat) {
-            acc = pm[t];
-            for (int r = 0; r < n_rec; r++) acc += wrec[r] * cur[idx + drec[r]];
+            acc = pm[t] + w1 * h1 + w2 * h2 + w3 * h3 + w4 * h4 + w5 * h5 + w6 * h6; /* exact: any order */
             int32_t pfull = acc;
-            if (casc) pfull += pc[t] + cW * scur[idx - 1] + cWW * scur[idx - 2];
+            if (casc) pfull += pc[t] + cW * s1 + cWW * s2;
             Pf = centre + ((((int64_t)pfull * ((int64_t)1 << shift)) + 2048) >> 12); /* (no shift of a negative) */
             if (Pf < lo) Pf = lo;
             if (Pf > hi) Pf = hi;
@@ -1188,7 +1234,7 @@ static VX6_INLINE int code_block(State *s, RC *rc, const int dec, const int code
             eq = flat ? EQ_FLAT : EQ_EDGE + edge;
             eqc = flat ? 6 : 7;
           } else {
-            eq = EQTAB[pe[t] + 2 * ecur[idx - 1] + ecur[idx - 2]];
+            eq = EQTAB[pe[t] + 2 * e1 + e2];
             eqc = eq >> 2;
           }
           int64_t rmin, rmax, Pr = 0;
@@ -1211,18 +1257,41 @@ static VX6_INLINE int code_block(State *s, RC *rc, const int dec, const int code
               r = v - P;
             }
           }
-          int rc_err;
           if (coder == VX6_TABLES) {
-            rc_err = code_tables(s, rc, dec, eq, rmin, rmax, &r);
+            /* the residual's token (15-bit frequencies), then its raw low bits (see code_tables) */
+            Tab *const tb = &tabs[eq];
+            int tok;
+            if (!dec) {
+              const uint32_t u = (uint32_t)(r * 2) ^ (uint32_t)(r >> 63); /* r >= 0: 2 r, else -2 r - 1 */
+              int nraw;
+              tok = token_of(u, &nraw);
+              *sp++ = (Sym){tb->cum[tok], tb->freq[tok], PROB_TOTAL_BITS};
+              *sp = (Sym){(uint16_t)(u & ((1u << nraw) - 1)), 1, (uint8_t)nraw}; /* nraw <= 13 */
+              sp += nraw != 0; /* (kept only with raw bits: no branch) */
+            } else {
+              const uint32_t slot = x & (PROB_TOTAL - 1);
+              tok = tb->lut[slot >> (PROB_TOTAL_BITS - LUT_BITS)];
+              while (tb->cum[tok + 1] <= slot) tok++;
+              if (tok >= ntok) VX6_FAIL(VX6_ERR_RANGE);
+              x = tb->freq[tok] * (x >> PROB_TOTAL_BITS) + slot - tb->cum[tok];
+              VX6_NORM();
+              const int nraw = TOK_RAW[tok]; /* 0 for small tokens: x is then unchanged */
+              const uint32_t u = TOK_BASE[tok] | (x & ((1u << nraw) - 1));
+              x >>= nraw;
+              VX6_NORM();
+              r = (int64_t)(int32_t)((u >> 1) ^ (0u - (u & 1))); /* u odd: -(u + 1) / 2, without a branch */
+              if (r < rmin || r > rmax) VX6_FAIL(VX6_ERR_RANGE);
+            }
+            tab_update(tb, tok, ntok);
           } else {
-            const int spat = sgn3(scur[idx - 1]) * 27 + sgn3(scur[idx - Wp]) * 9 + sgn3(scur[idx - Wp - 1]) * 3 +
+            const int spat = sgn3(s1) * 27 + sgn3(scur[idx - Wp]) * 9 + sgn3(scur[idx - Wp - 1]) * 3 +
                              sgn3(scur[idx - Wp + 1]);
             const int iv = (int)(((P - lo) * 16) / (hi - lo + 1));
             const int base[6] = {0, eq, eqc * 81 + spat, eqc, qsig(sprv[idx]) * EQC_LEVELS + eqc,
                                  iv * EQC_LEVELS + eqc};
-            rc_err = code_mixing(s, rc, dec, base, eqc, rmin, rmax, &r);
+            const int rc_err = code_mixing(s, rc, dec, base, eqc, rmin, rmax, &r);
+            if (rc_err) return rc_err;
           }
-          if (rc_err) return rc_err;
           if (dec) {
             v = palette ? pv[Pr + r] : P + r;
             put_voxel(vox, b->itemsize, vi, v);
@@ -1238,15 +1307,39 @@ static VX6_INLINE int code_block(State *s, RC *rc, const int dec, const int code
           cur[idx] = (int16_t)tv;
           const int64_t rs = palette ? r : (r >> shift);
           const int64_t ar = rs < 0 ? -rs : rs;
-          ecur[idx] = (uint8_t)(ar > 255 ? 255 : ar);
-          scur[idx] = (int16_t)(rs > 127 ? 127 : rs < -127 ? -127 : rs);
+          const int e0 = (int)(ar > 255 ? 255 : ar);
+          const int32_t s0 = (int32_t)(rs > 127 ? 127 : rs < -127 ? -127 : rs);
+          ecur[idx] = (uint8_t)e0;
+          scur[idx] = (int16_t)s0;
           if (!flat && !edge && casc && feeds) {
             int32_t pmain = (acc + 2048) >> 12;
             pmain = pmain > 127 ? 127 : pmain < -128 ? -128 : pmain;
             s->ctgt[cbase + kept] = (int16_t)(tv - pmain);
           }
           kept += !flat && !edge && feeds;
+          h6 = h5;
+          h5 = h4;
+          h4 = h3;
+          h3 = h2;
+          h2 = h1;
+          h1 = tv;
+          e2 = e1;
+          e1 = e0;
+          s2 = s1;
+          s1 = s0;
+          v2 = v1;
+          v1 = v;
         }
+        if (coder == VX6_TABLES) {
+          if (dec) {
+            rc->x = x;
+            rc->pos = pos;
+          } else {
+            rc->nsym = (size_t)(sp - rc->sym);
+          }
+        }
+#undef VX6_FAIL
+#undef VX6_NORM
         if (m > run && feeds) {
           ols_note(o, y, x0 + run, x1);
           if (casc) ols_note(&s->casc, y, x0 + run, x1);
@@ -1334,10 +1427,19 @@ int vx6_decode(const vx6_block *b, const vx6_params *p, const uint8_t *payload, 
   State s;
   RC rc;
   if (!block_ok(b)) return VX6_ERR_INPUT;
-  rc_dec_init(&rc, payload, len);
+  /* the token coder reads its words without a bound check: the payload is copied with zeros after it,
+   * more than a row can read (4 bytes a voxel) past the point where a row starts (at most 8 bytes past
+   * the end, or decoding stops early); the checked readers still see the payload's length */
+  const size_t pad = 4 * (size_t)b->w + 64;
+  uint8_t *padded = (uint8_t *)malloc(len + pad);
+  if (!padded) return VX6_ERR_MEMORY;
+  if (len) memcpy(padded, payload, len);
+  memset(padded + len, 0, pad);
+  rc_dec_init(&rc, padded, len);
   int err = state_init(&s, b, p);
   if (!err) err = p->coder == VX6_TABLES ? code_block_dec_tables(&s, &rc, voxels) : code_block_dec_mixing(&s, &rc, voxels);
   state_free(&s);
+  free(padded);
   if (!err) {
     if (rc.pos > rc.n) err = VX6_ERR_EARLY;
     else if (rc.pos != rc.n) err = VX6_ERR_TAIL;

@@ -54,6 +54,10 @@ typedef struct {
   int sparse;       /* only the voxels of every 2^sparse-th row feed the filters' statistics (0..3) */
 } vx6_params;
 
+/* Fill the engine's constant tables.  The coders call it themselves; a program that codes from
+ * several threads calls it once first (the Python binding does, at import). */
+void vx6_init(void);
+
 /* Parse and check a block's 16 parameter bytes; returns 0 or VX6_ERR_PARAMS. */
 int vx6_parse_params(const uint8_t *raw, vx6_params *p);
 void vx6_pack_params(const vx6_params *p, uint8_t *raw);
