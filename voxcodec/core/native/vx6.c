@@ -255,6 +255,7 @@ static uint32_t TOK_BASE[MAX_TOKENS];
 static int TOK_RAW[MAX_TOKENS];
 static volatile int TABLES_READY = 0;
 
+static void init_eqoff(void);
 void vx6_init(void) {
   if (TABLES_READY) return;
   Off all[13 * 13];
@@ -289,6 +290,7 @@ void vx6_init(void) {
     TOK_BASE[t] = t < TOK_DIRECT ? (uint32_t)t
                                  : (uint32_t)((1 << TOK_MSB) + ((t - TOK_DIRECT) & ((1 << TOK_MSB) - 1))) << TOK_RAW[t];
   }
+  init_eqoff();
 #if defined(__GNUC__)
   __sync_synchronize(); /* the tables are written before the flag */
 #endif
@@ -554,11 +556,21 @@ static void ols_fold(Ols *o, const int16_t *const *src, const int16_t *tplane, c
  * min(max(64, seen), 4096) symbols of the context. */
 typedef struct {
   uint32_t cnt[MAX_TOKENS];
+  /* an update adds 32 to one count, to total and 1 to seen; total is halved when it passes 2^16, and the
+   * frequencies are frozen again when left reaches 0.  Between those events only the counts change: ev
+   * counts the updates down to the next one, which brings total, seen and left up to date (tab_event) */
+  uint32_t ev, ev_len;
   uint32_t total, seen, left;
   uint16_t freq[MAX_TOKENS];
   uint16_t cum[MAX_TOKENS + 1];
   uint8_t lut[LUT_BUCKETS];
 } Tab;
+
+/* EQOFF[e]: the byte offset of the table of error sum e's level (EQTAB[e] * sizeof(Tab)) */
+static uint32_t EQOFF[E_MAX + 1];
+static void init_eqoff(void) {
+  for (int e = 0; e <= E_MAX; e++) EQOFF[e] = (uint32_t)(EQTAB[e] * sizeof(Tab));
+}
 
 static void tab_freeze(Tab *t, int ntok) {
   uint32_t sum = 0;
@@ -583,17 +595,24 @@ static void tab_freeze(Tab *t, int ntok) {
   t->left = run;
 }
 
+/* the next event: the first update that takes total past 2^16, or the last of the run */
+static void tab_schedule(Tab *t) {
+  const uint32_t halve = ((1u << 16) - t->total) / 32 + 1; /* (total <= 2^16 here) */
+  t->ev = t->ev_len = halve < t->left ? halve : t->left;
+}
+
 static void tab_init(Tab *t, int ntok) {
   memset(t, 0, sizeof(*t));
   for (int s = 0; s < ntok; s++) t->cnt[s] = 1;
   t->total = (uint32_t)ntok;
   tab_freeze(t, ntok);
+  tab_schedule(t);
 }
 
-static inline void tab_update(Tab *t, int s, int ntok) {
-  t->cnt[s] += 32;
-  t->total += 32;
-  t->seen++;
+static void tab_event(Tab *t, int ntok) {
+  t->total += 32 * t->ev_len;
+  t->seen += t->ev_len;
+  t->left -= t->ev_len;
   if (t->total > (1u << 16)) {
     uint32_t tot = 0;
     for (int k = 0; k < ntok; k++) {
@@ -602,7 +621,13 @@ static inline void tab_update(Tab *t, int s, int ntok) {
     }
     t->total = tot;
   }
-  if (--t->left == 0) tab_freeze(t, ntok);
+  if (t->left == 0) tab_freeze(t, ntok);
+  tab_schedule(t);
+}
+
+static inline void tab_update(Tab *t, int s, int ntok) {
+  t->cnt[s] += 32;
+  if (--t->ev == 0) tab_event(t, ntok);
 }
 
 /* u's token and raw bits: u itself below TOK_DIRECT (16), else its octave n >= 4 and the TOK_MSB (3)
@@ -925,37 +950,6 @@ static int state_init(State *s, const vx6_block *b, const vx6_params *p) {
   return VX6_OK;
 }
 
-/* Code the residual r in [rmin, rmax] (rmin <= 0 <= rmax, not both 0) with the token tables.
- * Decoding returns it through *r; returns 0 or an error. */
-static inline int code_tables(State *s, RC *rc, int dec, int eq, int64_t rmin, int64_t rmax, int64_t *r) {
-  Tab *t = &s->tabs[eq];
-  int nraw, tok;
-  uint32_t u;
-  if (!dec) {
-    int64_t v = *r;
-    u = (uint32_t)(v >= 0 ? 2 * v : -2 * v - 1);
-    tok = token_of(u, &nraw);
-    rc_enc_sym(rc, t->cum[tok], t->freq[tok]);
-    if (nraw) rc_enc_raw(rc, u & ((1u << nraw) - 1), nraw);
-  } else {
-    const uint32_t slot = rc->x & (PROB_TOTAL - 1);
-    tok = t->lut[slot >> (PROB_TOTAL_BITS - LUT_BITS)];
-    while (t->cum[tok + 1] <= slot) tok++;
-    if (tok >= s->ntok) return VX6_ERR_RANGE;
-    rc->x = t->freq[tok] * (rc->x >> PROB_TOTAL_BITS) + slot - t->cum[tok];
-    rc_dec_norm(rc);
-    nraw = TOK_RAW[tok]; /* the token's raw bits (0 for small tokens: x is then unchanged) */
-    u = TOK_BASE[tok] | (rc->x & ((1u << nraw) - 1));
-    rc->x >>= nraw;
-    rc_dec_norm(rc);
-    int64_t v = (u & 1) ? -(int64_t)((u + 1) >> 1) : (int64_t)(u >> 1);
-    if (v < rmin || v > rmax) return VX6_ERR_RANGE;
-    *r = v;
-  }
-  tab_update(t, tok, s->ntok);
-  return VX6_OK;
-}
-
 /* Code the residual with binary decisions: zero?, sign, the magnitude's octave (unary), then its
  * mantissa bits (the top `mant` modelled, the rest raw). */
 static inline int code_mixing(State *s, RC *rc, int dec, const int *base, int sel, int64_t rmin, int64_t rmax,
@@ -1033,6 +1027,290 @@ static void fold_casc(State *s, int16_t *scur, int16_t *sprv) {
 #define VX6_INLINE inline
 #endif
 
+/* A piece of a row: one band, inside the runs of its filter and of the second stage; its weights are
+ * fixed.  code_block prepares it (the sums over the regressors off the row, the error context of the
+ * rows above) and code_piece codes its voxels. */
+typedef struct {
+  Ols *o;
+  int y, x0, m, feeds, palette;
+  ptrdiff_t pos0;
+  size_t zbase;
+  int16_t *cur, *scur;
+  const int16_t *sprv;
+  uint8_t *ecur;
+  int run; /* out: where the last run of voxels that feed the statistics starts */
+} Piece;
+
+/* plain: a row below the first, no palette, shift 0 (the planes hold whole values); wide: up to 6
+ * regressors on the row (else at most 3).  Both are constants where code_block calls it. */
+static VX6_INLINE int code_piece(State *s, RC *rc, Piece *pp, void *vox, const int dec, const int coder,
+                                 const int plain, const int wide) {
+  const vx6_block *b = &s->b;
+  const int w = b->w, Wp = s->Wp, shift = plain ? 0 : b->shift, casc = s->p.casc, n_rec = s->n_rec;
+  const int64_t lo = b->lo, hi = b->hi, centre = b->centre;
+  const int y = pp->y, x0 = pp->x0, m = pp->m, feeds = pp->feeds, palette = plain ? 0 : pp->palette;
+  const ptrdiff_t pos0 = pp->pos0;
+  const size_t zbase = pp->zbase;
+  Ols *const o = pp->o;
+  int16_t *const cur = pp->cur, *const scur = pp->scur;
+  const int16_t *const sprv = pp->sprv;
+  uint8_t *const ecur = pp->ecur;
+  const int32_t *const pm = s->pm, *const pc = s->pc, *const pe = s->pe;
+  const int64_t *const pv = s->pal.vals;
+  const int32_t *const nearest = s->pal.nearest, *const rankof = s->pal.rank;
+  const int32_t cW = casc >= 1 ? s->casc.wq[0] : 0, cWW = casc >= 5 ? s->casc.wq[4] : 0;
+  const int sres = casc || coder == VX6_MIXING; /* the signed residuals are read (else not written) */
+  /* the weights of the regressors on the current row: wr[k] for the voxel k + 1 to the left */
+  int32_t wr[6] = {0, 0, 0, 0, 0, 0};
+  for (int r = 0; r < n_rec; r++) wr[-s->rec_dx[r] - 1] = o->wq[s->rec_idx[r]];
+  const int32_t w1 = wr[0], w2 = wr[1], w3 = wr[2], w4 = wide ? wr[3] : 0, w5 = wide ? wr[4] : 0,
+                w6 = wide ? wr[5] : 0;
+  /* the row's recent voxels, in registers: values in the planes (h1 = W, h2 = WW, ...), errors and
+   * signed residuals at W and WW, the voxels W and WW themselves (the padding holds zeros) */
+  int32_t h1 = cur[pos0 - 1], h2 = cur[pos0 - 2], h3 = cur[pos0 - 3], h4 = cur[pos0 - 4], h5 = cur[pos0 - 5],
+          h6 = cur[pos0 - 6];
+  int e1 = ecur[pos0 - 1], e2 = ecur[pos0 - 2];
+  int32_t s1 = scur[pos0 - 1], s2 = scur[pos0 - 2];
+  const size_t rowbase = zbase + (size_t)y * w;
+  int64_t v1 = 0, v2 = 0;
+  if (!plain) {
+    v1 = x0 >= 1 ? get_voxel(vox, b->itemsize, rowbase + x0 - 1) : 0;
+    v2 = x0 >= 2 ? get_voxel(vox, b->itemsize, rowbase + x0 - 2) : 0;
+  }
+  const int32_t clo = (int32_t)(lo - centre); /* the lowest value in the planes (plain) */
+  /* the token coder's state, in registers for the piece (written back at its end) */
+  uint32_t x = 0;
+  size_t pos = 0;
+  const uint8_t *const in = rc->in; /* decoding: padded (see vx6_decode) */
+  Sym *sp = NULL;
+  if (coder == VX6_TABLES) {
+    if (dec) {
+      x = rc->x;
+      pos = rc->pos;
+    } else {
+      if (!grow((void **)&rc->sym, &rc->symcap, rc->nsym + 2 * (size_t)m + 4, sizeof(Sym))) return VX6_ERR_MEMORY;
+      sp = rc->sym + rc->nsym;
+    }
+  }
+#define VX6_FAIL(e)                   \
+  do {                                \
+    if (coder == VX6_TABLES && dec) { \
+      rc->x = x;                      \
+      rc->pos = pos;                  \
+    }                                 \
+    return (e);                       \
+  } while (0)
+#define VX6_NORM() /* without a branch (it would be mispredicted): a word comes in when x < 2^16 */ \
+  do {                                                                                              \
+    const uint32_t s_ = x < RANS_L;                                                                 \
+    const uint32_t wd_ = (uint32_t)in[pos] | (uint32_t)in[pos + 1] << 8;                            \
+    x = (x << (s_ << 4)) | (wd_ & (0u - s_));                                                       \
+    pos += 2 * s_;                                                                                  \
+  } while (0)
+  Tab *const tabs = s->tabs;
+  const int ntok = s->ntok;
+  int run = 0, kept = 0; /* the current run of voxels that feed the statistics; how many so far */
+  const int cbase = casc ? s->casc.count : 0;
+  for (int t = 0; t < m; t++) {
+    const ptrdiff_t idx = pos0 + t;
+    const int xx = x0 + t;
+    const size_t vi = rowbase + xx;
+    int flat = 0, edge = 0;
+    int64_t P = 0;
+    /* flat: the nearest known voxels (W, NW, N, NE; on the first row W and WW; on the first column N and
+     * NE; on the last W, NW and N) hold one value: it is the prediction, the voxel has a context of its own
+     * and teaches the filters nothing (black margins and constant regions cost almost nothing).
+     * edge: otherwise, beside the block's lowest value (the margins of a registered stack): predicted as that
+     * value, in a context per pattern of which of W, NW, N, NE hold it */
+    if (plain) { /* the same tests on the values in the planes (v - centre) */
+      const int32_t cN = cur[idx - Wp], cNW = xx > 0 ? cur[idx - Wp - 1] : 0,
+                    cNE = xx + 1 < w ? cur[idx - Wp + 1] : cN;
+      if (xx > 0) {
+        flat = h1 == cN && h1 == cNW && h1 == cNE;
+        P = h1 + centre;
+        edge = flat ? 0 : (h1 == clo) | (cNW == clo) << 1 | (cN == clo) << 2 | (cNE == clo) << 3;
+      } else if (w > 1) {
+        flat = cN == cNE;
+        P = cN + centre;
+      }
+    } else if (y > 0) {
+      /* the row above: from the planes when they hold whole values (shift 0), else the voxels */
+      int64_t vN, vNW = 0, vNE;
+      if (!shift) {
+        vN = cur[idx - Wp] + centre;
+        if (xx > 0) vNW = cur[idx - Wp - 1] + centre;
+        vNE = xx + 1 < w ? cur[idx - Wp + 1] + centre : vN;
+      } else {
+        vN = get_voxel(vox, b->itemsize, vi - w);
+        if (xx > 0) vNW = get_voxel(vox, b->itemsize, vi - w - 1);
+        vNE = xx + 1 < w ? get_voxel(vox, b->itemsize, vi - w + 1) : vN;
+      }
+      if (xx > 0) {
+        flat = v1 == vN && v1 == vNW && v1 == vNE;
+        P = v1;
+        edge = flat ? 0 : (v1 == lo) | (vNW == lo) << 1 | (vN == lo) << 2 | (vNE == lo) << 3;
+      } else if (w > 1) {
+        flat = vN == vNE;
+        P = vN;
+      }
+    } else if (xx > 1) {
+      flat = v1 == v2;
+      P = v1;
+    }
+    if (edge) P = lo;
+    int32_t acc = 0;
+    int64_t Pf = 0; /* the filters' prediction */
+    if (!flat) {
+      acc = pm[t] + w1 * h1 + w2 * h2 + w3 * h3; /* exact integers: any order */
+      if (wide) acc += w4 * h4 + w5 * h5 + w6 * h6;
+      int32_t pfull = acc;
+      if (casc) pfull += pc[t] + cW * s1 + cWW * s2;
+      Pf = centre + ((((int64_t)pfull * ((int64_t)1 << shift)) + 2048) >> 12); /* (no shift of a negative) */
+      if (Pf < lo) Pf = lo;
+      if (Pf > hi) Pf = hi;
+      P = edge && s->edge_score[edge] >= 0 ? lo : Pf;
+    }
+    /* the error context: its level (eq, eqc), and for the token tables its table */
+    int eq = 0, eqc = 0;
+    Tab *tb = NULL;
+    if (flat || edge) {
+      if (t > run && feeds) {
+        ols_note(o, y, x0 + run, x0 + t);
+        if (casc) ols_note(&s->casc, y, x0 + run, x0 + t);
+      }
+      run = t + 1;
+      eq = flat ? EQ_FLAT : EQ_EDGE + edge;
+      eqc = flat ? 6 : 7;
+      tb = tabs + eq;
+    } else {
+      const int esum = pe[t] + 2 * e1 + e2;
+      if (coder == VX6_TABLES) {
+        tb = (Tab *)((char *)tabs + EQOFF[esum]);
+      } else {
+        eq = EQTAB[esum];
+        eqc = eq >> 2;
+      }
+    }
+    int64_t rmin = 0, rmax = 0, Pr = 0;
+    if (palette) {
+      Pr = nearest[P - lo];
+      rmin = -Pr;
+      rmax = s->pal.nvals - 1 - Pr;
+    } else if (!plain || coder != VX6_TABLES) {
+      rmin = lo - P;
+      rmax = hi - P;
+    }
+    int64_t r = 0, v = 0;
+    int e0 = 0; /* the residual's magnitude in the planes, at most 255 */
+    if (!dec) {
+      v = get_voxel(vox, b->itemsize, vi);
+      if (v < lo || v > hi) return VX6_ERR_INPUT;
+      if (palette) {
+        if (rankof[v - lo] < 0) return VX6_ERR_INPUT;
+        r = rankof[v - lo] - Pr;
+      } else {
+        r = v - P;
+      }
+    }
+    if (coder == VX6_TABLES) {
+      /* the residual r in [rmin, rmax] (rmin <= 0 <= rmax, not both 0) as u = 2 r (r >= 0) or -2 r - 1: its
+       * token with the table's 15-bit frequencies, then its raw low bits */
+      int tok;
+      if (!dec) {
+        const uint32_t u = (uint32_t)(r * 2) ^ (uint32_t)(r >> 63); /* r >= 0: 2 r, else -2 r - 1 */
+        int nraw;
+        tok = token_of(u, &nraw);
+        *sp++ = (Sym){tb->cum[tok], tb->freq[tok], PROB_TOTAL_BITS};
+        *sp = (Sym){(uint16_t)(u & ((1u << nraw) - 1)), 1, (uint8_t)nraw}; /* nraw <= 13 */
+        sp += nraw != 0; /* (kept only with raw bits: no branch) */
+      } else {
+        const uint32_t slot = x & (PROB_TOTAL - 1);
+        tok = tb->lut[slot >> (PROB_TOTAL_BITS - LUT_BITS)];
+        while (tb->cum[tok + 1] <= slot) tok++;
+        if (tok >= ntok) VX6_FAIL(VX6_ERR_RANGE);
+        x = tb->freq[tok] * (x >> PROB_TOTAL_BITS) + slot - tb->cum[tok];
+        VX6_NORM();
+        const int nraw = TOK_RAW[tok]; /* 0 for small tokens: x is then unchanged */
+        const uint32_t u = TOK_BASE[tok] | (x & ((1u << nraw) - 1));
+        x >>= nraw;
+        VX6_NORM();
+        r = (int64_t)(int32_t)((u >> 1) ^ (0u - (u & 1))); /* u odd: -(u + 1) / 2, without a branch */
+        if (plain) { /* r in [lo - P, hi - P]: P + r in [lo, hi] */
+          v = P + r;
+          if ((uint64_t)(v - lo) > (uint64_t)(hi - lo)) VX6_FAIL(VX6_ERR_RANGE);
+          const uint32_t a = (u + 1) >> 1; /* |r| */
+          e0 = (int)(a > 255 ? 255 : a);
+        } else if (r < rmin || r > rmax) {
+          VX6_FAIL(VX6_ERR_RANGE);
+        }
+      }
+      tab_update(tb, tok, ntok);
+    } else {
+      const int spat = sgn3(s1) * 27 + sgn3(scur[idx - Wp]) * 9 + sgn3(scur[idx - Wp - 1]) * 3 +
+                       sgn3(scur[idx - Wp + 1]);
+      const int iv = (int)(((P - lo) * 16) / (hi - lo + 1));
+      const int base[6] = {0, eq, eqc * 81 + spat, eqc, qsig(sprv[idx]) * EQC_LEVELS + eqc,
+                           iv * EQC_LEVELS + eqc};
+      const int rc_err = code_mixing(s, rc, dec, base, eqc, rmin, rmax, &r);
+      if (rc_err) return rc_err;
+    }
+    if (dec) {
+      if (!(plain && coder == VX6_TABLES)) v = palette ? pv[Pr + r] : P + r;
+      put_voxel(vox, b->itemsize, vi, v);
+    }
+    /* learn from the voxel */
+    if (edge) { /* which of the two predicts this pattern better */
+      const int64_t dl = v - lo, df = v < Pf ? Pf - v : v - Pf;
+      int *sc = &s->edge_score[edge];
+      *sc += dl < df ? 1 : dl > df ? -1 : 0;
+      *sc = *sc > 64 ? 64 : *sc < -64 ? -64 : *sc;
+    }
+    const int32_t tv = (int32_t)((v - centre) >> shift);
+    cur[idx] = (int16_t)tv;
+    const int64_t rs = palette ? r : (r >> shift);
+    if (!(plain && coder == VX6_TABLES && dec)) {
+      const int64_t ar = rs < 0 ? -rs : rs;
+      e0 = (int)(ar > 255 ? 255 : ar);
+    }
+    ecur[idx] = (uint8_t)e0;
+    int32_t s0 = 0;
+    if (sres) {
+      s0 = (int32_t)(rs > 127 ? 127 : rs < -127 ? -127 : rs);
+      scur[idx] = (int16_t)s0;
+    }
+    if (!flat && !edge && casc && feeds) {
+      int32_t pmain = (acc + 2048) >> 12;
+      pmain = pmain > 127 ? 127 : pmain < -128 ? -128 : pmain;
+      s->ctgt[cbase + kept] = (int16_t)(tv - pmain);
+    }
+    kept += !flat && !edge && feeds;
+    h6 = h5;
+    h5 = h4;
+    h4 = h3;
+    h3 = h2;
+    h2 = h1;
+    h1 = tv;
+    e2 = e1;
+    e1 = e0;
+    s2 = s1;
+    s1 = s0;
+    v2 = v1;
+    v1 = v;
+  }
+  if (coder == VX6_TABLES) {
+    if (dec) {
+      rc->x = x;
+      rc->pos = pos;
+    } else {
+      rc->nsym = (size_t)(sp - rc->sym);
+    }
+  }
+#undef VX6_FAIL
+#undef VX6_NORM
+  pp->run = run;
+  return VX6_OK;
+}
+
 /* One function codes and decodes (dec), with either coder; the four combinations are compiled apart
  * (code_block_* below) so that neither flag costs a branch per voxel. */
 static VX6_INLINE int code_block(State *s, RC *rc, const int dec, const int coder, void *vox, const vx6_slices *sl,
@@ -1087,8 +1365,6 @@ static VX6_INLINE int code_block(State *s, RC *rc, const int dec, const int code
       continue;
     }
     const int palette = kind != 0;
-    const int64_t *pv = s->pal.vals;
-    const int32_t *nearest = s->pal.nearest, *rankof = s->pal.rank;
     for (int y = 0; y < h; y++) {
       if (dec && rc->pos > rc->n + 8) return VX6_ERR_EARLY; /* long past the end: stop early */
       const int feeds = (y & ((1 << p->sparse) - 1)) == 0; /* this row feeds the filters' statistics */
@@ -1130,216 +1406,16 @@ static VX6_INLINE int code_block(State *s, RC *rc, const int dec, const int code
           const uint8_t *eN = ecur + pos0 - Wp, *eP = eprv + pos0, *eNN = ecur + pos0 - 2 * Wp;
           for (int t = 0; t < m; t++) pe[t] = 2 * eN[t] + eN[t - 1] + eN[t + 1] + eNN[t] + 2 * eP[t];
         }
-        const int32_t cW = casc >= 1 ? s->casc.wq[0] : 0, cWW = casc >= 5 ? s->casc.wq[4] : 0;
-        /* the weights of the regressors on the current row: wr[k] for the voxel k + 1 to the left */
-        int32_t wr[6] = {0, 0, 0, 0, 0, 0};
-        for (int r = 0; r < n_rec; r++) wr[-s->rec_dx[r] - 1] = o->wq[s->rec_idx[r]];
-        const int32_t w1 = wr[0], w2 = wr[1], w3 = wr[2], w4 = wr[3], w5 = wr[4], w6 = wr[5];
-        /* the row's recent voxels, in registers: values in the planes (h1 = W, h2 = WW, ...), errors and
-         * signed residuals at W and WW, the voxels W and WW themselves (the padding holds zeros) */
-        int32_t h1 = cur[pos0 - 1], h2 = cur[pos0 - 2], h3 = cur[pos0 - 3], h4 = cur[pos0 - 4], h5 = cur[pos0 - 5],
-                h6 = cur[pos0 - 6];
-        int e1 = ecur[pos0 - 1], e2 = ecur[pos0 - 2];
-        int32_t s1 = scur[pos0 - 1], s2 = scur[pos0 - 2];
-        const size_t rowbase = zbase + (size_t)y * w;
-        int64_t v1 = x0 >= 1 ? get_voxel(vox, b->itemsize, rowbase + x0 - 1) : 0;
-        int64_t v2 = x0 >= 2 ? get_voxel(vox, b->itemsize, rowbase + x0 - 2) : 0;
-        /* the token coder's state, in registers for the piece (written back at its end) */
-        uint32_t x = 0;
-        size_t pos = 0;
-        const uint8_t *const in = rc->in; /* decoding: padded (see vx6_decode) */
-        Sym *sp = NULL;
-        if (coder == VX6_TABLES) {
-          if (dec) {
-            x = rc->x;
-            pos = rc->pos;
-          } else {
-            if (!grow((void **)&rc->sym, &rc->symcap, rc->nsym + 2 * (size_t)m + 4, sizeof(Sym))) return VX6_ERR_MEMORY;
-            sp = rc->sym + rc->nsym;
-          }
-        }
-#define VX6_FAIL(e)                   \
-  do {                                \
-    if (coder == VX6_TABLES && dec) { \
-      rc->x = x;                      \
-      rc->pos = pos;                  \
-    }                                 \
-    return (e);                       \
-  } while (0)
-#define VX6_NORM() /* without a branch (it would be mispredicted): a word comes in when x < 2^16 */ \
-  do {                                                                                              \
-    const uint32_t s_ = x < RANS_L;                                                                 \
-    const uint32_t wd_ = (uint32_t)in[pos] | (uint32_t)in[pos + 1] << 8;                            \
-    x = (x << (s_ << 4)) | (wd_ & (0u - s_));                                                       \
-    pos += 2 * s_;                                                                                  \
-  } while (0)
-        Tab *const tabs = s->tabs;
-        const int ntok = s->ntok;
-        int run = 0, kept = 0; /* the current run of voxels that feed the statistics; how many so far */
-        const int cbase = casc ? s->casc.count : 0;
-        for (int t = 0; t < m; t++) {
-          const ptrdiff_t idx = pos0 + t;
-          const int xx = x0 + t;
-          const size_t vi = rowbase + xx;
-          int flat = 0, edge = 0;
-          int64_t P = 0;
-          /* flat: the nearest known voxels (W, NW, N, NE; on the first row W and WW; on the first column N and
-           * NE; on the last W, NW and N) hold one value: it is the prediction, the voxel has a context of its own
-           * and teaches the filters nothing (black margins and constant regions cost almost nothing).
-           * edge: otherwise, beside the block's lowest value (the margins of a registered stack): predicted as that
-           * value, in a context per pattern of which of W, NW, N, NE hold it */
-          if (y > 0) {
-            /* the row above: from the planes when they hold whole values (shift 0), else the voxels */
-            int64_t vN, vNW = 0, vNE;
-            if (!shift) {
-              vN = cur[idx - Wp] + centre;
-              if (xx > 0) vNW = cur[idx - Wp - 1] + centre;
-              vNE = xx + 1 < w ? cur[idx - Wp + 1] + centre : vN;
-            } else {
-              vN = get_voxel(vox, b->itemsize, vi - w);
-              if (xx > 0) vNW = get_voxel(vox, b->itemsize, vi - w - 1);
-              vNE = xx + 1 < w ? get_voxel(vox, b->itemsize, vi - w + 1) : vN;
-            }
-            if (xx > 0) {
-              flat = v1 == vN && v1 == vNW && v1 == vNE;
-              P = v1;
-              edge = flat ? 0 : (v1 == lo) | (vNW == lo) << 1 | (vN == lo) << 2 | (vNE == lo) << 3;
-            } else if (w > 1) {
-              flat = vN == vNE;
-              P = vN;
-            }
-          } else if (xx > 1) {
-            flat = v1 == v2;
-            P = v1;
-          }
-          if (edge) P = lo;
-          int32_t acc = 0;
-          int eq, eqc;
-          int64_t Pf = 0; /* the filters' prediction */
-          if (!flat) {
-            acc = pm[t] + w1 * h1 + w2 * h2 + w3 * h3 + w4 * h4 + w5 * h5 + w6 * h6; /* exact: any order */
-            int32_t pfull = acc;
-            if (casc) pfull += pc[t] + cW * s1 + cWW * s2;
-            Pf = centre + ((((int64_t)pfull * ((int64_t)1 << shift)) + 2048) >> 12); /* (no shift of a negative) */
-            if (Pf < lo) Pf = lo;
-            if (Pf > hi) Pf = hi;
-            P = edge && s->edge_score[edge] >= 0 ? lo : Pf;
-          }
-          if (flat || edge) {
-            if (t > run && feeds) {
-              ols_note(o, y, x0 + run, x0 + t);
-              if (casc) ols_note(&s->casc, y, x0 + run, x0 + t);
-            }
-            run = t + 1;
-            eq = flat ? EQ_FLAT : EQ_EDGE + edge;
-            eqc = flat ? 6 : 7;
-          } else {
-            eq = EQTAB[pe[t] + 2 * e1 + e2];
-            eqc = eq >> 2;
-          }
-          int64_t rmin, rmax, Pr = 0;
-          if (palette) {
-            Pr = nearest[P - lo];
-            rmin = -Pr;
-            rmax = s->pal.nvals - 1 - Pr;
-          } else {
-            rmin = lo - P;
-            rmax = hi - P;
-          }
-          int64_t r = 0, v = 0;
-          if (!dec) {
-            v = get_voxel(vox, b->itemsize, vi);
-            if (v < lo || v > hi) return VX6_ERR_INPUT;
-            if (palette) {
-              if (rankof[v - lo] < 0) return VX6_ERR_INPUT;
-              r = rankof[v - lo] - Pr;
-            } else {
-              r = v - P;
-            }
-          }
-          if (coder == VX6_TABLES) {
-            /* the residual's token (15-bit frequencies), then its raw low bits (see code_tables) */
-            Tab *const tb = &tabs[eq];
-            int tok;
-            if (!dec) {
-              const uint32_t u = (uint32_t)(r * 2) ^ (uint32_t)(r >> 63); /* r >= 0: 2 r, else -2 r - 1 */
-              int nraw;
-              tok = token_of(u, &nraw);
-              *sp++ = (Sym){tb->cum[tok], tb->freq[tok], PROB_TOTAL_BITS};
-              *sp = (Sym){(uint16_t)(u & ((1u << nraw) - 1)), 1, (uint8_t)nraw}; /* nraw <= 13 */
-              sp += nraw != 0; /* (kept only with raw bits: no branch) */
-            } else {
-              const uint32_t slot = x & (PROB_TOTAL - 1);
-              tok = tb->lut[slot >> (PROB_TOTAL_BITS - LUT_BITS)];
-              while (tb->cum[tok + 1] <= slot) tok++;
-              if (tok >= ntok) VX6_FAIL(VX6_ERR_RANGE);
-              x = tb->freq[tok] * (x >> PROB_TOTAL_BITS) + slot - tb->cum[tok];
-              VX6_NORM();
-              const int nraw = TOK_RAW[tok]; /* 0 for small tokens: x is then unchanged */
-              const uint32_t u = TOK_BASE[tok] | (x & ((1u << nraw) - 1));
-              x >>= nraw;
-              VX6_NORM();
-              r = (int64_t)(int32_t)((u >> 1) ^ (0u - (u & 1))); /* u odd: -(u + 1) / 2, without a branch */
-              if (r < rmin || r > rmax) VX6_FAIL(VX6_ERR_RANGE);
-            }
-            tab_update(tb, tok, ntok);
-          } else {
-            const int spat = sgn3(s1) * 27 + sgn3(scur[idx - Wp]) * 9 + sgn3(scur[idx - Wp - 1]) * 3 +
-                             sgn3(scur[idx - Wp + 1]);
-            const int iv = (int)(((P - lo) * 16) / (hi - lo + 1));
-            const int base[6] = {0, eq, eqc * 81 + spat, eqc, qsig(sprv[idx]) * EQC_LEVELS + eqc,
-                                 iv * EQC_LEVELS + eqc};
-            const int rc_err = code_mixing(s, rc, dec, base, eqc, rmin, rmax, &r);
-            if (rc_err) return rc_err;
-          }
-          if (dec) {
-            v = palette ? pv[Pr + r] : P + r;
-            put_voxel(vox, b->itemsize, vi, v);
-          }
-          /* learn from the voxel */
-          if (edge) { /* which of the two predicts this pattern better */
-            const int64_t dl = v - lo, df = v < Pf ? Pf - v : v - Pf;
-            int *sc = &s->edge_score[edge];
-            *sc += dl < df ? 1 : dl > df ? -1 : 0;
-            *sc = *sc > 64 ? 64 : *sc < -64 ? -64 : *sc;
-          }
-          const int32_t tv = (int32_t)((v - centre) >> shift);
-          cur[idx] = (int16_t)tv;
-          const int64_t rs = palette ? r : (r >> shift);
-          const int64_t ar = rs < 0 ? -rs : rs;
-          const int e0 = (int)(ar > 255 ? 255 : ar);
-          const int32_t s0 = (int32_t)(rs > 127 ? 127 : rs < -127 ? -127 : rs);
-          ecur[idx] = (uint8_t)e0;
-          scur[idx] = (int16_t)s0;
-          if (!flat && !edge && casc && feeds) {
-            int32_t pmain = (acc + 2048) >> 12;
-            pmain = pmain > 127 ? 127 : pmain < -128 ? -128 : pmain;
-            s->ctgt[cbase + kept] = (int16_t)(tv - pmain);
-          }
-          kept += !flat && !edge && feeds;
-          h6 = h5;
-          h5 = h4;
-          h4 = h3;
-          h3 = h2;
-          h2 = h1;
-          h1 = tv;
-          e2 = e1;
-          e1 = e0;
-          s2 = s1;
-          s1 = s0;
-          v2 = v1;
-          v1 = v;
-        }
-        if (coder == VX6_TABLES) {
-          if (dec) {
-            rc->x = x;
-            rc->pos = pos;
-          } else {
-            rc->nsym = (size_t)(sp - rc->sym);
-          }
-        }
-#undef VX6_FAIL
-#undef VX6_NORM
+        Piece pp = {o, y, x0, m, feeds, palette, pos0, zbase, cur, scur, sprv, ecur, 0};
+        /* the common case (a row below the first, whole values, no palette) compiled apart for the
+         * token tables: fewer tests a voxel */
+        int err;
+        if (coder == VX6_TABLES && !palette && !shift && y > 0)
+          err = n_rec <= 3 ? code_piece(s, rc, &pp, vox, dec, coder, 1, 0) : code_piece(s, rc, &pp, vox, dec, coder, 1, 1);
+        else
+          err = code_piece(s, rc, &pp, vox, dec, coder, 0, 1);
+        if (err) return err;
+        const int run = pp.run;
         if (m > run && feeds) {
           ols_note(o, y, x0 + run, x1);
           if (casc) ols_note(&s->casc, y, x0 + run, x1);
