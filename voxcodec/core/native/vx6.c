@@ -72,6 +72,8 @@ typedef struct {
   /* encoder */
   Sym *sym;
   size_t nsym, symcap;
+  size_t mark; /* with waiting: a chunk's symbols are sym[0, mark), the next one's follow */
+  int waiting;
   uint16_t *words;
   size_t wcap;
   uint8_t *buf;
@@ -122,27 +124,20 @@ static inline uint32_t rc_div(uint32_t x, uint32_t f) {
 #endif
 }
 
-/* code the chunk's symbols (last to first) and append the chunk to the output */
-static void rc_enc_chunk(RC *c) {
-  if (c->oom) return;
-  if (!grow((void **)&c->words, &c->wcap, c->nsym + 1, sizeof(uint16_t))) {
-    c->oom = 1;
-    return;
-  }
-  uint32_t x = RANS_L;
-  size_t nw = 0;
-  for (size_t i = c->nsym; i-- > 0;) {
-    const Sym s = c->sym[i];
-    const uint64_t xmax = (uint64_t)s.freq << (32 - s.bits); /* (2^16 >> bits << 16) * freq */
-    /* a word goes out when x >= xmax, without a branch (it would be mispredicted) */
-    const uint32_t out = x >= xmax;
-    c->words[nw] = (uint16_t)x;
-    nw += out;
-    x >>= out << 4;
-    const uint32_t q = rc_div(x, s.freq);
-    x = (q << s.bits) + (x - q * s.freq) + s.start;
-  }
-  c->nsym = 0;
+/* one symbol into the state x (coding runs last to first); a word goes out to w[*nw] when x >= xmax,
+ * without a branch (it would be mispredicted) */
+static inline uint32_t rc_put(uint32_t x, const Sym s, uint16_t *w, size_t *nw) {
+  const uint64_t xmax = (uint64_t)s.freq << (32 - s.bits); /* (2^16 >> bits << 16) * freq */
+  const uint32_t out = x >= xmax;
+  w[*nw] = (uint16_t)x;
+  *nw += out;
+  x >>= out << 4;
+  const uint32_t q = rc_div(x, s.freq);
+  return (q << s.bits) + (x - q * s.freq) + s.start;
+}
+
+/* append a coded chunk: its final state, then its words, last emitted first */
+static void rc_write(RC *c, uint32_t x, const uint16_t *w, size_t nw) {
   if (!grow((void **)&c->buf, &c->cap, c->len + 4 + 2 * nw, 1)) {
     c->oom = 1;
     return;
@@ -150,11 +145,41 @@ static void rc_enc_chunk(RC *c) {
   uint8_t *o = c->buf + c->len;
   for (int k = 0; k < 4; k++) *o++ = (uint8_t)(x >> (8 * k));
   while (nw > 0) {
-    const uint16_t wd = c->words[--nw];
+    const uint16_t wd = w[--nw];
     *o++ = (uint8_t)wd;
     *o++ = (uint8_t)(wd >> 8);
   }
   c->len = (size_t)(o - c->buf);
+}
+
+/* A chunk ends (more: another follows in the slice).  Chunks are coded two at a time when they can be:
+ * the two states are independent, so their dependency chains interleave (the bytes are those of
+ * coding each alone). */
+static void rc_enc_chunk(RC *c, int more) {
+  if (c->oom) return;
+  if (more && !c->waiting) {
+    c->waiting = 1;
+    c->mark = c->nsym;
+    return;
+  }
+  if (!grow((void **)&c->words, &c->wcap, c->nsym + 2, sizeof(uint16_t))) {
+    c->oom = 1;
+    return;
+  }
+  const size_t n0 = c->waiting ? c->mark : 0;
+  uint16_t *const w0 = c->words, *const w1 = c->words + n0 + 1; /* (n0 is 0 without a waiting chunk) */
+  uint32_t x0 = RANS_L, x1 = RANS_L;
+  size_t nw0 = 0, nw1 = 0, i = n0, j = c->nsym;
+  for (; i > 0 && j > n0;) {
+    x0 = rc_put(x0, c->sym[--i], w0, &nw0);
+    x1 = rc_put(x1, c->sym[--j], w1, &nw1);
+  }
+  for (; i > 0;) x0 = rc_put(x0, c->sym[--i], w0, &nw0);
+  for (; j > n0;) x1 = rc_put(x1, c->sym[--j], w1, &nw1);
+  if (c->waiting) rc_write(c, x0, w0, nw0);
+  rc_write(c, x1, w1, nw1);
+  c->waiting = 0;
+  c->nsym = 0;
 }
 
 static inline void rc_enc_sym(RC *c, uint32_t cum, uint32_t freq) { rc_push(c, cum, freq, PROB_TOTAL_BITS); }
@@ -1359,7 +1384,7 @@ static VX6_INLINE int code_block(State *s, RC *rc, const int dec, const int code
       if (dec) {
         if (rc_dec_end(rc)) return VX6_ERR_TAIL;
       } else {
-        rc_enc_chunk(rc);
+        rc_enc_chunk(rc, 0);
       }
       if (slice_bytes) slice_bytes[z] = (int64_t)rc->len;
       continue;
@@ -1428,7 +1453,7 @@ static VX6_INLINE int code_block(State *s, RC *rc, const int dec, const int code
         if (dec) {
           if (rc_dec_end(rc) || (y + 1 < h && rc_dec_start(rc))) return VX6_ERR_TAIL;
         } else {
-          rc_enc_chunk(rc);
+          rc_enc_chunk(rc, y + 1 < h);
         }
       }
     }
