@@ -100,12 +100,14 @@ def test_golden_streams_still_decode(name, version):
 
 def test_format6_golden_streams_are_what_the_encoder_writes_today():
     """The encoder is deterministic: coding a golden volume again with its recorded settings gives the
-    golden bytes (a change to the engine that changes the stream must be a new format version)."""
+    golden bytes (a change to the engine that changes the stream must be a new format version).  The
+    ``*_interval7`` streams were written with the first parameters of ``fast``: they only decode (above)."""
     from make_golden import golden_arrays
 
     arrays = golden_arrays()
-    assert GOLDEN_V6, "no golden format 6 streams (run tests/make_golden.py)"
-    for name, _ in GOLDEN_V6:
+    today = [name for name, _ in GOLDEN_V6 if not name.endswith("_interval7")]
+    assert sorted(today) == sorted(n for n in arrays if n.startswith("golden_v6_")), "run tests/make_golden.py"
+    for name in today:
         arr, kw = arrays[name]
         assert voxcodec.encode(arr, **kw) == (DATA / f"{name}.vxc").read_bytes(), name
 

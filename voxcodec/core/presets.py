@@ -4,9 +4,9 @@ Every preset predicts each voxel by least squares over its neighbours in the sli
 before, re-solved as the block is coded; they differ in how many neighbours, how often the filters
 are re-solved, and how the residuals are modelled:
 
-- ``fast``: 16 neighbours in the slice, 5 in the slice before and 1 in the one before that; the
-  statistics come from every 8th row and the filters are re-solved every 128 of those voxels; token
-  tables per error level.  Encodes and decodes faster than JPEG-XL lossless effort 3.
+- ``fast``: 16 neighbours in the slice and 5 in the slice before; the statistics come from every 8th
+  row and the filters are re-solved every 512 of those voxels; token tables per error level.  Encodes
+  and decodes faster than JPEG-XL lossless effort 3.
 - ``default``: 24 + 5 + 5 neighbours, statistics from every other row, re-solved every 128 of those
   voxels, and a second stage over the residuals of the nearest neighbours; token tables.  Decodes
   faster than JPEG-XL effort 7, in fewer bits.
@@ -23,7 +23,7 @@ from __future__ import annotations
 from .learn import Params
 
 PRESETS = {
-    "fast": (Params("tables", causal=16, prev=5, prev2=1, interval_log=7, forget=4, ridge=17, band_log=0, casc=0,
+    "fast": (Params("tables", causal=16, prev=5, prev2=0, interval_log=9, forget=3, ridge=17, band_log=0, casc=0,
                     sparse=3),),
     "default": (Params("tables", causal=24, prev=5, prev2=5, interval_log=7, forget=6, ridge=17, band_log=0,
                        casc=6, sparse=1),),

@@ -1066,14 +1066,16 @@ typedef struct {
   int run; /* out: where the last run of voxels that feed the statistics starts */
 } Piece;
 
-/* plain: a row below the first, no palette, shift 0 (the planes hold whole values); wide: up to 6
- * regressors on the row (else at most 3).  Both are constants where code_block calls it. */
+/* plain: a row below the first, shift 0 (the planes hold whole values), token tables, and a palette
+ * (slice kinds 1 and 3) when pal; wide: up to 6 regressors on the row (else at most 3).  These are
+ * constants where code_block calls it, so that each case compiles apart with fewer tests a voxel. */
 static VX6_INLINE int code_piece(State *s, RC *rc, Piece *pp, void *vox, const int dec, const int coder,
-                                 const int plain, const int wide) {
+                                 const int plain, const int pal, const int wide) {
   const vx6_block *b = &s->b;
   const int w = b->w, Wp = s->Wp, shift = plain ? 0 : b->shift, casc = s->p.casc, n_rec = s->n_rec;
   const int64_t lo = b->lo, hi = b->hi, centre = b->centre;
-  const int y = pp->y, x0 = pp->x0, m = pp->m, feeds = pp->feeds, palette = plain ? 0 : pp->palette;
+  const int y = pp->y, x0 = pp->x0, m = pp->m, feeds = pp->feeds, palette = plain ? pal : pp->palette;
+  const uint64_t top = (uint64_t)s->pal.nvals - 1; /* a palette's highest rank */
   const ptrdiff_t pos0 = pp->pos0;
   const size_t zbase = pp->zbase;
   Ols *const o = pp->o;
@@ -1220,7 +1222,7 @@ static VX6_INLINE int code_piece(State *s, RC *rc, Piece *pp, void *vox, const i
     if (palette) {
       Pr = nearest[P - lo];
       rmin = -Pr;
-      rmax = s->pal.nvals - 1 - Pr;
+      rmax = (int64_t)top - Pr;
     } else if (!plain || coder != VX6_TABLES) {
       rmin = lo - P;
       rmax = hi - P;
@@ -1260,10 +1262,15 @@ static VX6_INLINE int code_piece(State *s, RC *rc, Piece *pp, void *vox, const i
         x >>= nraw;
         VX6_NORM();
         r = (int64_t)(int32_t)((u >> 1) ^ (0u - (u & 1))); /* u odd: -(u + 1) / 2, without a branch */
-        if (plain) { /* r in [lo - P, hi - P]: P + r in [lo, hi] */
-          v = P + r;
-          if ((uint64_t)(v - lo) > (uint64_t)(hi - lo)) VX6_FAIL(VX6_ERR_RANGE);
-          const uint32_t a = (u + 1) >> 1; /* |r| */
+        if (plain) { /* r in [rmin, rmax]: a rank Pr + r in [0, top], or a value P + r in [lo, hi] */
+          if (palette) {
+            if ((uint64_t)(Pr + r) > top) VX6_FAIL(VX6_ERR_RANGE);
+            v = pv[Pr + r];
+          } else {
+            v = P + r;
+            if ((uint64_t)(v - lo) > (uint64_t)(hi - lo)) VX6_FAIL(VX6_ERR_RANGE);
+          }
+          const uint32_t a = (u + 1) >> 1; /* |r| (a rank's residual too) */
           e0 = (int)(a > 255 ? 255 : a);
         } else if (r < rmin || r > rmax) {
           VX6_FAIL(VX6_ERR_RANGE);
@@ -1435,10 +1442,16 @@ static VX6_INLINE int code_block(State *s, RC *rc, const int dec, const int code
         /* the common case (a row below the first, whole values, no palette) compiled apart for the
          * token tables: fewer tests a voxel */
         int err;
-        if (coder == VX6_TABLES && !palette && !shift && y > 0)
-          err = n_rec <= 3 ? code_piece(s, rc, &pp, vox, dec, coder, 1, 0) : code_piece(s, rc, &pp, vox, dec, coder, 1, 1);
-        else
-          err = code_piece(s, rc, &pp, vox, dec, coder, 0, 1);
+        if (coder == VX6_TABLES && !shift && y > 0) {
+          if (palette)
+            err = n_rec <= 3 ? code_piece(s, rc, &pp, vox, dec, coder, 1, 1, 0)
+                             : code_piece(s, rc, &pp, vox, dec, coder, 1, 1, 1);
+          else
+            err = n_rec <= 3 ? code_piece(s, rc, &pp, vox, dec, coder, 1, 0, 0)
+                             : code_piece(s, rc, &pp, vox, dec, coder, 1, 0, 1);
+        } else {
+          err = code_piece(s, rc, &pp, vox, dec, coder, 0, 0, 1);
+        }
         if (err) return err;
         const int run = pp.run;
         if (m > run && feeds) {
