@@ -856,7 +856,7 @@ typedef struct {
   size_t plane;
   int16_t *val;   /* 3 planes: the slice, the one before, the one before that (centred, shifted) */
   uint8_t *err;   /* 2 planes: |residual| (shifted, at most 255) of this slice and the one before */
-  int16_t *sres;  /* 2 planes: signed residual (shifted, clamped to +-127) */
+  int16_t *sres;  /* 2 planes: signed residual (shifted, clamped to +-127); only where read (see has_sres) */
   Ols *bands;
   int nbands;
   Ols casc;
@@ -907,7 +907,9 @@ static int state_init(State *s, const vx6_block *b, const vx6_params *p) {
   s->plane = (size_t)s->Wp * s->Hp;
   s->val = (int16_t *)calloc(3 * s->plane, sizeof(int16_t));
   s->err = (uint8_t *)calloc(2 * s->plane, 1);
-  s->sres = (int16_t *)calloc(2 * s->plane, sizeof(int16_t));
+  /* the signed residuals are read by the second stage and by the mixing coder's contexts */
+  const int has_sres = p->casc || p->coder == VX6_MIXING;
+  s->sres = has_sres ? (int16_t *)calloc(2 * s->plane, sizeof(int16_t)) : NULL;
   const int64_t span = b->hi - b->lo + 1;
   s->pal.vals = (int64_t *)malloc((size_t)span * sizeof(int64_t));
   s->pal.rank = (int32_t *)malloc((size_t)span * sizeof(int32_t));
@@ -915,7 +917,7 @@ static int state_init(State *s, const vx6_block *b, const vx6_params *p) {
   const size_t piece = (size_t)b->w + 8; /* a piece lies in a row */
   s->pm = (int32_t *)malloc(3 * piece * sizeof(int32_t));
   s->ctgt = (int16_t *)malloc((size_t)(s->interval + 8) * sizeof(int16_t));
-  if (!s->val || !s->err || !s->sres || !s->pal.vals || !s->pal.rank || !s->pal.nearest || !s->pm || !s->ctgt)
+  if (!s->val || !s->err || (has_sres && !s->sres) || !s->pal.vals || !s->pal.rank || !s->pal.nearest || !s->pm || !s->ctgt)
     return VX6_ERR_MEMORY;
   s->pc = s->pm + piece;
   s->pe = s->pc + piece;
@@ -1097,7 +1099,7 @@ static VX6_INLINE int code_piece(State *s, RC *rc, Piece *pp, void *vox, const i
   int32_t h1 = cur[pos0 - 1], h2 = cur[pos0 - 2], h3 = cur[pos0 - 3], h4 = cur[pos0 - 4], h5 = cur[pos0 - 5],
           h6 = cur[pos0 - 6];
   int e1 = ecur[pos0 - 1], e2 = ecur[pos0 - 2];
-  int32_t s1 = scur[pos0 - 1], s2 = scur[pos0 - 2];
+  int32_t s1 = sres ? scur[pos0 - 1] : 0, s2 = sres ? scur[pos0 - 2] : 0;
   const size_t rowbase = zbase + (size_t)y * w;
   int64_t v1 = 0, v2 = 0;
   if (!plain) {
@@ -1361,8 +1363,8 @@ static VX6_INLINE int code_block(State *s, RC *rc, const int dec, const int code
     int16_t *const cur = planes[0];
     uint8_t *const ecur = s->err + (size_t)(z & 1) * plane;
     const uint8_t *const eprv = s->err + (size_t)((z + 1) & 1) * plane;
-    int16_t *const scur = s->sres + (size_t)(z & 1) * plane;
-    int16_t *const sprv = s->sres + (size_t)((z + 1) & 1) * plane;
+    int16_t *const scur = s->sres ? s->sres + (size_t)(z & 1) * plane : NULL;
+    int16_t *const sprv = s->sres ? s->sres + (size_t)((z + 1) & 1) * plane : NULL;
     const size_t zbase = (size_t)z * h * w;
     int kind = 0;
     const int64_t *vals = NULL;
@@ -1383,7 +1385,7 @@ static VX6_INLINE int code_block(State *s, RC *rc, const int dec, const int code
         for (int xx = 0; xx < w; xx++) {
           cur[row + xx] = c;
           ecur[row + xx] = 0;
-          scur[row + xx] = 0;
+          if (scur) scur[row + xx] = 0;
           if (dec) put_voxel(vox, b->itemsize, zbase + (size_t)y * w + xx, v);
           else if (get_voxel(vox, b->itemsize, zbase + (size_t)y * w + xx) != v) return VX6_ERR_INPUT;
         }
