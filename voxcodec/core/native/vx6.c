@@ -495,17 +495,36 @@ VX6_SIMD static void axpy16(int32_t *out, int32_t w, const int16_t *src, int m) 
   for (int t = 0; t < m; t++) out[t] += w * src[t];
 }
 
-/* out[t] = sum over k of w[k] * src[k][t] for a row piece (n >= 1 sources, four at a time; the sums
+/* out[t] = sum over k of w[k] * src[k][t] for a row piece (n >= 0 sources, up to eight a pass; the sums
  * are exact integers, so the grouping does not matter) */
 VX6_SIMD static void dot_rows(int32_t *out, const int32_t *w, const int16_t *const *src, int n, int m) {
   int k = 0;
   for (int t = 0; t < m; t++) out[t] = 0;
-  for (; k + 4 <= n; k += 4) {
+  for (; k + 8 <= n; k += 8) {
+    const int16_t *a = src[k], *b = src[k + 1], *c = src[k + 2], *d = src[k + 3], *e = src[k + 4], *f = src[k + 5],
+                  *g = src[k + 6], *h = src[k + 7];
+    const int32_t wa = w[k], wb = w[k + 1], wc = w[k + 2], wd = w[k + 3], we = w[k + 4], wf = w[k + 5],
+                  wg = w[k + 6], wh = w[k + 7];
+    for (int t = 0; t < m; t++)
+      out[t] += wa * a[t] + wb * b[t] + wc * c[t] + wd * d[t] + we * e[t] + wf * f[t] + wg * g[t] + wh * h[t];
+  }
+  if (k + 4 <= n) {
     const int16_t *a = src[k], *b = src[k + 1], *c = src[k + 2], *d = src[k + 3];
     const int32_t wa = w[k], wb = w[k + 1], wc = w[k + 2], wd = w[k + 3];
     for (int t = 0; t < m; t++) out[t] += wa * a[t] + wb * b[t] + wc * c[t] + wd * d[t];
+    k += 4;
   }
-  for (; k < n; k++) axpy16(out, w[k], src[k], m);
+  if (n - k == 3) {
+    const int16_t *a = src[k], *b = src[k + 1], *c = src[k + 2];
+    const int32_t wa = w[k], wb = w[k + 1], wc = w[k + 2];
+    for (int t = 0; t < m; t++) out[t] += wa * a[t] + wb * b[t] + wc * c[t];
+  } else if (n - k == 2) {
+    const int16_t *a = src[k], *b = src[k + 1];
+    const int32_t wa = w[k], wb = w[k + 1];
+    for (int t = 0; t < m; t++) out[t] += wa * a[t] + wb * b[t];
+  } else if (n - k == 1) {
+    axpy16(out, w[k], src[k], m);
+  }
 }
 
 /* sum of a[k] * b[k] over k < m, in four partial sums (k mod 4) added as (s0 + s1) + (s2 + s3): one
