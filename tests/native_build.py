@@ -1,6 +1,6 @@
 """A second build of the native engine (voxcodec/core/native/vx6.c), loaded with ctypes: the same C
-compiled with other flags (no optimization, the host's ISA, no AVX2 dispatch) must code the same bytes
-as the extension that pip built.  Used by the exactness tests."""
+compiled with other flags (no optimization, the host's ISA, plain C loops without the AVX2 clones and
+the SSE2 kernel) must code the same bytes as the extension that pip built.  Used by the exactness tests."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 NATIVE = Path(__file__).resolve().parents[1] / "voxcodec" / "core" / "native"
-#: flag sets of the second builds: -O0 scalar code, the host's ISA, and -O2 without the AVX2 clones
+#: flag sets of the second builds: -O0, the host's ISA, and -O2 with plain C loops (VX6_NO_DISPATCH: no
+#: AVX2 clones, no SSE2 kernel)
 BUILDS = {"O0": ["-O0"], "native": ["-O3", "-march=native"], "no-dispatch": ["-O2", "-DVX6_NO_DISPATCH"]}
 BASE = ["-std=c99", "-ffp-contract=off", "-fno-fast-math", "-shared", "-fPIC"]
 

@@ -367,7 +367,8 @@ HEADER_SIZE = _BLOCK.size + 4
 
 
 def voxel_crc(block: np.ndarray) -> int:
-    return zlib.crc32(np.ascontiguousarray(block, block.dtype.newbyteorder("<")).tobytes())
+    """CRC-32 of the voxels, little-endian, in C order (read in place: no copy of a contiguous block)."""
+    return zlib.crc32(np.ascontiguousarray(block, block.dtype.newbyteorder("<")))
 
 
 def pack_file_header(meta: dict) -> bytes:

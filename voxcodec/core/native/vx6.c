@@ -33,6 +33,14 @@ typedef char vx6_needs_arithmetic_shift[((-3) >> 1) == -2 && ((int64_t)-3 >> 1) 
 #define VX6_SIMD
 #endif
 
+/* SSE2 (every x86-64) multiplies pairs of 16-bit integers and adds them in one instruction (pmaddwd):
+ * dot_rows uses it there; VX6_NO_DISPATCH builds the plain C loops instead (a second code path for the
+ * exactness tests: the sums are the same integers). */
+#if defined(__SSE2__) && !defined(VX6_NO_DISPATCH)
+#define VX6_SSE2 1
+#include <emmintrin.h>
+#endif
+
 #define PAD 8
 #define NODES 64
 #define EQ_LEVELS 24
@@ -495,8 +503,47 @@ VX6_SIMD static void axpy16(int32_t *out, int32_t w, const int16_t *src, int m) 
   for (int t = 0; t < m; t++) out[t] += w * src[t];
 }
 
-/* out[t] = sum over k of w[k] * src[k][t] for a row piece (n >= 0 sources, up to eight a pass; the sums
- * are exact integers, so the grouping does not matter) */
+/* out[t] = sum over k of w[k] * src[k][t] for a row piece (n >= 0 sources with weights of 16 bits; the
+ * sums are exact integers, so the grouping does not matter) */
+#if VX6_SSE2
+static void dot_rows(int32_t *out, const int32_t *w, const int16_t *const *src, int n, int m) {
+  /* sixteen voxels at a time, two sources a step: their values interleaved, times the two weights (an
+   * odd source is paired with zeros) */
+  __m128i ww[(VX6_MAX_REG + 1) / 2];
+  const int np = (n + 1) / 2;
+  for (int k = 0; k < np; k++) {
+    const uint32_t wb = 2 * k + 1 < n ? (uint32_t)(uint16_t)w[2 * k + 1] : 0u;
+    ww[k] = _mm_set1_epi32((int)((uint32_t)(uint16_t)w[2 * k] | wb << 16));
+  }
+  int t = 0;
+  for (; t + 16 <= m; t += 16) {
+    __m128i s0 = _mm_setzero_si128(), s1 = s0, s2 = s0, s3 = s0;
+    for (int k = 0; k < np; k++) {
+      const int16_t *pa = src[2 * k] + t;
+      const __m128i a0 = _mm_loadu_si128((const __m128i *)pa), a1 = _mm_loadu_si128((const __m128i *)(pa + 8));
+      __m128i b0 = _mm_setzero_si128(), b1 = b0;
+      if (2 * k + 1 < n) {
+        const int16_t *pb = src[2 * k + 1] + t;
+        b0 = _mm_loadu_si128((const __m128i *)pb);
+        b1 = _mm_loadu_si128((const __m128i *)(pb + 8));
+      }
+      s0 = _mm_add_epi32(s0, _mm_madd_epi16(_mm_unpacklo_epi16(a0, b0), ww[k]));
+      s1 = _mm_add_epi32(s1, _mm_madd_epi16(_mm_unpackhi_epi16(a0, b0), ww[k]));
+      s2 = _mm_add_epi32(s2, _mm_madd_epi16(_mm_unpacklo_epi16(a1, b1), ww[k]));
+      s3 = _mm_add_epi32(s3, _mm_madd_epi16(_mm_unpackhi_epi16(a1, b1), ww[k]));
+    }
+    _mm_storeu_si128((__m128i *)(out + t), s0);
+    _mm_storeu_si128((__m128i *)(out + t + 4), s1);
+    _mm_storeu_si128((__m128i *)(out + t + 8), s2);
+    _mm_storeu_si128((__m128i *)(out + t + 12), s3);
+  }
+  for (; t < m; t++) {
+    int32_t sum = 0;
+    for (int k = 0; k < n; k++) sum += w[k] * src[k][t];
+    out[t] = sum;
+  }
+}
+#else
 VX6_SIMD static void dot_rows(int32_t *out, const int32_t *w, const int16_t *const *src, int n, int m) {
   int k = 0;
   for (int t = 0; t < m; t++) out[t] = 0;
@@ -514,18 +561,9 @@ VX6_SIMD static void dot_rows(int32_t *out, const int32_t *w, const int16_t *con
     for (int t = 0; t < m; t++) out[t] += wa * a[t] + wb * b[t] + wc * c[t] + wd * d[t];
     k += 4;
   }
-  if (n - k == 3) {
-    const int16_t *a = src[k], *b = src[k + 1], *c = src[k + 2];
-    const int32_t wa = w[k], wb = w[k + 1], wc = w[k + 2];
-    for (int t = 0; t < m; t++) out[t] += wa * a[t] + wb * b[t] + wc * c[t];
-  } else if (n - k == 2) {
-    const int16_t *a = src[k], *b = src[k + 1];
-    const int32_t wa = w[k], wb = w[k + 1];
-    for (int t = 0; t < m; t++) out[t] += wa * a[t] + wb * b[t];
-  } else if (n - k == 1) {
-    axpy16(out, w[k], src[k], m);
-  }
+  for (; k < n; k++) axpy16(out, w[k], src[k], m);
 }
+#endif
 
 /* sum of a[k] * b[k] over k < m, in four partial sums (k mod 4) added as (s0 + s1) + (s2 + s3): one
  * fixed order of IEEE-754 double operations (part of the format) */
@@ -1088,12 +1126,13 @@ typedef struct {
 } Piece;
 
 /* plain: a row below the first, shift 0 (the planes hold whole values), token tables, and a palette
- * (slice kinds 1 and 3) when pal; wide: up to 6 regressors on the row (else at most 3).  These are
- * constants where code_block calls it, so that each case compiles apart with fewer tests a voxel. */
+ * (slice kinds 1 and 3) when pal; wide: up to 6 regressors on the row (else at most 3); cs: a second
+ * stage as the parameters say (else none).  These are constants where code_block calls it, so that
+ * each case compiles apart with fewer tests a voxel. */
 static VX6_INLINE int code_piece(State *s, RC *rc, Piece *pp, void *vox, const int dec, const int coder,
-                                 const int plain, const int pal, const int wide) {
+                                 const int plain, const int pal, const int wide, const int cs) {
   const vx6_block *b = &s->b;
-  const int w = b->w, Wp = s->Wp, shift = plain ? 0 : b->shift, casc = s->p.casc, n_rec = s->n_rec;
+  const int w = b->w, Wp = s->Wp, shift = plain ? 0 : b->shift, casc = cs ? s->p.casc : 0, n_rec = s->n_rec;
   const int64_t lo = b->lo, hi = b->hi, centre = b->centre;
   const int y = pp->y, x0 = pp->x0, m = pp->m, feeds = pp->feeds, palette = plain ? pal : pp->palette;
   const uint64_t top = (uint64_t)s->pal.nvals - 1; /* a palette's highest rank */
@@ -1174,9 +1213,12 @@ static VX6_INLINE int code_piece(State *s, RC *rc, Piece *pp, void *vox, const i
       const int32_t cN = cur[idx - Wp], cNW = xx > 0 ? cur[idx - Wp - 1] : 0,
                     cNE = xx + 1 < w ? cur[idx - Wp + 1] : cN;
       if (xx > 0) {
-        flat = h1 == cN && h1 == cNW && h1 == cNE;
+        flat = ((h1 ^ cN) | (h1 ^ cNW) | (h1 ^ cNE)) == 0;
         P = h1 + centre;
-        edge = flat ? 0 : (h1 == clo) | (cNW == clo) << 1 | (cN == clo) << 2 | (cNE == clo) << 3;
+        /* (clo is the lowest value: one of them holds it when their minimum does; mostly none) */
+        const int32_t mn = h1 < cN ? h1 : cN, mn2 = cNW < cNE ? cNW : cNE;
+        if (!flat && (mn < mn2 ? mn : mn2) == clo)
+          edge = (h1 == clo) | (cNW == clo) << 1 | (cN == clo) << 2 | (cNE == clo) << 3;
       } else if (w > 1) {
         flat = cN == cNE;
         P = cN + centre;
@@ -1463,15 +1505,16 @@ static VX6_INLINE int code_block(State *s, RC *rc, const int dec, const int code
         /* the common case (a row below the first, whole values, no palette) compiled apart for the
          * token tables: fewer tests a voxel */
         int err;
-        if (coder == VX6_TABLES && !shift && y > 0) {
+        if (coder == VX6_TABLES && !shift && y > 0) { /* fast's shape (narrow, no second stage), or any */
+          const int narrow = n_rec <= 3 && !casc;
           if (palette)
-            err = n_rec <= 3 ? code_piece(s, rc, &pp, vox, dec, coder, 1, 1, 0)
-                             : code_piece(s, rc, &pp, vox, dec, coder, 1, 1, 1);
+            err = narrow ? code_piece(s, rc, &pp, vox, dec, coder, 1, 1, 0, 0)
+                         : code_piece(s, rc, &pp, vox, dec, coder, 1, 1, 1, 1);
           else
-            err = n_rec <= 3 ? code_piece(s, rc, &pp, vox, dec, coder, 1, 0, 0)
-                             : code_piece(s, rc, &pp, vox, dec, coder, 1, 0, 1);
+            err = narrow ? code_piece(s, rc, &pp, vox, dec, coder, 1, 0, 0, 0)
+                         : code_piece(s, rc, &pp, vox, dec, coder, 1, 0, 1, 1);
         } else {
-          err = code_piece(s, rc, &pp, vox, dec, coder, 0, 0, 1);
+          err = code_piece(s, rc, &pp, vox, dec, coder, 0, 0, 1, 1);
         }
         if (err) return err;
         const int run = pp.run;
