@@ -1317,7 +1317,7 @@ static VX6_INLINE int code_piece(State *s, RC *rc, Piece *pp, void *vox, const i
         const uint32_t slot = x & (PROB_TOTAL - 1);
         tok = tb->lut[slot >> (PROB_TOTAL_BITS - LUT_BITS)];
         while (tb->cum[tok + 1] <= slot) tok++;
-        if (tok >= ntok) VX6_FAIL(VX6_ERR_RANGE);
+        /* tok < ntok: the table's cumulative frequencies end at cum[ntok] = 2^15 > slot (tab_freeze) */
         x = tb->freq[tok] * (x >> PROB_TOTAL_BITS) + slot - tb->cum[tok];
         VX6_NORM();
         const int nraw = TOK_RAW[tok]; /* 0 for small tokens: x is then unchanged */
@@ -1349,8 +1349,8 @@ static VX6_INLINE int code_piece(State *s, RC *rc, Piece *pp, void *vox, const i
       const int rc_err = code_mixing(s, rc, dec, base, eqc, rmin, rmax, &r);
       if (rc_err) return rc_err;
     }
-    if (dec) {
-      if (!(plain && coder == VX6_TABLES)) v = palette ? pv[Pr + r] : P + r;
+    if (dec && !(plain && coder == VX6_TABLES)) { /* (plain: the row is written from the plane below) */
+      v = palette ? pv[Pr + r] : P + r;
       put_voxel(vox, b->itemsize, vi, v);
     }
     /* learn from the voxel */
@@ -1402,6 +1402,9 @@ static VX6_INLINE int code_piece(State *s, RC *rc, Piece *pp, void *vox, const i
   }
 #undef VX6_FAIL
 #undef VX6_NORM
+  if (dec && plain && coder == VX6_TABLES) { /* the piece's voxels: their values in the plane (shift 0) */
+    for (int t = 0; t < m; t++) put_voxel(vox, b->itemsize, rowbase + x0 + t, cur[pos0 + t] + centre);
+  }
   pp->run = run;
   return VX6_OK;
 }
