@@ -41,6 +41,13 @@ typedef char vx6_needs_arithmetic_shift[((-3) >> 1) == -2 && ((int64_t)-3 >> 1) 
 #include <emmintrin.h>
 #endif
 
+/* a condition as likely true as false: GCC then selects (cmov) instead of branching */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 9
+#define VX6_COIN(c) __builtin_expect_with_probability((c), 1, 0.5)
+#else
+#define VX6_COIN(c) (c)
+#endif
+
 #define PAD 8
 #define NODES 64
 #define EQ_LEVELS 24
@@ -264,6 +271,17 @@ static inline uint32_t rc_dec_raw(RC *c, int nbits) {
     rc_dec_norm(c);
   }
   return v;
+}
+
+/* a little-endian 16-bit word (one load where the machine is little-endian) */
+static inline uint32_t rd16(const uint8_t *p) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  uint16_t v;
+  memcpy(&v, p, 2);
+  return v;
+#else
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8;
+#endif
 }
 
 /* ---------------------------------------------------------------------------------------------------
@@ -1189,10 +1207,10 @@ static VX6_INLINE int code_piece(State *s, RC *rc, Piece *pp, void *vox, const i
   } while (0)
 #define VX6_NORM() /* without a branch (it would be mispredicted): a word comes in when x < 2^16 */ \
   do {                                                                                              \
-    const uint32_t s_ = x < RANS_L;                                                                 \
-    const uint32_t wd_ = (uint32_t)in[pos] | (uint32_t)in[pos + 1] << 8;                            \
-    x = (x << (s_ << 4)) | (wd_ & (0u - s_));                                                       \
-    pos += 2 * s_;                                                                                  \
+    const uint32_t wd_ = rd16(in + pos);                                                            \
+    const int s_ = VX6_COIN(x < RANS_L);                                                            \
+    x = s_ ? (x << 16) | wd_ : x;                                                                   \
+    pos = s_ ? pos + 2 : pos;                                                                       \
   } while (0)
   Tab *const tabs = s->tabs;
   const int ntok = s->ntok;
@@ -1333,8 +1351,7 @@ static VX6_INLINE int code_piece(State *s, RC *rc, Piece *pp, void *vox, const i
             v = P + r;
             if ((uint64_t)(v - lo) > (uint64_t)(hi - lo)) VX6_FAIL(VX6_ERR_RANGE);
           }
-          const uint32_t a = (u + 1) >> 1; /* |r| (a rank's residual too) */
-          e0 = (int)(a > 255 ? 255 : a);
+          e0 = (int)((u + 1) >> 1); /* |r| (a rank's too), at most 255: shift 0, or at most 256 ranks */
         } else if (r < rmin || r > rmax) {
           VX6_FAIL(VX6_ERR_RANGE);
         }
