@@ -120,3 +120,39 @@ def test_damaged_payloads_are_refused_quickly(sample, pname):
     with pytest.raises(CorruptStreamError, match="ends early"):
         dec(b"\0\0\1\0" + b"\0" * 4, shape=(64, 512, 512))  # a valid first state, then nothing
     assert time.perf_counter() - t0 < 5
+
+
+def test_a_threads_workspace_is_reused_across_blocks_of_any_size(sample):
+    """Each thread lends the engine one workspace, grown as blocks need: blocks coded after larger or smaller
+    ones, on this thread or a fresh one, give the bytes and voxels of the engine's own allocations."""
+    import threading
+
+    from voxcodec.core import _native
+
+    params = PRESETS["default"][0]
+    big, small = np.ascontiguousarray(sample[:8]), np.ascontiguousarray(sample[8:12, :40, :72])
+    raw = params.to_bytes()
+
+    def alone(vol):  # the engine's own allocations (no workspace lent)
+        lo, hi, centre, shift = learn.value_range(vol)
+        kinds, starts, values = learn.slice_headers(vol, lo, hi)
+        return _native.encode(vol, *vol.shape, vol.itemsize, lo, hi, centre, shift, raw, kinds, starts, values,
+                              np.zeros(vol.shape[0], np.int64))
+
+    want = {id(v): alone(v) for v in (big, small)}
+    seen = []
+
+    def run():
+        for vol in (big, small, big):
+            payload, _ = learn.encode_block(vol, params)
+            assert payload == want[id(vol)]
+            lo, hi, centre, shift = learn.value_range(vol)
+            out = learn.decode_block(payload, params, vol.shape, lo, hi, centre, shift, vol.dtype)
+            seen.append(np.array_equal(out, vol))
+
+    run()
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    assert seen == [True] * 6
+    assert _native.workspace(*big.shape, raw, 0) > _native.workspace(*small.shape, raw, 0) > 0

@@ -210,8 +210,8 @@ class Decoder:
                 out[...] = np.frombuffer(body, coded.newbyteorder("<")).reshape(hd.shape)
             elif self.format_version >= 6:
                 params = learn.Params.from_bytes(body[:hd.model_len], i)
-                out = learn.decode_block(body[hd.model_len:], params, hd.shape, hd.lo, hd.hi, hd.centre, hd.shift,
-                                         coded, out=out, block=i)
+                out = learn.decode_block(memoryview(body)[hd.model_len:], params, hd.shape, hd.lo, hd.hi, hd.centre,
+                                         hd.shift, coded, out=out, block=i)  # (the payload in place, not copied)
             else:
                 out = self._legacy.decode_block(hd, body, i, coded, out, self.batch)
         except MemoryError as exc:  # a valid block of up to MAX_BLOCK_VOXELS voxels, on a small machine

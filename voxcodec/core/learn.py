@@ -17,6 +17,7 @@ build decodes the same voxels.  ``docs/format.md`` ("Block coding (version 6)") 
 from __future__ import annotations
 
 import dataclasses
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,6 +127,21 @@ def slice_headers(data: np.ndarray, lo: int, hi: int):
     return kinds, starts, (np.concatenate(values) if values else np.zeros(0, np.int64))
 
 
+_SPARE = threading.local()
+
+
+def _workspace(d: int, h: int, w: int, raw: bytes, payload_len: int = 0) -> np.ndarray | None:
+    """This thread's workspace for the engine, grown as blocks need (one allocation reused from block to
+    block: fresh memory for each block's planes would cost page faults; freed with the thread)."""
+    n = _native.workspace(d, h, w, raw, payload_len)
+    if not n:
+        return None
+    buf = getattr(_SPARE, "buf", None)
+    if buf is None or buf.size < n:
+        buf = _SPARE.buf = np.empty(n, np.uint8)
+    return buf
+
+
 def encode_block(data: np.ndarray, params: Params) -> tuple[bytes, list]:
     """Code a block (depth, H, W) of uint8 or uint16 voxels holding at least two values.  Returns
     ``(payload, slice_bits)``: the bits each slice added to the payload (approximate to a few bytes:
@@ -139,8 +155,10 @@ def encode_block(data: np.ndarray, params: Params) -> tuple[bytes, list]:
     d, h, w = data.shape
     kinds, starts, values = slice_headers(data, lo, hi)
     ends = np.zeros(d, np.int64)
-    out = _native.encode(data, d, h, w, data.itemsize, lo, hi, centre, shift, params.to_bytes(), kinds, starts,
-                         values, ends)
+    raw = params.to_bytes()
+    ws = _workspace(d, h, w, raw)
+    out = _native.encode(data, d, h, w, data.itemsize, lo, hi, centre, shift, raw, kinds, starts, values, ends,
+                         *(() if ws is None else (ws,)))
     if isinstance(out, int):
         if out == 6:
             raise MemoryError("not enough memory to code the block")
@@ -157,7 +175,10 @@ def decode_block(payload: bytes, params: Params, shape, lo: int, hi: int, centre
     if out is None:
         out = np.empty(shape, dtype)
     d, h, w = shape
-    err = _native.decode(payload, out, d, h, w, dtype.itemsize, lo, hi, centre, shift, params.to_bytes())
+    raw = params.to_bytes()
+    ws = _workspace(d, h, w, raw, len(payload))
+    err = _native.decode(payload, out, d, h, w, dtype.itemsize, lo, hi, centre, shift, raw,
+                         *(() if ws is None else (ws,)))
     if err == 6:
         raise MemoryError("not enough memory to decode the block")
     if err:

@@ -10,14 +10,15 @@ static int get_params(Py_buffer *raw, vx6_params *p) {
   return vx6_parse_params((const uint8_t *)raw->buf, p);
 }
 
-/* encode(voxels, d, h, w, itemsize, lo, hi, centre, shift, params, kinds, starts, values, slice_bytes)
- * -> bytes or int; slice_bytes: a writable buffer of d int64 */
+/* encode(voxels, d, h, w, itemsize, lo, hi, centre, shift, params, kinds, starts, values, slice_bytes
+ * [, workspace]) -> bytes or int; slice_bytes: a writable buffer of d int64; workspace: a writable buffer
+ * of workspace(d, h, w, params, 0) bytes, lent to the engine (vx6_encode_ws) */
 static PyObject *py_encode(PyObject *self, PyObject *args) {
-  Py_buffer vox, raw, kinds, starts, values, ends;
+  Py_buffer vox, raw, kinds, starts, values, ends, ws = {0};
   vx6_block b;
   long long lo, hi, centre;
-  if (!PyArg_ParseTuple(args, "y*iiiiLLLiy*y*y*y*w*", &vox, &b.d, &b.h, &b.w, &b.itemsize, &lo, &hi, &centre, &b.shift,
-                        &raw, &kinds, &starts, &values, &ends))
+  if (!PyArg_ParseTuple(args, "y*iiiiLLLiy*y*y*y*w*|w*", &vox, &b.d, &b.h, &b.w, &b.itemsize, &lo, &hi, &centre,
+                        &b.shift, &raw, &kinds, &starts, &values, &ends, &ws))
     return NULL;
   b.lo = lo;
   b.hi = hi;
@@ -40,7 +41,7 @@ static PyObject *py_encode(PyObject *self, PyObject *args) {
   if (!err) {
     vx6_slices sl = {(const uint8_t *)kinds.buf, (const int64_t *)starts.buf, (const int64_t *)values.buf};
     Py_BEGIN_ALLOW_THREADS
-    err = vx6_encode(&b, &p, vox.buf, &sl, &out, &out_len, (int64_t *)ends.buf);
+    err = vx6_encode_ws(&b, &p, vox.buf, &sl, &out, &out_len, (int64_t *)ends.buf, ws.buf, (size_t)ws.len);
     Py_END_ALLOW_THREADS
   }
   if (err)
@@ -54,16 +55,18 @@ static PyObject *py_encode(PyObject *self, PyObject *args) {
   PyBuffer_Release(&starts);
   PyBuffer_Release(&values);
   PyBuffer_Release(&ends);
+  if (ws.obj) PyBuffer_Release(&ws);
   return result;
 }
 
-/* decode(payload, out, d, h, w, itemsize, lo, hi, centre, shift, params) -> int (0: fine) */
+/* decode(payload, out, d, h, w, itemsize, lo, hi, centre, shift, params[, workspace]) -> int (0: fine);
+ * workspace: a writable buffer of workspace(d, h, w, params, len(payload)) bytes (vx6_decode_ws) */
 static PyObject *py_decode(PyObject *self, PyObject *args) {
-  Py_buffer payload, out, raw;
+  Py_buffer payload, out, raw, ws = {0};
   vx6_block b;
   long long lo, hi, centre;
-  if (!PyArg_ParseTuple(args, "y*w*iiiiLLLiy*", &payload, &out, &b.d, &b.h, &b.w, &b.itemsize, &lo, &hi, &centre,
-                        &b.shift, &raw))
+  if (!PyArg_ParseTuple(args, "y*w*iiiiLLLiy*|w*", &payload, &out, &b.d, &b.h, &b.w, &b.itemsize, &lo, &hi, &centre,
+                        &b.shift, &raw, &ws))
     return NULL;
   b.lo = lo;
   b.hi = hi;
@@ -73,13 +76,27 @@ static PyObject *py_decode(PyObject *self, PyObject *args) {
   if (!err && (size_t)out.len != (size_t)b.d * b.h * b.w * (size_t)b.itemsize) err = VX6_ERR_INPUT;
   if (!err) {
     Py_BEGIN_ALLOW_THREADS
-    err = vx6_decode(&b, &p, (const uint8_t *)payload.buf, (size_t)payload.len, out.buf);
+    err = vx6_decode_ws(&b, &p, (const uint8_t *)payload.buf, (size_t)payload.len, out.buf, ws.buf, (size_t)ws.len);
     Py_END_ALLOW_THREADS
   }
   PyBuffer_Release(&payload);
   PyBuffer_Release(&out);
   PyBuffer_Release(&raw);
+  if (ws.obj) PyBuffer_Release(&ws);
   return PyLong_FromLong(err);
+}
+
+/* workspace(d, h, w, params, payload_len) -> the bytes of a block's workspace (vx6_workspace) */
+static PyObject *py_workspace(PyObject *self, PyObject *args) {
+  Py_buffer raw;
+  vx6_block b = {0};
+  Py_ssize_t payload_len;
+  if (!PyArg_ParseTuple(args, "iiiy*n", &b.d, &b.h, &b.w, &raw, &payload_len)) return NULL;
+  vx6_params p;
+  const int err = get_params(&raw, &p);
+  PyBuffer_Release(&raw);
+  if (err || b.h < 1 || b.w < 1 || payload_len < 0) return PyLong_FromLong(0);
+  return PyLong_FromSize_t(vx6_workspace(&b, &p, (size_t)payload_len));
 }
 
 /* check_params(params) -> int (0: valid) */
@@ -96,6 +113,7 @@ static PyMethodDef methods[] = {
     {"encode", py_encode, METH_VARARGS, "Encode one format 6 block: bytes, or an error code."},
     {"decode", py_decode, METH_VARARGS, "Decode one format 6 block into a buffer: 0 or an error code."},
     {"check_params", py_check_params, METH_VARARGS, "0 when 16 parameter bytes are valid, else an error code."},
+    {"workspace", py_workspace, METH_VARARGS, "Bytes of the workspace a block's coding can borrow (0: none)."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", "voxcodec's native engine (format 6).", -1,

@@ -932,6 +932,7 @@ typedef struct {
   int16_t *val;   /* 3 planes: the slice, the one before, the one before that (centred, shifted) */
   uint8_t *err;   /* 2 planes: |residual| (shifted, at most 255) of this slice and the one before */
   int16_t *sres;  /* 2 planes: signed residual (shifted, clamped to +-127); only where read (see has_sres) */
+  void *planes;   /* val, sres and err in one allocation, or NULL when the caller lent its workspace */
   Ols *bands;
   int nbands;
   Ols casc;
@@ -953,9 +954,7 @@ typedef struct {
 } State;
 
 static void state_free(State *s) {
-  free(s->val);
-  free(s->err);
-  free(s->sres);
+  free(s->planes);
   if (s->bands)
     for (int i = 0; i < s->nbands; i++) ols_free(&s->bands[i]);
   free(s->bands);
@@ -971,7 +970,16 @@ static void state_free(State *s) {
   free(s->ctgt);
 }
 
-static int state_init(State *s, const vx6_block *b, const vx6_params *p) {
+/* the bytes of a block's planes: 3 of values and 2 of signed residuals (int16; the residuals are read
+ * by the second stage and the mixing coder's contexts, and only then kept) and 2 of errors (uint8) */
+static size_t planes_bytes(const vx6_block *b, const vx6_params *p) {
+  const size_t plane = (size_t)(b->w + 2 * PAD) * (size_t)(b->h + 2 * PAD);
+  const int has_sres = p->casc || p->coder == VX6_MIXING;
+  return plane * (3 * 2 + (has_sres ? 2 * 2 : 0) + 2);
+}
+
+/* ws: the caller's workspace of at least planes_bytes, or NULL */
+static int state_init(State *s, const vx6_block *b, const vx6_params *p, void *ws) {
   vx6_init();
   memset(s, 0, sizeof(*s));
   s->b = *b;
@@ -980,11 +988,21 @@ static int state_init(State *s, const vx6_block *b, const vx6_params *p) {
   s->Wp = b->w + 2 * PAD;
   s->Hp = b->h + 2 * PAD;
   s->plane = (size_t)s->Wp * s->Hp;
-  s->val = (int16_t *)calloc(3 * s->plane, sizeof(int16_t));
-  s->err = (uint8_t *)calloc(2 * s->plane, 1);
-  /* the signed residuals are read by the second stage and by the mixing coder's contexts */
+  const size_t nplanes = planes_bytes(b, p);
+  uint8_t *pl;
+  if (ws) {
+    pl = (uint8_t *)ws;
+    memset(pl, 0, nplanes);
+  } else {
+    pl = (uint8_t *)calloc(nplanes, 1);
+    s->planes = pl;
+  }
   const int has_sres = p->casc || p->coder == VX6_MIXING;
-  s->sres = has_sres ? (int16_t *)calloc(2 * s->plane, sizeof(int16_t)) : NULL;
+  if (pl) {
+    s->val = (int16_t *)pl;
+    s->sres = has_sres ? (int16_t *)(pl + 6 * s->plane) : NULL;
+    s->err = pl + (has_sres ? 10 : 6) * s->plane;
+  }
   const int64_t span = b->hi - b->lo + 1;
   s->pal.vals = (int64_t *)malloc((size_t)span * sizeof(int64_t));
   s->pal.rank = (int32_t *)malloc((size_t)span * sizeof(int32_t));
@@ -992,7 +1010,7 @@ static int state_init(State *s, const vx6_block *b, const vx6_params *p) {
   const size_t piece = (size_t)b->w + 8; /* a piece lies in a row */
   s->pm = (int32_t *)malloc(3 * piece * sizeof(int32_t));
   s->ctgt = (int16_t *)malloc((size_t)(s->interval + 8) * sizeof(int16_t));
-  if (!s->val || !s->err || (has_sres && !s->sres) || !s->pal.vals || !s->pal.rank || !s->pal.nearest || !s->pm || !s->ctgt)
+  if (!pl || !s->pal.vals || !s->pal.rank || !s->pal.nearest || !s->pm || !s->ctgt)
     return VX6_ERR_MEMORY;
   s->pc = s->pm + piece;
   s->pe = s->pc + piece;
@@ -1597,15 +1615,24 @@ static int slices_ok(const vx6_block *b, const vx6_slices *sl) {
   return 1;
 }
 
+size_t vx6_workspace(const vx6_block *b, const vx6_params *p, size_t payload_len) {
+  return planes_bytes(b, p) + payload_len + 4 * (size_t)b->w + 64;
+}
+
 int vx6_encode(const vx6_block *b, const vx6_params *p, const void *voxels, const vx6_slices *sl, uint8_t **out,
                size_t *out_len, int64_t *slice_bytes) {
+  return vx6_encode_ws(b, p, voxels, sl, out, out_len, slice_bytes, NULL, 0);
+}
+
+int vx6_encode_ws(const vx6_block *b, const vx6_params *p, const void *voxels, const vx6_slices *sl, uint8_t **out,
+                  size_t *out_len, int64_t *slice_bytes, void *ws, size_t ws_len) {
   State s;
   RC rc;
   *out = NULL;
   *out_len = 0;
   if (!block_ok(b) || !slices_ok(b, sl)) return VX6_ERR_INPUT;
   rc_enc_init(&rc);
-  int err = state_init(&s, b, p);
+  int err = state_init(&s, b, p, ws && ws_len >= planes_bytes(b, p) ? ws : NULL);
   if (!err)
     err = p->coder == VX6_TABLES ? code_block_enc_tables(&s, &rc, (void *)voxels, sl, slice_bytes)
                                  : code_block_enc_mixing(&s, &rc, (void *)voxels, sl, slice_bytes);
@@ -1622,22 +1649,28 @@ int vx6_encode(const vx6_block *b, const vx6_params *p, const void *voxels, cons
 }
 
 int vx6_decode(const vx6_block *b, const vx6_params *p, const uint8_t *payload, size_t len, void *voxels) {
+  return vx6_decode_ws(b, p, payload, len, voxels, NULL, 0);
+}
+
+int vx6_decode_ws(const vx6_block *b, const vx6_params *p, const uint8_t *payload, size_t len, void *voxels, void *ws,
+                  size_t ws_len) {
   State s;
   RC rc;
   if (!block_ok(b)) return VX6_ERR_INPUT;
   /* the token coder reads its words without a bound check: the payload is copied with zeros after it,
    * more than a row can read (4 bytes a voxel) past the point where a row starts (at most 8 bytes past
    * the end, or decoding stops early); the checked readers still see the payload's length */
-  const size_t pad = 4 * (size_t)b->w + 64;
-  uint8_t *padded = (uint8_t *)malloc(len + pad);
+  const size_t pad = 4 * (size_t)b->w + 64, nplanes = planes_bytes(b, p);
+  const int lent = ws && ws_len >= vx6_workspace(b, p, len);
+  uint8_t *padded = lent ? (uint8_t *)ws + nplanes : (uint8_t *)malloc(len + pad);
   if (!padded) return VX6_ERR_MEMORY;
   if (len) memcpy(padded, payload, len);
   memset(padded + len, 0, pad);
   rc_dec_init(&rc, padded, len);
-  int err = state_init(&s, b, p);
+  int err = state_init(&s, b, p, lent ? ws : NULL);
   if (!err) err = p->coder == VX6_TABLES ? code_block_dec_tables(&s, &rc, voxels) : code_block_dec_mixing(&s, &rc, voxels);
   state_free(&s);
-  free(padded);
+  if (!lent) free(padded);
   if (!err) {
     if (rc.pos > rc.n) err = VX6_ERR_EARLY;
     else if (rc.pos != rc.n) err = VX6_ERR_TAIL;

@@ -89,4 +89,15 @@ int vx6_encode(const vx6_block *b, const vx6_params *p, const void *voxels, cons
  * are then meaningless). */
 int vx6_decode(const vx6_block *b, const vx6_params *p, const uint8_t *payload, size_t len, void *voxels);
 
+/* The same, with a workspace the caller lends: the block's planes (and, decoding, a padded copy of the
+ * payload) then live there instead of in memory allocated and freed for each block, which a caller
+ * coding many blocks on one thread reuses (fresh memory costs page faults).  vx6_workspace gives its
+ * size in bytes (payload_len: the payload's, decoding; 0 encoding); a smaller or NULL workspace is not
+ * used.  The bytes are the same either way. */
+size_t vx6_workspace(const vx6_block *b, const vx6_params *p, size_t payload_len);
+int vx6_encode_ws(const vx6_block *b, const vx6_params *p, const void *voxels, const vx6_slices *s, uint8_t **out,
+                  size_t *out_len, int64_t *slice_bytes, void *ws, size_t ws_len);
+int vx6_decode_ws(const vx6_block *b, const vx6_params *p, const uint8_t *payload, size_t len, void *voxels, void *ws,
+                  size_t ws_len);
+
 #endif
