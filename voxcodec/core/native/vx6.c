@@ -197,8 +197,6 @@ static void rc_enc_chunk(RC *c, int more) {
   c->nsym = 0;
 }
 
-static inline void rc_enc_sym(RC *c, uint32_t cum, uint32_t freq) { rc_push(c, cum, freq, PROB_TOTAL_BITS); }
-
 /* p1: probability of a 1 in 1..4095 (of 4096) */
 static inline void rc_enc_bit(RC *c, int p1, int bit) {
   if (bit)
