@@ -968,12 +968,14 @@ static void state_free(State *s) {
   free(s->ctgt);
 }
 
-/* the bytes of a block's planes: 3 of values and 2 of signed residuals (int16; the residuals are read
- * by the second stage and the mixing coder's contexts, and only then kept) and 2 of errors (uint8) */
+/* the signed residuals are read by the second stage and by the mixing coder's contexts, and only then kept */
+static int has_sres(const vx6_params *p) { return p->casc || p->coder == VX6_MIXING; }
+
+/* the bytes of a block's planes: 3 of values and 2 of signed residuals (int16; see has_sres) and 2 of
+ * errors (uint8) */
 static size_t planes_bytes(const vx6_block *b, const vx6_params *p) {
   const size_t plane = (size_t)(b->w + 2 * PAD) * (size_t)(b->h + 2 * PAD);
-  const int has_sres = p->casc || p->coder == VX6_MIXING;
-  return plane * (3 * 2 + (has_sres ? 2 * 2 : 0) + 2);
+  return plane * (3 * 2 + (has_sres(p) ? 2 * 2 : 0) + 2);
 }
 
 /* ws: the caller's workspace of at least planes_bytes, or NULL */
@@ -995,11 +997,10 @@ static int state_init(State *s, const vx6_block *b, const vx6_params *p, void *w
     pl = (uint8_t *)calloc(nplanes, 1);
     s->planes = pl;
   }
-  const int has_sres = p->casc || p->coder == VX6_MIXING;
   if (pl) {
     s->val = (int16_t *)pl;
-    s->sres = has_sres ? (int16_t *)(pl + 6 * s->plane) : NULL;
-    s->err = pl + (has_sres ? 10 : 6) * s->plane;
+    s->sres = has_sres(p) ? (int16_t *)(pl + 6 * s->plane) : NULL;
+    s->err = pl + (has_sres(p) ? 10 : 6) * s->plane;
   }
   const int64_t span = b->hi - b->lo + 1;
   s->pal.vals = (int64_t *)malloc((size_t)span * sizeof(int64_t));
@@ -1180,7 +1181,7 @@ static VX6_INLINE int code_piece(State *s, RC *rc, Piece *pp, void *vox, const i
   const int64_t *const pv = s->pal.vals;
   const int32_t *const nearest = s->pal.nearest, *const rankof = s->pal.rank;
   const int32_t cW = casc >= 1 ? s->casc.wq[0] : 0, cWW = casc >= 5 ? s->casc.wq[4] : 0;
-  const int sres = casc || coder == VX6_MIXING; /* the signed residuals are read (else not written) */
+  const int sres = casc || coder == VX6_MIXING; /* has_sres, with cs's constant (else not written) */
   /* the weights of the regressors on the current row: wr[k] for the voxel k + 1 to the left */
   int32_t wr[6] = {0, 0, 0, 0, 0, 0};
   for (int r = 0; r < n_rec; r++) wr[-s->rec_dx[r] - 1] = o->wq[s->rec_idx[r]];
@@ -1243,7 +1244,7 @@ static VX6_INLINE int code_piece(State *s, RC *rc, Piece *pp, void *vox, const i
      * and teaches the filters nothing (black margins and constant regions cost almost nothing).
      * edge: otherwise, beside the block's lowest value (the margins of a registered stack): predicted as that
      * value, in a context per pattern of which of W, NW, N, NE hold it */
-    if (plain) { /* the same tests on the values in the planes (v - centre) */
+    if (plain || (y > 0 && !shift)) { /* whole values: the tests on the planes (v - centre) */
       const int32_t cN = cur[idx - Wp], cNW = xx > 0 ? cur[idx - Wp - 1] : 0,
                     cNE = xx + 1 < w ? cur[idx - Wp + 1] : cN;
       if (xx > 0) {
@@ -1257,18 +1258,10 @@ static VX6_INLINE int code_piece(State *s, RC *rc, Piece *pp, void *vox, const i
         flat = cN == cNE;
         P = cN + centre;
       }
-    } else if (y > 0) {
-      /* the row above: from the planes when they hold whole values (shift 0), else the voxels */
-      int64_t vN, vNW = 0, vNE;
-      if (!shift) {
-        vN = cur[idx - Wp] + centre;
-        if (xx > 0) vNW = cur[idx - Wp - 1] + centre;
-        vNE = xx + 1 < w ? cur[idx - Wp + 1] + centre : vN;
-      } else {
-        vN = get_voxel(vox, b->itemsize, vi - w);
-        if (xx > 0) vNW = get_voxel(vox, b->itemsize, vi - w - 1);
-        vNE = xx + 1 < w ? get_voxel(vox, b->itemsize, vi - w + 1) : vN;
-      }
+    } else if (y > 0) { /* shifted values: the tests on the voxels themselves (the row above decoded) */
+      const int64_t vN = get_voxel(vox, b->itemsize, vi - w),
+                    vNW = xx > 0 ? get_voxel(vox, b->itemsize, vi - w - 1) : 0,
+                    vNE = xx + 1 < w ? get_voxel(vox, b->itemsize, vi - w + 1) : vN;
       if (xx > 0) {
         flat = v1 == vN && v1 == vNW && v1 == vNE;
         P = v1;
