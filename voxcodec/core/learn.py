@@ -130,12 +130,11 @@ def slice_headers(data: np.ndarray, lo: int, hi: int):
 _SPARE = threading.local()
 
 
-def _workspace(d: int, h: int, w: int, raw: bytes, payload_len: int = 0) -> np.ndarray | None:
+def _workspace(d: int, h: int, w: int, raw: bytes, payload_len: int = 0) -> np.ndarray:
     """This thread's workspace for the engine, grown as blocks need (one allocation reused from block to
-    block: fresh memory for each block's planes would cost page faults; freed with the thread)."""
+    block: fresh memory for each block's planes would cost page faults; freed with the thread).  The
+    engine does not use one smaller than it needs (parameters it refuses need none)."""
     n = _native.workspace(d, h, w, raw, payload_len)
-    if not n:
-        return None
     buf = getattr(_SPARE, "buf", None)
     if buf is None or buf.size < n:
         buf = _SPARE.buf = np.empty(n, np.uint8)
@@ -156,9 +155,8 @@ def encode_block(data: np.ndarray, params: Params) -> tuple[bytes, list]:
     kinds, starts, values = slice_headers(data, lo, hi)
     ends = np.zeros(d, np.int64)
     raw = params.to_bytes()
-    ws = _workspace(d, h, w, raw)
     out = _native.encode(data, d, h, w, data.itemsize, lo, hi, centre, shift, raw, kinds, starts, values, ends,
-                         *(() if ws is None else (ws,)))
+                         _workspace(d, h, w, raw))
     if isinstance(out, int):
         if out == 6:
             raise MemoryError("not enough memory to code the block")
@@ -176,9 +174,8 @@ def decode_block(payload: bytes, params: Params, shape, lo: int, hi: int, centre
         out = np.empty(shape, dtype)
     d, h, w = shape
     raw = params.to_bytes()
-    ws = _workspace(d, h, w, raw, len(payload))
     err = _native.decode(payload, out, d, h, w, dtype.itemsize, lo, hi, centre, shift, raw,
-                         *(() if ws is None else (ws,)))
+                         _workspace(d, h, w, raw, len(payload)))
     if err == 6:
         raise MemoryError("not enough memory to decode the block")
     if err:
